@@ -1,0 +1,446 @@
+"""The primitive ops, each with its gradient rule next to it.
+
+`forward` computes on ndarrays.  `backward` receives the output's gradient as
+a Tensor and returns one gradient per input (None where an input needs none),
+written with Tensor operations: that is what lets a gradient be differentiated
+again (create_graph=True).  Broadcasting is undone by the engine, which sums
+each returned gradient down to its input's shape, so binary ops here simply
+return the broadcast gradient.
+
+Masks and weights that depend only on which branch was taken (relu, max,
+abs, ...) are constants: their derivative is zero almost everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .tensor import Function, Tensor
+
+
+def const(arr) -> Tensor:
+    return Tensor._const(np.asarray(arr))
+
+
+# ---------------------------------------------------------------------------
+# elementwise, binary (inputs broadcast like NumPy)
+# ---------------------------------------------------------------------------
+
+
+class Add(Function):
+    def forward(self, x, y):
+        return x + y
+
+    def backward(self, g):
+        return g, g
+
+
+class Sub(Function):
+    def forward(self, x, y):
+        return x - y
+
+    def backward(self, g):
+        return g, (-g if self.parents[1]._rg else None)
+
+
+class Mul(Function):
+    def forward(self, x, y):
+        return x * y
+
+    def backward(self, g):
+        x, y = self.parents
+        return (g * y if x._rg else None), (g * x if y._rg else None)
+
+
+class Div(Function):
+    def forward(self, x, y):
+        return x / y
+
+    def backward(self, g):
+        x, y = self.parents
+        gx = g / y if x._rg else None
+        gy = -(g * x) / (y * y) if y._rg else None
+        return gx, gy
+
+
+class Pow(Function):
+    def forward(self, x, y):
+        return np.power(x, y)
+
+    def backward(self, g):
+        x, y = self.parents
+        gx = g * y * x ** (y - 1) if x._rg else None
+        gy = g * x ** y * x.log() if y._rg else None
+        return gx, gy
+
+
+class Maximum(Function):
+    """Ties split the gradient equally, as in PyTorch."""
+
+    def forward(self, x, y):
+        return np.maximum(x, y)
+
+    def backward(self, g):
+        x, y = (p.data for p in self.parents)
+        wx = (x > y) + 0.5 * (x == y)
+        return g * const(wx.astype(g.dtype)), g * const((1 - wx).astype(g.dtype))
+
+
+class Minimum(Function):
+    def forward(self, x, y):
+        return np.minimum(x, y)
+
+    def backward(self, g):
+        x, y = (p.data for p in self.parents)
+        wx = (x < y) + 0.5 * (x == y)
+        return g * const(wx.astype(g.dtype)), g * const((1 - wx).astype(g.dtype))
+
+
+class Where(Function):
+    def forward(self, a, b, cond):
+        self.cond = cond
+        return np.where(cond, a, b)
+
+    def backward(self, g):
+        zero = const(np.zeros((), g.dtype))
+        a, b = self.parents
+        ga = Where.apply(g, zero, cond=self.cond) if a._rg else None
+        gb = Where.apply(zero, g, cond=self.cond) if b._rg else None
+        return ga, gb
+
+
+# ---------------------------------------------------------------------------
+# elementwise, unary
+# ---------------------------------------------------------------------------
+
+
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, g):
+        return (-g,)
+
+
+class Exp(Function):
+    saves_output = True
+
+    def forward(self, x):
+        return np.exp(x)
+
+    def backward(self, g):
+        return (g * self.output(),)
+
+
+class Log(Function):
+    def forward(self, x):
+        return np.log(x)
+
+    def backward(self, g):
+        return (g / self.parents[0],)
+
+
+class Sqrt(Function):
+    saves_output = True
+
+    def forward(self, x):
+        return np.sqrt(x)
+
+    def backward(self, g):
+        return (g / (self.output() * 2),)
+
+
+class Abs(Function):
+    def forward(self, x):
+        return np.abs(x)
+
+    def backward(self, g):  # abs'(0) = 0
+        return (g * const(np.sign(self.parents[0].data)),)
+
+
+class Relu(Function):
+    def forward(self, x):
+        return np.maximum(x, 0)
+
+    def backward(self, g):  # relu'(0) = 0
+        return (g * const((self.parents[0].data > 0).astype(g.dtype)),)
+
+
+class LeakyRelu(Function):
+    def forward(self, x, slope):
+        self.slope = slope
+        return np.where(x > 0, x, x * x.dtype.type(slope))
+
+    def backward(self, g):  # the slope at 0, as PyTorch
+        x = self.parents[0].data
+        return (g * const(np.where(x > 0, 1, self.slope).astype(g.dtype)),)
+
+
+class Sigmoid(Function):
+    saves_output = True
+
+    def forward(self, x):
+        # the tanh form never overflows, unlike 1 / (1 + exp(-x))
+        half = x.dtype.type(0.5)
+        return half + half * np.tanh(x * half)
+
+    def backward(self, g):
+        s = self.output()
+        return (g * (s * (1 - s)),)
+
+
+class Tanh(Function):
+    saves_output = True
+
+    def forward(self, x):
+        return np.tanh(x)
+
+    def backward(self, g):
+        t = self.output()
+        return (g * (1 - t * t),)
+
+
+class Clip(Function):
+    def forward(self, x, lo, hi):
+        self.lo, self.hi = lo, hi
+        return np.clip(x, lo, hi).astype(x.dtype, copy=False)
+
+    def backward(self, g):  # gradient passes where lo <= x <= hi, as PyTorch's clamp
+        x = self.parents[0].data
+        inside = np.ones(x.shape, bool)
+        if self.lo is not None:
+            inside &= x >= self.lo
+        if self.hi is not None:
+            inside &= x <= self.hi
+        return (g * const(inside.astype(g.dtype)),)
+
+
+class Cast(Function):
+    def forward(self, x, dtype):
+        return x.astype(dtype)
+
+    def backward(self, g):
+        return (g.cast(self.parents[0].dtype),)
+
+
+# ---------------------------------------------------------------------------
+# reductions
+# ---------------------------------------------------------------------------
+
+
+def _keep_shape(shape, axis):
+    """`shape` with the reduced axes kept as size 1."""
+    if axis is None:
+        return (1,) * len(shape)
+    return tuple(1 if i in axis else s for i, s in enumerate(shape))
+
+
+class Sum(Function):
+    def forward(self, x, axis, keepdim):
+        self.axis = axis
+        return np.sum(x, axis=axis, keepdims=keepdim)
+
+    def backward(self, g):
+        shape = self.parents[0].shape
+        return (g.reshape(_keep_shape(shape, self.axis)).expand(shape),)
+
+
+class Max(Function):
+    """Gradient split equally among tied maxima (PyTorch's rule for max/min/amax)."""
+
+    reduce = staticmethod(np.max)
+
+    def forward(self, x, axis, keepdim):
+        self.axis = axis
+        self.extremum = self.reduce(x, axis=axis, keepdims=True)
+        return self.extremum if keepdim else self.extremum.reshape(np.sum(self.extremum, axis=axis).shape)
+
+    def backward(self, g):
+        x = self.parents[0].data
+        hit = x == self.extremum
+        count = np.sum(hit, axis=self.axis, keepdims=True)
+        weight = hit / count if count.max() > 1 else hit
+        return (g.reshape(self.extremum.shape) * const(weight.astype(g.dtype)),)
+
+
+class Min(Max):
+    reduce = staticmethod(np.min)
+
+
+class LogSoftmax(Function):
+    saves_output = True
+
+    def forward(self, x, axis):
+        self.axis = axis
+        shifted = x - np.max(x, axis=axis, keepdims=True)
+        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+    def backward(self, g):
+        softmax = self.output().exp()
+        return (g - softmax * g.sum(self.axis, keepdim=True),)
+
+
+# ---------------------------------------------------------------------------
+# shape and movement
+# ---------------------------------------------------------------------------
+
+
+class Reshape(Function):
+    def forward(self, x, shape):
+        return x.reshape(shape)
+
+    def backward(self, g):
+        return (g.reshape(self.parents[0].shape),)
+
+
+class Permute(Function):
+    def forward(self, x, order):
+        self.order = order
+        return x.transpose(order)
+
+    def backward(self, g):
+        return (g.permute(tuple(np.argsort(self.order))),)
+
+
+class Expand(Function):
+    def forward(self, x, shape):
+        return np.broadcast_to(x, shape)
+
+    def backward(self, g):
+        return (g.sum_to(self.parents[0].shape),)
+
+
+class SumTo(Function):
+    """Sum the broadcast axes of x away to reach `shape` (the adjoint of Expand)."""
+
+    def forward(self, x, shape):
+        lead = x.ndim - len(shape)
+        if lead < 0:
+            raise ValueError(f"can't sum shape {x.shape} down to {shape}")
+        axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and x.shape[lead + i] != 1)
+        return np.sum(x, axis=axes, keepdims=True).reshape(shape) if axes else x.reshape(shape)
+
+    def backward(self, g):
+        return (g.expand(self.parents[0].shape),)
+
+
+class Pad(Function):
+    def forward(self, x, pad_width, value):
+        self.inner = tuple(slice(b, b + s) for (b, _), s in zip(pad_width, x.shape))
+        shape = tuple(b + s + a for (b, a), s in zip(pad_width, x.shape))
+        out = np.full(shape, value, x.dtype) if value else np.zeros(shape, x.dtype)
+        out[self.inner] = x
+        return out
+
+    def backward(self, g):
+        return (g[self.inner],)
+
+
+def _is_basic(index) -> bool:
+    """Basic indexing (ints, slices, None, ...) never selects an element twice."""
+    items = index if isinstance(index, tuple) else (index,)
+    return all(i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice)) for i in items)
+
+
+class GetItem(Function):
+    def forward(self, x, index):
+        self.index = index
+        return x[index]
+
+    def backward(self, g):
+        return (IndexAdd.apply(g, shape=self.parents[0].shape, index=self.index),)
+
+
+class IndexAdd(Function):
+    """zeros(shape) with g added at `index` (repeated indices accumulate); adjoint of GetItem."""
+
+    def forward(self, g, shape, index):
+        self.index = index
+        out = np.zeros(shape, g.dtype)
+        if _is_basic(index) or (not isinstance(index, tuple) and np.asarray(index).dtype == bool):
+            out[index] = g
+        else:
+            np.add.at(out, index, g)
+        return out
+
+    def backward(self, gg):
+        return (GetItem.apply(gg, index=self.index),)
+
+
+class Cat(Function):
+    def forward(self, *xs, axis):
+        self.axis = axis
+        return np.concatenate(xs, axis=axis)
+
+    def backward(self, g):
+        axis = self.axis % g.ndim
+        grads, start = [], 0
+        for p in self.parents:
+            n = p.shape[axis]
+            grads.append(g[(slice(None),) * axis + (slice(start, start + n),)] if p._rg else None)
+            start += n
+        return tuple(grads)
+
+
+# ---------------------------------------------------------------------------
+# linear algebra and convolution windows
+# ---------------------------------------------------------------------------
+
+
+class Matmul(Function):
+    """Batched matrix product of operands with ndim >= 2 (1-D cases are reshaped by Tensor.matmul)."""
+
+    def forward(self, x, y):
+        return np.matmul(x, y)
+
+    def backward(self, g):
+        x, y = self.parents
+        gx = g @ y.transpose(-1, -2) if x._rg else None
+        gy = x.transpose(-1, -2) @ g if y._rg else None
+        return gx, gy
+
+
+class Unfold(Function):
+    """im2col: (N, C, H, W) -> (N, OH, OW, C, kh, kw), every kh x kw window at the given stride."""
+
+    def forward(self, x, kernel, stride):
+        self.kernel, self.stride = kernel, stride
+        win = np.lib.stride_tricks.sliding_window_view(x, kernel, axis=(2, 3))
+        win = win[:, :, ::stride[0], ::stride[1]]  # (N, C, OH, OW, kh, kw), a view
+        return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5))
+
+    def backward(self, g):
+        return (Fold.apply(g, shape=self.parents[0].shape, kernel=self.kernel, stride=self.stride),)
+
+
+def _overlap_add(a, stride, length):
+    """Sum windows back onto a line: out[o * stride + k] += a[..., k, o], for the last two axes.
+
+    Vectorised "skew" trick: space the window starts `stride` apart, pad each
+    row by its length, flatten and re-read with one element less per row; row k
+    is then shifted right by k, and summing the rows adds the overlaps.
+    """
+    *lead, k, o = a.shape
+    span = (o - 1) * stride + 1
+    spaced = np.zeros((*lead, k, span + k), a.dtype)
+    spaced[..., :span:stride] = a
+    flat = spaced.reshape(*lead, k * (span + k))[..., : k * (span + k - 1)]
+    out = flat.reshape(*lead, k, span + k - 1).sum(axis=-2)  # length (o - 1) * stride + k
+    if out.shape[-1] < length:  # rows/cols the windows never reached
+        out = np.concatenate([out, np.zeros((*lead, length - out.shape[-1]), a.dtype)], axis=-1)
+    return out
+
+
+class Fold(Function):
+    """col2im: the adjoint of Unfold; overlapping windows add up."""
+
+    def forward(self, cols, shape, kernel, stride):
+        self.kernel, self.stride = kernel, stride
+        _, _, h, w = shape
+        a = cols.transpose(0, 3, 4, 1, 5, 2)  # (N, C, kh, OH, kw, OW)
+        a = _overlap_add(a, stride[1], w)  # (N, C, kh, OH, W)
+        a = _overlap_add(a.transpose(0, 1, 4, 2, 3), stride[0], h)  # (N, C, W, H)
+        return np.ascontiguousarray(a.transpose(0, 1, 3, 2))
+
+    def backward(self, gg):
+        return (Unfold.apply(gg, kernel=self.kernel, stride=self.stride),)

@@ -1,0 +1,1001 @@
+"""The core: a Tensor wraps a NumPy array and records the op that made it.
+
+Every op is a small `Function` (see ops.py): `forward` works on ndarrays,
+`backward` works on Tensors, so the gradient computation can itself be recorded
+(create_graph=True) and differentiated again.  `backward()` is a topological
+sort of the recorded DAG plus one loop over it in reverse.
+
+This module knows nothing of layers, data or pictures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import weakref
+
+import numpy as np
+
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+int64 = np.dtype(np.int64)
+bool_ = np.dtype(np.bool_)
+
+# ---------------------------------------------------------------------------
+# global state: grad mode and the random generator
+# ---------------------------------------------------------------------------
+
+_grad_enabled = True
+_rng = np.random.default_rng()
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generator behind randn/rand/uniform/dropout and nn initializers."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+def rng() -> np.random.Generator:
+    """The generator used by the library (reseeded by manual_seed)."""
+    return _rng
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+@contextlib.contextmanager
+def set_grad_enabled(mode: bool):
+    global _grad_enabled
+    prev, _grad_enabled = _grad_enabled, bool(mode)
+    try:
+        yield
+    finally:
+        _grad_enabled = prev
+
+
+def no_grad():
+    """Context manager: ops inside record nothing (inference, optimizer updates)."""
+    return set_grad_enabled(False)
+
+
+def enable_grad():
+    return set_grad_enabled(True)
+
+
+# ---------------------------------------------------------------------------
+# Function: the base of every primitive op
+# ---------------------------------------------------------------------------
+
+
+class Function:
+    """One node of the graph.
+
+    Subclasses implement `forward(*arrays, **params) -> ndarray` and
+    `backward(grad: Tensor) -> tuple[Tensor | None, ...]` (one entry per
+    input).  `self.parents` holds the input Tensors; ops whose gradient is
+    cheapest in terms of their result set `saves_output` and read
+    `self.output()`.
+    """
+
+    saves_output = False
+    parents: tuple | None = ()
+
+    def forward(self, *arrays, **params):
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+    def output(self) -> Tensor:
+        # a weak reference: out -> ctx -> out would be a cycle.  While a
+        # backward pass runs, every node of the graph is alive.
+        return self._out()
+
+    @classmethod
+    def apply(cls, *inputs: Tensor, **params) -> Tensor:
+        ctx = cls()
+        try:
+            data = ctx.forward(*[t.data for t in inputs], **params)
+        except (ValueError, IndexError) as e:
+            raise _op_error(cls, inputs, e) from None
+        out = Tensor.__new__(Tensor)
+        out.data = data if type(data) is np.ndarray else np.asarray(data)
+        out._grad = None
+        out._retain = False
+        if _grad_enabled and any(t._rg for t in inputs):
+            ctx.parents = inputs
+            if cls.saves_output:
+                ctx._out = weakref.ref(out)
+            out._ctx = ctx
+            out._rg = True
+        else:
+            out._ctx = None
+            out._rg = False
+        return out
+
+    def release(self) -> None:
+        """Drop everything saved for backward (called after a backward pass)."""
+        self.__dict__.clear()
+        self.parents = None
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+def _op_error(cls, inputs, e):
+    shapes = " and ".join(str(tuple(t.shape)) for t in inputs)
+    kind = IndexError if isinstance(e, IndexError) and not isinstance(e, ValueError) else ValueError
+    return kind(f"{cls.__name__.lower()}: {e} (input shape{'s' if len(inputs) > 1 else ''} {shapes})")
+
+
+# ---------------------------------------------------------------------------
+# dtype helpers
+# ---------------------------------------------------------------------------
+
+
+def _as_array(data, dtype=None) -> np.ndarray:
+    """Convert user data to an ndarray with the library's dtype rules."""
+    if isinstance(data, Tensor):
+        arr = data.data
+    elif isinstance(data, np.ndarray):
+        arr = data  # shares memory, like torch.from_numpy; float64 stays float64
+    elif isinstance(data, np.generic):
+        arr = np.asarray(data)
+    else:
+        arr = np.asarray(data)
+        if arr.dtype == float64:  # Python floats default to float32
+            arr = arr.astype(float32)
+        elif arr.dtype.kind not in "biuf":
+            raise TypeError(f"Tensor: can't make a tensor from {type(data).__name__} "
+                            f"(numpy dtype {arr.dtype}); expected numbers")
+    if dtype is not None:
+        arr = _cast_checked(arr, np.dtype(dtype))
+    return arr
+
+
+def _cast_checked(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if arr.dtype == dtype:
+        return arr
+    if arr.dtype.kind == "f" and dtype.kind in "biu" and arr.size and not np.all(np.isfinite(arr)
+                                                                                 & (arr == np.trunc(arr))):
+        bad = arr[~(np.isfinite(arr) & (arr == np.trunc(arr)))].ravel()[0]
+        raise TypeError(f"Tensor: casting {arr.dtype} data to {dtype} would silently truncate "
+                        f"(found {bad!r}); round the values first or keep a float dtype")
+    return arr.astype(dtype)
+
+
+def _is_float(dt: np.dtype) -> bool:
+    return dt.kind == "f"
+
+
+def _shape_arg(shape) -> tuple:
+    """Accept f(2, 3), f((2, 3)) and f([2, 3])."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    return tuple(int(s) for s in shape)
+
+
+def _norm_axes(axis, ndim: int):
+    """None -> None; int or tuple -> a sorted tuple of non-negative axes."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for a in axes:
+        if not -ndim <= a < max(ndim, 1):
+            raise IndexError(f"axis {a} is out of range for a tensor with {ndim} dimension(s)")
+        out.append(int(a) % max(ndim, 1))
+    return tuple(sorted(set(out)))
+
+
+# ---------------------------------------------------------------------------
+# Tensor
+# ---------------------------------------------------------------------------
+
+
+class Tensor:
+    """An n-dimensional array that remembers how it was computed."""
+
+    __slots__ = ("data", "_grad", "_rg", "_ctx", "_retain", "__weakref__")
+    __array_ufunc__ = None  # make `ndarray * Tensor` call Tensor.__rmul__
+    __hash__ = object.__hash__  # == is elementwise, identity stays hashable
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None):
+        self.data = _as_array(data, dtype)
+        self._grad = None
+        self._ctx = None
+        self._retain = False
+        self._rg = False
+        if requires_grad:
+            self.requires_grad = True
+
+    @staticmethod
+    def _const(arr: np.ndarray) -> Tensor:
+        """Wrap an ndarray that is already in its final dtype (no checks)."""
+        t = Tensor.__new__(Tensor)
+        t.data = arr if type(arr) is np.ndarray else np.asarray(arr)
+        t._grad = None
+        t._ctx = None
+        t._retain = False
+        t._rg = False
+        return t
+
+    # -- attributes ----------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._rg
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        if flag and not _is_float(self.data.dtype):
+            raise TypeError(f"only floating-point tensors can require grad; this one is {self.data.dtype} "
+                            f"(use dtype=float32 or cast with .float())")
+        if not flag and self._ctx is not None:
+            raise RuntimeError("requires_grad can only be switched off on a leaf tensor; use .detach()")
+        self._rg = bool(flag)
+
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        self.requires_grad = flag
+        return self
+
+    @property
+    def grad(self) -> Tensor | None:
+        return self._grad
+
+    @grad.setter
+    def grad(self, value) -> None:
+        if value is not None:
+            value = value if isinstance(value, Tensor) else Tensor(value, dtype=self.data.dtype)
+            if value.shape != self.shape:
+                raise ValueError(f"grad: assigned gradient has shape {value.shape}, "
+                                 f"tensor has shape {self.shape}")
+        self._grad = value
+
+    @property
+    def grad_fn(self) -> Function | None:
+        return self._ctx
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: only one-element tensors can be converted to a Python scalar, "
+                             f"this one has shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph."""
+        return Tensor._const(self.data)
+
+    def retain_grad(self) -> Tensor:
+        """Keep .grad on this non-leaf tensor after backward."""
+        if not self._rg:
+            raise RuntimeError("retain_grad: this tensor does not require grad")
+        self._retain = True
+        return self
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", precision=4, threshold=20, edgeitems=2,
+                               prefix="Tensor(")
+        extra = ""
+        if self.data.dtype != float32:
+            extra += f", dtype={self.data.dtype}"
+        if self._ctx is not None:
+            extra += f", grad_fn={self._ctx.name}"
+        elif self._rg:
+            extra += ", requires_grad=True"
+        return f"Tensor({body}{extra})"
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    # -- factories -------------------------------------------------------------
+    @classmethod
+    def zeros(cls, *shape, requires_grad=False, dtype=None) -> Tensor:
+        return cls(np.zeros(_shape_arg(shape), dtype or float32), requires_grad)
+
+    @classmethod
+    def ones(cls, *shape, requires_grad=False, dtype=None) -> Tensor:
+        return cls(np.ones(_shape_arg(shape), dtype or float32), requires_grad)
+
+    @classmethod
+    def full(cls, shape, fill_value, requires_grad=False, dtype=None) -> Tensor:
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        if dtype is None:
+            dtype = float32 if isinstance(fill_value, float) else np.asarray(fill_value).dtype
+        return cls(np.full(shape, fill_value, dtype), requires_grad)
+
+    @classmethod
+    def zeros_like(cls, t, requires_grad=False, dtype=None) -> Tensor:
+        return cls(np.zeros(np.shape(t), dtype or _dtype_of(t)), requires_grad)
+
+    @classmethod
+    def ones_like(cls, t, requires_grad=False, dtype=None) -> Tensor:
+        return cls(np.ones(np.shape(t), dtype or _dtype_of(t)), requires_grad)
+
+    @classmethod
+    def randn(cls, *shape, requires_grad=False, dtype=None) -> Tensor:
+        """Standard normal samples (seed with tinygrad_mnist.manual_seed)."""
+        dtype = np.dtype(dtype or float32)
+        return cls(_rng.standard_normal(_shape_arg(shape), dtype=dtype), requires_grad)
+
+    @classmethod
+    def uniform(cls, *shape, low=0.0, high=1.0, requires_grad=False, dtype=None) -> Tensor:
+        dtype = np.dtype(dtype or float32)
+        data = _rng.random(_shape_arg(shape), dtype=dtype)
+        if (low, high) != (0.0, 1.0):
+            data = data * dtype.type(high - low) + dtype.type(low)
+        return cls(data, requires_grad)
+
+    @classmethod
+    def rand(cls, *shape, requires_grad=False, dtype=None) -> Tensor:
+        """Uniform samples in [0, 1)."""
+        return cls.uniform(*shape, requires_grad=requires_grad, dtype=dtype)
+
+    @classmethod
+    def eye(cls, n, m=None, requires_grad=False, dtype=None) -> Tensor:
+        return cls(np.eye(n, m, dtype=dtype or float32), requires_grad)
+
+    @classmethod
+    def arange(cls, start, stop=None, step=1, requires_grad=False, dtype=None) -> Tensor:
+        if stop is None:
+            start, stop = 0, start
+        if dtype is None:
+            ints = all(isinstance(v, (int, np.integer)) for v in (start, stop, step))
+            dtype = int64 if ints else float32
+        return cls(np.arange(start, stop, step, dtype=dtype), requires_grad)
+
+    # -- autograd ----------------------------------------------------------------
+    def backward(self, gradient=None, retain_graph: bool | None = None, create_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into .grad of every leaf that requires grad."""
+        if retain_graph is None:
+            retain_graph = create_graph
+        _backprop([self], [gradient], retain_graph, create_graph)
+
+    # -- conversions --------------------------------------------------------------
+    def cast(self, dtype) -> Tensor:
+        dtype = np.dtype(dtype)
+        if dtype == self.data.dtype:
+            return self
+        if self._rg and not _is_float(dtype):
+            # an integer result can't carry a gradient: cut it from the graph
+            return Tensor._const(self.data.astype(dtype))
+        return ops.Cast.apply(self, dtype=dtype)
+
+    astype = cast
+
+    def float(self) -> Tensor:
+        return self.cast(float32)
+
+    def double(self) -> Tensor:
+        return self.cast(float64)
+
+    def long(self) -> Tensor:
+        return self.cast(int64)
+
+    # -- arithmetic ----------------------------------------------------------------
+    def _lift(self, other) -> Tensor:
+        """Turn a Python/NumPy scalar or array into a constant Tensor."""
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, (int, float, np.generic)):
+            dt = self.data.dtype
+            if not _is_float(dt) and isinstance(other, (float, np.floating)):
+                dt = float32  # int tensor * 0.5 gives float32, as in PyTorch
+            elif dt.kind == "b" and not isinstance(other, (bool, np.bool_)):
+                dt = np.asarray(other).dtype
+            return Tensor._const(np.array(other, dt))
+        return Tensor(other)
+
+    def _binary(self, cls, other, reverse=False):
+        other = self._lift(other)
+        a, b = (other, self) if reverse else (self, other)
+        da, db = a.data.dtype, b.data.dtype
+        if da is not db and da != db:
+            a, b = _promote(a, b)
+        return cls.apply(a, b)
+
+    def __add__(self, other):
+        return self._binary(ops.Add, other)
+
+    def __radd__(self, other):
+        return self._binary(ops.Add, other, True)
+
+    def __sub__(self, other):
+        return self._binary(ops.Sub, other)
+
+    def __rsub__(self, other):
+        return self._binary(ops.Sub, other, True)
+
+    def __mul__(self, other):
+        return self._binary(ops.Mul, other)
+
+    def __rmul__(self, other):
+        return self._binary(ops.Mul, other, True)
+
+    def __truediv__(self, other):
+        return self._binary(ops.Div, other)
+
+    def __rtruediv__(self, other):
+        return self._binary(ops.Div, other, True)
+
+    def __pow__(self, other):
+        return self._binary(ops.Pow, other)
+
+    def __rpow__(self, other):
+        return self._binary(ops.Pow, other, True)
+
+    def __matmul__(self, other):
+        return self.matmul(other)
+
+    def __rmatmul__(self, other):
+        return self._lift(other).matmul(self)
+
+    def __neg__(self):
+        return ops.Neg.apply(self)
+
+    def __pos__(self):
+        return self
+
+    add, sub, mul, div, pow = __add__, __sub__, __mul__, __truediv__, __pow__
+
+    # comparisons: plain boolean tensors, outside the graph
+    def _compare(self, other, fn):
+        other = other.data if isinstance(other, Tensor) else other
+        try:
+            return Tensor._const(np.asarray(fn(self.data, other)))
+        except ValueError as e:
+            raise ValueError(f"{fn.__name__}: {e} (shapes {self.shape} and {np.shape(other)})") from None
+
+    def __lt__(self, other):
+        return self._compare(other, np.less)
+
+    def __le__(self, other):
+        return self._compare(other, np.less_equal)
+
+    def __gt__(self, other):
+        return self._compare(other, np.greater)
+
+    def __ge__(self, other):
+        return self._compare(other, np.greater_equal)
+
+    def __eq__(self, other):
+        return self._compare(other, np.equal)
+
+    def __ne__(self, other):
+        return self._compare(other, np.not_equal)
+
+    # -- elementwise ------------------------------------------------------------
+    def exp(self):
+        return ops.Exp.apply(self)
+
+    def log(self):
+        return ops.Log.apply(self)
+
+    def sqrt(self):
+        return ops.Sqrt.apply(self)
+
+    def abs(self):
+        return ops.Abs.apply(self)
+
+    def relu(self):
+        return ops.Relu.apply(self)
+
+    def sigmoid(self):
+        return ops.Sigmoid.apply(self)
+
+    def tanh(self):
+        return ops.Tanh.apply(self)
+
+    def leaky_relu(self, slope: float = 0.01):
+        return ops.LeakyRelu.apply(self, slope=slope)
+
+    def maximum(self, other):
+        return self._binary(ops.Maximum, other)
+
+    def minimum(self, other):
+        return self._binary(ops.Minimum, other)
+
+    def clip(self, lo=None, hi=None):
+        return ops.Clip.apply(self, lo=lo, hi=hi)
+
+    clamp = clip
+
+    def square(self):
+        return self * self
+
+    @staticmethod
+    def where(cond, a, b) -> Tensor:
+        """Elementwise `a if cond else b`; the gradient flows to a and b, not cond."""
+        cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
+        if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+            a = Tensor(a)
+        a = a if isinstance(a, Tensor) else b._lift(a)
+        b = b if isinstance(b, Tensor) else a._lift(b)
+        if a.data.dtype != b.data.dtype:
+            a, b = _promote(a, b)
+        return ops.Where.apply(a, b, cond=cond)
+
+    # -- reductions -------------------------------------------------------------
+    def sum(self, axis=None, keepdim: bool = False):
+        return ops.Sum.apply(self, axis=_norm_axes(axis, self.ndim), keepdim=keepdim)
+
+    def mean(self, axis=None, keepdim: bool = False):
+        axes = _norm_axes(axis, self.ndim)
+        n = self.size if axes is None else math.prod(self.shape[a] for a in axes)
+        if n == 0:
+            raise ValueError(f"mean: reducing an empty set of elements (shape {self.shape}, axis {axis})")
+        return self.sum(axes, keepdim) * (1.0 / n)
+
+    def max(self, axis=None, keepdim: bool = False):
+        """Largest values; the gradient is split equally among ties."""
+        return ops.Max.apply(self, axis=_norm_axes(axis, self.ndim), keepdim=keepdim)
+
+    def min(self, axis=None, keepdim: bool = False):
+        """Smallest values; the gradient is split equally among ties."""
+        return ops.Min.apply(self, axis=_norm_axes(axis, self.ndim), keepdim=keepdim)
+
+    def var(self, axis=None, keepdim: bool = False, correction: int = 1):
+        axes = _norm_axes(axis, self.ndim)
+        n = self.size if axes is None else math.prod(self.shape[a] for a in axes)
+        d = self - self.mean(axes, keepdim=True)
+        return (d * d).sum(axes, keepdim) * (1.0 / max(n - correction, 0) if n > correction else math.nan)
+
+    def std(self, axis=None, keepdim: bool = False, correction: int = 1):
+        return self.var(axis, keepdim, correction).sqrt()
+
+    def logsumexp(self, axis=None, keepdim: bool = False):
+        axes = _norm_axes(axis, self.ndim)
+        m = np.max(self.data, axis=axes, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0).astype(self.data.dtype)  # all -inf rows stay -inf
+        out = (self - m).exp().sum(axes, keepdim=True).log() + m
+        return out if keepdim else out.reshape(np.sum(m, axis=axes).shape) if axes else out.reshape(())
+
+    def argmax(self, axis=None, keepdim: bool = False) -> Tensor:
+        return Tensor._const(np.asarray(np.argmax(self.data, axis=axis, keepdims=keepdim)))
+
+    def argmin(self, axis=None, keepdim: bool = False) -> Tensor:
+        return Tensor._const(np.asarray(np.argmin(self.data, axis=axis, keepdims=keepdim)))
+
+    # -- shape ----------------------------------------------------------------
+    def reshape(self, *shape):
+        shape = _shape_arg(shape)
+        if shape == self.data.shape:
+            return self
+        return ops.Reshape.apply(self, shape=shape)
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = start_dim % self.ndim, end_dim % self.ndim
+        shape = self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:]
+        return self.reshape(shape)
+
+    def permute(self, *order):
+        order = _shape_arg(order)
+        if len(order) != self.ndim or sorted(o % max(self.ndim, 1) for o in order) != list(range(self.ndim)):
+            raise ValueError(f"permute: {order} is not a permutation of the {self.ndim} axes of shape {self.shape}")
+        order = tuple(o % self.ndim for o in order)
+        if order == tuple(range(self.ndim)):
+            return self
+        return ops.Permute.apply(self, order=order)
+
+    def transpose(self, a: int = -2, b: int = -1):
+        order = list(range(self.ndim))
+        order[a], order[b] = order[b], order[a]
+        return self.permute(order)
+
+    @property
+    def T(self):
+        return self.permute(tuple(reversed(range(self.ndim))))
+
+    def expand(self, *shape):
+        shape = _shape_arg(shape)
+        lead = len(shape) - self.ndim
+        shape = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
+        if shape == self.shape:
+            return self
+        return ops.Expand.apply(self, shape=shape)
+
+    broadcast_to = expand
+
+    def sum_to(self, shape):
+        """Sum broadcast axes away so the result has `shape` (the adjoint of expand)."""
+        shape = tuple(shape)
+        if shape == self.shape:
+            return self
+        return ops.SumTo.apply(self, shape=shape)
+
+    def squeeze(self, axis=None):
+        if axis is None:
+            return self.reshape(tuple(s for s in self.shape if s != 1))
+        axes = _norm_axes(axis, self.ndim)
+        for a in axes:
+            if self.shape[a] != 1:
+                raise ValueError(f"squeeze: axis {a} has size {self.shape[a]}, not 1 (shape {self.shape})")
+        return self.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
+
+    def unsqueeze(self, axis: int):
+        axis = axis % (self.ndim + 1)
+        return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
+
+    def pad(self, pad_width, value: float = 0.0):
+        """Constant padding, `pad_width` per axis as in np.pad: ((before, after), ...)."""
+        pw = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (self.ndim, 2))
+        if (pw < 0).any():
+            raise ValueError(f"pad: negative pad widths {pad_width} are not supported")
+        return ops.Pad.apply(self, pad_width=tuple(map(tuple, pw.tolist())), value=value)
+
+    def __getitem__(self, index):
+        return ops.GetItem.apply(self, index=_index_arg(index))
+
+    @staticmethod
+    def cat(tensors, axis: int = 0) -> Tensor:
+        tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+        if not tensors:
+            raise ValueError("cat: needs at least one tensor")
+        dtype = np.result_type(*[t.data.dtype for t in tensors])
+        tensors = [t.cast(dtype) for t in tensors]
+        return ops.Cat.apply(*tensors, axis=axis)
+
+    @staticmethod
+    def stack(tensors, axis: int = 0) -> Tensor:
+        tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+        if not tensors:
+            raise ValueError("stack: needs at least one tensor")
+        shapes = {t.shape for t in tensors}
+        if len(shapes) > 1:
+            raise ValueError(f"stack: all tensors must have the same shape, got {sorted(shapes)}")
+        return Tensor.cat([t.unsqueeze(axis) for t in tensors], axis=axis)
+
+    # -- linear algebra ------------------------------------------------------------
+    def matmul(self, other) -> Tensor:
+        """Matrix product with NumPy's matmul rules (batching, broadcasting, 1-D)."""
+        other = self._lift(other)
+        a, b = self, other
+        if a.data.dtype != b.data.dtype:
+            a, b = _promote(a, b)
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul: both operands need at least one dimension, got shapes {a.shape} and {b.shape}")
+        if a.ndim >= 2 and b.ndim >= 2:
+            return ops.Matmul.apply(a, b)
+        # 1-D operands: promote to matrices, multiply, drop the added axis
+        a2 = a.reshape(1, -1) if a.ndim == 1 else a
+        b2 = b.reshape(-1, 1) if b.ndim == 1 else b
+        out = ops.Matmul.apply(a2, b2)
+        if a.ndim == 1 and b.ndim == 1:
+            return out.reshape(())
+        return out.squeeze(-2 if a.ndim == 1 else -1)
+
+    dot = matmul
+
+    # -- neural-network functions -------------------------------------------------------
+    def softmax(self, axis: int = -1):
+        return self.log_softmax(axis).exp()
+
+    def log_softmax(self, axis: int = -1):
+        return ops.LogSoftmax.apply(self, axis=_norm_axes(axis, self.ndim)[0])
+
+    def cross_entropy(self, labels, reduction: str = "mean"):
+        """Softmax cross-entropy of logits (N, C) against class indices (N,) or targets (N, C)."""
+        if self.ndim != 2:
+            raise ValueError(f"cross_entropy: logits must have shape (N, C), got {self.shape}")
+        n, c = self.shape
+        y = labels.data if isinstance(labels, Tensor) else np.asarray(labels)
+        if y.dtype.kind in "iu":
+            if y.shape != (n,):
+                raise ValueError(f"cross_entropy: labels must have shape ({n},) for logits {self.shape}, "
+                                 f"got {y.shape}")
+            if n and (y.min() < 0 or y.max() >= c):
+                bad = y[(y < 0) | (y >= c)][0]
+                raise IndexError(f"cross_entropy: label {bad} is out of range for {c} classes")
+            target = np.zeros(self.shape, self.data.dtype)
+            target[np.arange(n), y] = 1
+        elif y.dtype.kind == "f":
+            if y.shape != self.shape:
+                raise ValueError(f"cross_entropy: target probabilities must have the logits' shape "
+                                 f"{self.shape}, got {y.shape}")
+            target = y.astype(self.data.dtype, copy=False)
+        else:
+            raise TypeError(f"cross_entropy: labels must be integer class indices or float targets, got {y.dtype}")
+        logp = self.log_softmax(axis=1)
+        if reduction == "mean":
+            return (logp * target).sum() * (-1.0 / max(n, 1))
+        if reduction == "sum":
+            return -(logp * target).sum()
+        if reduction == "none":
+            return -(logp * target).sum(axis=1)
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+    def unfold2d(self, kernel, stride=1):
+        """Sliding kh x kw windows of an (N, C, H, W) tensor -> (N, OH, OW, C, kh, kw)."""
+        if self.ndim != 4:
+            raise ValueError(f"unfold2d: expected an (N, C, H, W) tensor, got shape {self.shape}")
+        kh, kw = _pair(kernel, "kernel")
+        sh, sw = _pair(stride, "stride")
+        if kh > self.shape[2] or kw > self.shape[3]:
+            raise ValueError(f"unfold2d: kernel {(kh, kw)} is larger than the input {self.shape[2:]} "
+                             f"(after padding)")
+        return ops.Unfold.apply(self, kernel=(kh, kw), stride=(sh, sw))
+
+    def conv2d(self, weight, bias=None, stride=1, padding=0):
+        """2-D cross-correlation on NCHW input with weight (O, C, kh, kw), via im2col + one GEMM."""
+        if self.ndim != 4 or weight.ndim != 4:
+            raise ValueError(f"conv2d: expected input (N, C, H, W) and weight (O, C, kh, kw), "
+                             f"got {self.shape} and {weight.shape}")
+        n, c = self.shape[:2]
+        o, wc, kh, kw = weight.shape
+        if wc != c:
+            raise ValueError(f"conv2d: input has {c} channels but weight {weight.shape} expects {wc}")
+        if bias is not None and bias.shape != (o,):
+            raise ValueError(f"conv2d: bias must have shape ({o},), got {bias.shape}")
+        ph, pw = _pair(padding, "padding")
+        x = self.pad(((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else self
+        cols = x.unfold2d((kh, kw), stride)  # (N, OH, OW, C, kh, kw)
+        _, oh, ow = cols.shape[:3]
+        out = cols.reshape(n * oh * ow, c * kh * kw) @ weight.reshape(o, c * kh * kw).T
+        if bias is not None:
+            out = out + bias
+        return out.reshape(n, oh, ow, o).permute(0, 3, 1, 2)
+
+    def _pool(self, kernel, stride, padding, reduce, pad_value):
+        if self.ndim != 4:
+            raise ValueError(f"pool2d: expected an (N, C, H, W) tensor, got shape {self.shape}")
+        kh, kw = _pair(kernel, "kernel")
+        sh, sw = _pair(kernel if stride is None else stride, "stride")
+        ph, pw = _pair(padding, "padding")
+        x = self.pad(((0, 0), (0, 0), (ph, ph), (pw, pw)), value=pad_value) if ph or pw else self
+        n, c, h, w = x.shape
+        if kh > h or kw > w:
+            raise ValueError(f"pool2d: kernel {(kh, kw)} is larger than the input {(h, w)}")
+        oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+        if (kh, kw) == (sh, sw):
+            # non-overlapping windows: a reshape, no copy of windows
+            x = x[:, :, :oh * kh, :ow * kw] if (oh * kh, ow * kw) != (h, w) else x
+            return reduce(x.reshape(n, c, oh, kh, ow, kw), (3, 5))
+        cols = x.reshape(n * c, 1, h, w).unfold2d((kh, kw), (sh, sw))
+        return reduce(cols.reshape(n, c, oh, ow, kh * kw), 4)
+
+    def max_pool2d(self, kernel=2, stride=None, padding=0):
+        """Max over windows; ties share the gradient equally (see Tensor.max)."""
+        return self._pool(kernel, stride, padding, lambda t, ax: t.max(ax), -np.inf)
+
+    def avg_pool2d(self, kernel=2, stride=None, padding=0):
+        """Mean over windows (zero padding counts, as PyTorch's default)."""
+        return self._pool(kernel, stride, padding, lambda t, ax: t.mean(ax), 0.0)
+
+    def dropout(self, p: float = 0.5, training: bool = True):
+        """Zero each element with probability p and scale the rest by 1/(1-p)."""
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+        if not training or p == 0.0:
+            return self
+        if p == 1.0:
+            return self * 0.0
+        keep = _rng.random(self.shape, dtype=np.float32) >= p
+        return self * Tensor._const((keep * (1.0 / (1.0 - p))).astype(self.data.dtype))
+
+
+# ---------------------------------------------------------------------------
+# helpers used by Tensor methods
+# ---------------------------------------------------------------------------
+
+
+def _dtype_of(t):
+    return t.data.dtype if isinstance(t, Tensor) else np.asarray(t).dtype
+
+
+def _pair(v, what: str) -> tuple:
+    if isinstance(v, (int, np.integer)):
+        v = (int(v), int(v))
+    v = tuple(int(x) for x in v)
+    if len(v) != 2 or min(v) < (0 if what == "padding" else 1):
+        raise ValueError(f"{what} must be a positive int or a pair of them, got {v}")
+    return v
+
+
+def _promote(a: Tensor, b: Tensor):
+    """Mixed dtypes: a float side wins over an int side (no float64 creep from int data)."""
+    fa, fb = _is_float(a.data.dtype), _is_float(b.data.dtype)
+    if fa and not fb:
+        return a, b.cast(a.data.dtype)
+    if fb and not fa:
+        return a.cast(b.data.dtype), b
+    dt = np.result_type(a.data.dtype, b.data.dtype)
+    return a.cast(dt), b.cast(dt)
+
+
+def _index_arg(index):
+    """Replace Tensors inside an index by their arrays."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+# ---------------------------------------------------------------------------
+# the backward pass
+# ---------------------------------------------------------------------------
+
+
+def _toposort(roots) -> list:
+    """Nodes that require grad, parents before children (iterative DFS)."""
+    order, seen = [], set()
+    stack = [(r, False) for r in roots]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        ctx = node._ctx
+        if ctx is not None:
+            if ctx.parents is None:
+                raise RuntimeError(
+                    f"backward: the graph through {ctx.name} was already released by an earlier backward(); "
+                    f"pass retain_graph=True to the first backward() to go through it twice")
+            for p in ctx.parents:
+                if p._rg and id(p) not in seen:
+                    stack.append((p, False))
+    return order
+
+
+def _seed_grad(root: Tensor, gradient) -> Tensor:
+    if gradient is None:
+        if root.data.size != 1:
+            raise RuntimeError(f"backward: output has shape {root.shape}; grad can be implicitly created only "
+                               f"for scalar outputs: pass gradient= (a tensor of that shape)")
+        return Tensor._const(np.ones(root.shape, root.data.dtype))
+    g = gradient if isinstance(gradient, Tensor) else Tensor(np.asarray(gradient))
+    if g.shape != root.shape:
+        raise ValueError(f"backward: gradient has shape {g.shape} but the output has shape {root.shape}")
+    if g.data.dtype != root.data.dtype:
+        g = g.cast(root.data.dtype)
+    return g
+
+
+def _backprop(roots, gradients, retain_graph, create_graph, inputs=None):
+    """Reverse-mode sweep from `roots`.
+
+    With `inputs` None, gradients accumulate into `.grad` of leaves (and of
+    tensors that called retain_grad); otherwise they are returned, one per input,
+    and no `.grad` is touched.
+    """
+    for r in roots:
+        if not r._rg:
+            raise RuntimeError("backward: this tensor does not require grad and has no grad_fn "
+                               "(did you create it under no_grad() or from data only?)")
+    global _grad_enabled
+    prev = _grad_enabled
+    _grad_enabled = create_graph  # without create_graph backward records nothing
+    try:
+        grads = {}
+        for r, g in zip(roots, gradients):
+            g = _seed_grad(r, g)
+            grads[id(r)] = grads[id(r)] + g if id(r) in grads else g
+        order = _toposort(roots)
+        wanted = None if inputs is None else {id(t): None for t in inputs}
+        leaf_arrays = set()  # bases of arrays handed to leaves, so no two leaves share one
+        for t in reversed(order):
+            g = grads.pop(id(t), None)
+            if g is None:
+                continue
+            ctx = t._ctx
+            if wanted is not None:
+                if id(t) in wanted:
+                    wanted[id(t)] = g
+            elif ctx is None or t._retain:
+                _accumulate(t, g, create_graph, leaf_arrays)
+            if ctx is None:
+                continue
+            parents = ctx.parents
+            in_grads = ctx.backward(g)
+            if not retain_graph:
+                ctx.release()
+            for p, pg in zip(parents, in_grads):
+                if pg is None or not p._rg:
+                    continue
+                if pg.data.shape != p.data.shape:
+                    pg = pg.sum_to(p.data.shape)
+                if pg.data.dtype != p.data.dtype:
+                    pg = pg.cast(p.data.dtype)
+                old = grads.get(id(p))
+                grads[id(p)] = pg if old is None else old + pg
+        return None if inputs is None else [wanted[id(t)] for t in inputs]
+    finally:
+        _grad_enabled = prev
+
+
+def _accumulate(t: Tensor, g: Tensor, create_graph: bool, leaf_arrays: set) -> None:
+    if not create_graph:
+        g = Tensor._const(g.data)  # .grad of a plain backward carries no graph
+    if t._grad is None:
+        base = g.data if g.data.base is None else g.data.base
+        if id(base) in leaf_arrays or not g.data.flags.writeable:
+            g = Tensor._const(g.data.copy())  # own, writable memory per leaf
+        else:
+            leaf_arrays.add(id(base))
+        t._grad = g
+    else:
+        t._grad = t._grad + g
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """Gradients of `outputs` w.r.t. `inputs`, returned as a tuple; `.grad` is left alone.
+
+    Semantics of torch.autograd.grad: `grad_outputs` is needed for non-scalar
+    outputs; `retain_graph` defaults to `create_graph`.
+    """
+    single = isinstance(outputs, Tensor)
+    outputs = [outputs] if single else list(outputs)
+    inputs_seq = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    for i, t in enumerate(inputs_seq):
+        if not isinstance(t, Tensor) or not t._rg:
+            raise RuntimeError(f"grad: input {i} does not require grad")
+    if retain_graph is None:
+        retain_graph = create_graph
+    result = _backprop(outputs, grad_outputs, retain_graph, create_graph, inputs=inputs_seq)
+    for i, g in enumerate(result):
+        if g is None and not allow_unused:
+            raise RuntimeError(f"grad: input {i} (shape {inputs_seq[i].shape}) was not used in computing the "
+                               f"outputs; pass allow_unused=True to get None for it")
+        if g is not None and not create_graph:
+            result[i] = Tensor._const(g.data)
+    return tuple(result)
+
+
+from . import ops  # noqa: E402  (the primitives subclass Function, defined above)
