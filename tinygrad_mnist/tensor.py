@@ -96,14 +96,20 @@ class Function:
     def apply(cls, *inputs: Tensor, **params) -> Tensor:
         ctx = cls()
         try:
-            data = ctx.forward(*[t.data for t in inputs], **params)
+            if len(inputs) == 2:  # the common case, spelled out: this is the hottest path
+                a, b = inputs
+                data = ctx.forward(a.data, b.data, **params)
+                record = _grad_enabled and (a._rg or b._rg)
+            else:
+                data = ctx.forward(*[t.data for t in inputs], **params)
+                record = _grad_enabled and any([t._rg for t in inputs])
         except (ValueError, IndexError) as e:
             raise _op_error(cls, inputs, e) from None
         out = Tensor.__new__(Tensor)
         out.data = data if type(data) is np.ndarray else np.asarray(data)
         out._grad = None
         out._retain = False
-        if _grad_enabled and any(t._rg for t in inputs):
+        if record:
             ctx.parents = inputs
             if cls.saves_output:
                 ctx._out = weakref.ref(out)
@@ -428,7 +434,8 @@ class Tensor:
         return Tensor(other)
 
     def _binary(self, cls, other, reverse=False):
-        other = self._lift(other)
+        if type(other) is not Tensor:
+            other = self._lift(other)
         a, b = (other, self) if reverse else (self, other)
         da, db = a.data.dtype, b.data.dtype
         if da is not db and da != db:
