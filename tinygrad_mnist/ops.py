@@ -74,6 +74,20 @@ class Pow(Function):
         return gx, gy
 
 
+class PowConst(Function):
+    """x ** c for a Python number c: cheaper than Pow, whose exponent is a tensor."""
+
+    def forward(self, x, c):
+        self.c = c
+        return np.square(x) if c == 2 else np.power(x, x.dtype.type(c) if x.dtype.kind == "f" else c)
+
+    def backward(self, g):
+        x, c = self.parents[0], self.c
+        if c == 2:
+            return ((g * x) * 2,)
+        return (g * x ** (c - 1) * c,)
+
+
 class Maximum(Function):
     """Ties split the gradient equally, as in PyTorch."""
 
@@ -242,7 +256,9 @@ class Sum(Function):
 
     def backward(self, g):
         shape = self.parents[0].shape
-        return (g.reshape(_keep_shape(shape, self.axis)).expand(shape),)
+        if g.ndim and g.ndim != len(shape):  # reduced axes were dropped: put them back as size 1
+            g = Reshape.apply(g, shape=_keep_shape(shape, self.axis))
+        return (Expand.apply(g, shape=shape),)
 
 
 class Max(Function):
@@ -304,7 +320,17 @@ class Permute(Function):
 
 class Expand(Function):
     def forward(self, x, shape):
-        return np.broadcast_to(x, shape)
+        lead = len(shape) - x.ndim
+        if lead < 0 or any(a != b and a != 1 for a, b in zip(x.shape, shape[lead:])):
+            raise ValueError(f"can't expand shape {x.shape} to {shape}")
+        if not x.flags.c_contiguous:
+            return np.broadcast_to(x, shape)
+        # the view np.broadcast_to would make, built directly (np.broadcast_to
+        # costs several microseconds, a lot for the tiny gradients of a loss)
+        strides = (0,) * lead + tuple(0 if a != b else st for a, b, st in zip(x.shape, shape[lead:], x.strides))
+        out = np.ndarray(shape, x.dtype, buffer=x, strides=strides)
+        out.flags.writeable = False  # its elements alias each other
+        return out
 
     def backward(self, g):
         return (g.sum_to(self.parents[0].shape),)
@@ -388,15 +414,25 @@ class Cat(Function):
 
 
 class Matmul(Function):
-    """Batched matrix product of operands with ndim >= 2 (1-D cases are reshaped by Tensor.matmul)."""
+    """Batched matrix product of operands with ndim >= 2 (Tensor.matmul reshapes 1-D cases).
 
-    def forward(self, x, y):
-        return np.matmul(x, y)
+    `ta`/`tb` multiply by the transpose of the last two axes of x/y instead:
+    BLAS reads the transpose in place, and every gradient below is then one
+    product with no transpose op of its own.
+    """
+
+    def forward(self, x, y, ta=False, tb=False):
+        self.ta, self.tb = ta, tb
+        return np.matmul(x.swapaxes(-1, -2) if ta else x, y.swapaxes(-1, -2) if tb else y)
 
     def backward(self, g):
         x, y = self.parents
-        gx = g @ y.transpose(-1, -2) if x._rg else None
-        gy = x.transpose(-1, -2) @ g if y._rg else None
+        ta, tb = self.ta, self.tb
+        gx = gy = None
+        if x._rg:  # d/dA of op(A) @ op(B), transposed back when op(A) = A^T
+            gx = Matmul.apply(y, g, ta=tb, tb=True) if ta else Matmul.apply(g, y, tb=not tb)
+        if y._rg:
+            gy = Matmul.apply(g, x, ta=True, tb=ta) if tb else Matmul.apply(x, g, ta=not ta)
         return gx, gy
 
 

@@ -467,6 +467,9 @@ class Tensor:
         return self._binary(ops.Div, other, True)
 
     def __pow__(self, other):
+        if isinstance(other, (int, float)) and not isinstance(other, bool) and (
+                _is_float(self.data.dtype) or isinstance(other, int)):
+            return ops.PowConst.apply(self, c=other)
         return self._binary(ops.Pow, other)
 
     def __rpow__(self, other):
@@ -718,6 +721,14 @@ class Tensor:
 
     dot = matmul
 
+    def linear(self, weight, bias=None) -> Tensor:
+        """self @ weight.T + bias, with weight (out, in) as in nn.Linear; no transpose is materialised."""
+        if weight.ndim != 2 or self.ndim < 2 or self.shape[-1] != weight.shape[1]:
+            raise ValueError(f"linear: input {self.shape} and weight {weight.shape} don't fit "
+                             f"(need input (..., in) and weight (out, in))")
+        out = ops.Matmul.apply(self, weight, tb=True)
+        return out if bias is None else out + bias
+
     # -- neural-network functions -------------------------------------------------------
     def softmax(self, axis: int = -1):
         return self.log_softmax(axis).exp()
@@ -952,7 +963,7 @@ def _backprop(roots, gradients, retain_graph, create_graph, inputs=None):
                     continue
                 if pg.data.shape != p.data.shape:
                     pg = pg.sum_to(p.data.shape)
-                if pg.data.dtype != p.data.dtype:
+                if pg.data.dtype is not p.data.dtype and pg.data.dtype != p.data.dtype:
                     pg = pg.cast(p.data.dtype)
                 old = grads.get(id(p))
                 grads[id(p)] = pg if old is None else old + pg
