@@ -274,9 +274,11 @@ class Max(Function):
     def backward(self, g):
         x = self.parents[0].data
         hit = x == self.extremum
-        count = np.sum(hit, axis=self.axis, keepdims=True)
-        weight = hit / count if count.max() > 1 else hit
-        return (g.reshape(self.extremum.shape) * const(weight.astype(g.dtype)),)
+        if np.count_nonzero(hit) == self.extremum.size:  # no ties: skip the (slow, strided) per-window count
+            weight = hit.astype(g.dtype)
+        else:
+            weight = (hit / np.sum(hit, axis=self.axis, keepdims=True)).astype(g.dtype)
+        return (g.reshape(self.extremum.shape) * const(weight),)
 
 
 class Min(Max):
@@ -344,7 +346,8 @@ class SumTo(Function):
         if lead < 0:
             raise ValueError(f"can't sum shape {x.shape} down to {shape}")
         axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and x.shape[lead + i] != 1)
-        return np.sum(x, axis=axes, keepdims=True).reshape(shape) if axes else x.reshape(shape)
+        # np.add.reduce, not np.sum: same loop without np.sum's Python-level dispatch (this runs for every bias)
+        return (np.add.reduce(x, axis=axes) if axes else x).reshape(shape)
 
     def backward(self, g):
         return (g.expand(self.parents[0].shape),)

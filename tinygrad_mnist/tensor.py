@@ -973,7 +973,7 @@ def _backprop(roots, gradients, retain_graph, create_graph, inputs=None):
 
 
 def _accumulate(t: Tensor, g: Tensor, create_graph: bool, leaf_arrays: set) -> None:
-    if not create_graph:
+    if not create_graph and g._ctx is not None:
         g = Tensor._const(g.data)  # .grad of a plain backward carries no graph
     if t._grad is None:
         base = g.data if g.data.base is None else g.data.base
