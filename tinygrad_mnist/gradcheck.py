@@ -106,7 +106,7 @@ def gradcheck(fn: Callable, inputs: Sequence, eps: float = 1e-6, atol: float = 1
 
 def _report(what, got, want, bad, in_shape, atol, rtol, other) -> str:
     out_idx, in_idx = np.argwhere(bad)[0]
-    elem = np.unravel_index(in_idx, in_shape) if len(in_shape) else ()
+    elem = [int(i) for i in np.unravel_index(in_idx, in_shape)] if len(in_shape) else []  # not np.int64(..)
     worst = np.abs(got - want).max()
     return (f"gradient mismatch for {what}: {int(bad.sum())} of {bad.size} Jacobian entries differ "
             f"(atol={atol}, rtol={rtol}, largest difference {worst:.3g}).\n"

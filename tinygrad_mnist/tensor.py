@@ -349,7 +349,7 @@ class Tensor:
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         if dtype is None:
             dtype = float32 if isinstance(fill_value, float) else np.asarray(fill_value).dtype
-        return cls(np.full(shape, fill_value, dtype), requires_grad)
+        return cls(_cast_checked(np.full(shape, fill_value), np.dtype(dtype)), requires_grad)  # no silent 1.5 -> 1
 
     @classmethod
     def zeros_like(cls, t, requires_grad=False, dtype=None) -> Tensor:
@@ -389,7 +389,7 @@ class Tensor:
         if dtype is None:
             ints = all(isinstance(v, (int, np.integer)) for v in (start, stop, step))
             dtype = int64 if ints else float32
-        return cls(np.arange(start, stop, step, dtype=dtype), requires_grad)
+        return cls(_cast_checked(np.arange(start, stop, step), np.dtype(dtype)), requires_grad)  # no silent 0.5 -> 0
 
     # -- autograd ----------------------------------------------------------------
     def backward(self, gradient=None, retain_graph: bool | None = None, create_graph: bool = False) -> None:
@@ -709,6 +709,9 @@ class Tensor:
             a, b = _promote(a, b)
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"matmul: both operands need at least one dimension, got shapes {a.shape} and {b.shape}")
+        k = b.shape[-2] if b.ndim >= 2 else b.shape[0]
+        if a.shape[-1] != k:  # checked here so the message names the caller's shapes, not the 1-D reshapes
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} don't match ({a.shape[-1]} != {k})")
         if a.ndim >= 2 and b.ndim >= 2:
             return ops.Matmul.apply(a, b)
         # 1-D operands: promote to matrices, multiply, drop the added axis
@@ -936,12 +939,15 @@ def _backprop(roots, gradients, retain_graph, create_graph, inputs=None):
     _grad_enabled = create_graph  # without create_graph backward records nothing
     try:
         grads = {}
+        leaf_arrays = set()  # bases of arrays handed to leaves, so no two leaves share one
         for r, g in zip(roots, gradients):
+            given = g is not None
             g = _seed_grad(r, g)
+            if given:  # the caller's gradient array: no leaf's .grad may alias it either
+                leaf_arrays.add(id(g.data if g.data.base is None else g.data.base))
             grads[id(r)] = grads[id(r)] + g if id(r) in grads else g
         order = _toposort(roots)
         wanted = None if inputs is None else {id(t): None for t in inputs}
-        leaf_arrays = set()  # bases of arrays handed to leaves, so no two leaves share one
         for t in reversed(order):
             g = grads.pop(id(t), None)
             if g is None:
@@ -978,7 +984,8 @@ def _accumulate(t: Tensor, g: Tensor, create_graph: bool, leaf_arrays: set) -> N
     if t._grad is None:
         base = g.data if g.data.base is None else g.data.base
         if id(base) in leaf_arrays or not g.data.flags.writeable:
-            g = Tensor._const(g.data.copy())  # own, writable memory per leaf
+            # own, writable memory per leaf; under create_graph a recorded copy keeps the graph
+            g = ops.Cast.apply(g, dtype=g.data.dtype) if create_graph else Tensor._const(g.data.copy())
         else:
             leaf_arrays.add(id(base))
         t._grad = g
