@@ -183,7 +183,7 @@ def _shape_arg(shape) -> tuple:
     return tuple(int(s) for s in shape)
 
 
-def _norm_axes(axis, ndim: int):
+def _norm_axes(axis, ndim: int, op: str = "reduce"):
     """None -> None; int or tuple -> a sorted tuple of non-negative axes."""
     if axis is None:
         return None
@@ -191,7 +191,7 @@ def _norm_axes(axis, ndim: int):
     out = []
     for a in axes:
         if not -ndim <= a < max(ndim, 1):
-            raise IndexError(f"axis {a} is out of range for a tensor with {ndim} dimension(s)")
+            raise IndexError(f"{op}: axis {a} is out of range for a tensor with {ndim} dimension(s)")
         out.append(int(a) % max(ndim, 1))
     return tuple(sorted(set(out)))
 
@@ -568,10 +568,10 @@ class Tensor:
 
     # -- reductions -------------------------------------------------------------
     def sum(self, axis=None, keepdim: bool = False):
-        return ops.Sum.apply(self, axis=_norm_axes(axis, self.ndim), keepdim=keepdim)
+        return ops.Sum.apply(self, axis=_norm_axes(axis, self.ndim, "sum"), keepdim=keepdim)
 
     def mean(self, axis=None, keepdim: bool = False):
-        axes = _norm_axes(axis, self.ndim)
+        axes = _norm_axes(axis, self.ndim, "mean")
         n = self.size if axes is None else math.prod(self.shape[a] for a in axes)
         if n == 0:
             raise ValueError(f"mean: reducing an empty set of elements (shape {self.shape}, axis {axis})")
@@ -579,14 +579,14 @@ class Tensor:
 
     def max(self, axis=None, keepdim: bool = False):
         """Largest values; the gradient is split equally among ties."""
-        return ops.Max.apply(self, axis=_norm_axes(axis, self.ndim), keepdim=keepdim)
+        return ops.Max.apply(self, axis=_norm_axes(axis, self.ndim, "max"), keepdim=keepdim)
 
     def min(self, axis=None, keepdim: bool = False):
         """Smallest values; the gradient is split equally among ties."""
-        return ops.Min.apply(self, axis=_norm_axes(axis, self.ndim), keepdim=keepdim)
+        return ops.Min.apply(self, axis=_norm_axes(axis, self.ndim, "min"), keepdim=keepdim)
 
     def var(self, axis=None, keepdim: bool = False, correction: int = 1):
-        axes = _norm_axes(axis, self.ndim)
+        axes = _norm_axes(axis, self.ndim, "var")
         n = self.size if axes is None else math.prod(self.shape[a] for a in axes)
         d = self - self.mean(axes, keepdim=True)
         return (d * d).sum(axes, keepdim) * (1.0 / max(n - correction, 0) if n > correction else math.nan)
@@ -595,7 +595,7 @@ class Tensor:
         return self.var(axis, keepdim, correction).sqrt()
 
     def logsumexp(self, axis=None, keepdim: bool = False):
-        axes = _norm_axes(axis, self.ndim)
+        axes = _norm_axes(axis, self.ndim, "logsumexp")
         m = np.max(self.data, axis=axes, keepdims=True)
         m = np.where(np.isfinite(m), m, 0).astype(self.data.dtype)  # all -inf rows stay -inf
         out = (self - m).exp().sum(axes, keepdim=True).log() + m
@@ -633,6 +633,8 @@ class Tensor:
         return ops.Permute.apply(self, order=order)
 
     def transpose(self, a: int = -2, b: int = -1):
+        if not (-self.ndim <= a < self.ndim and -self.ndim <= b < self.ndim):
+            raise IndexError(f"transpose: axes ({a}, {b}) out of range for shape {self.shape}")
         order = list(range(self.ndim))
         order[a], order[b] = order[b], order[a]
         return self.permute(order)
@@ -661,7 +663,7 @@ class Tensor:
     def squeeze(self, axis=None):
         if axis is None:
             return self.reshape(tuple(s for s in self.shape if s != 1))
-        axes = _norm_axes(axis, self.ndim)
+        axes = _norm_axes(axis, self.ndim, "squeeze")
         for a in axes:
             if self.shape[a] != 1:
                 raise ValueError(f"squeeze: axis {a} has size {self.shape[a]}, not 1 (shape {self.shape})")
@@ -737,7 +739,7 @@ class Tensor:
         return self.log_softmax(axis).exp()
 
     def log_softmax(self, axis: int = -1):
-        return ops.LogSoftmax.apply(self, axis=_norm_axes(axis, self.ndim)[0])
+        return ops.LogSoftmax.apply(self, axis=_norm_axes(axis, self.ndim, "log_softmax")[0])
 
     def cross_entropy(self, labels, reduction: str = "mean"):
         """Softmax cross-entropy of logits (N, C) against class indices (N,) or targets (N, C)."""
