@@ -985,7 +985,7 @@ def _accumulate(t: Tensor, g: Tensor, create_graph: bool, leaf_arrays: set) -> N
         g = Tensor._const(g.data)  # .grad of a plain backward carries no graph
     if t._grad is None:
         base = g.data if g.data.base is None else g.data.base
-        if id(base) in leaf_arrays or not g.data.flags.writeable:
+        if id(base) in leaf_arrays or not (g.data.flags.writeable and g.data.flags.c_contiguous):
             # own, writable memory per leaf; under create_graph a recorded copy keeps the graph
             g = ops.Cast.apply(g, dtype=g.data.dtype) if create_graph else Tensor._const(g.data.copy())
         else:

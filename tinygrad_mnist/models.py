@@ -1,0 +1,58 @@
+"""Ready-made MNIST models.  Each takes images as (N, 784) float32 and returns (N, 10).
+
+    from tinygrad_mnist.models import MODELS
+    model = MODELS["cnn"]()
+
+The recipes (optimizer, epochs, learning rate) live with the training code;
+here is only the architecture and its initialization.
+"""
+
+from __future__ import annotations
+
+from .nn import MLP, Conv2d, Dropout, Linear, Module
+from .tensor import Tensor
+
+
+def nielsen(hidden: int = 30) -> MLP:
+    """Nielsen's 784-30-10 network: sigmoid hidden and output units, N(0, 1) weights and biases."""
+    return MLP([784, hidden, 10], activation="sigmoid", output_activation="sigmoid", init="nielsen")
+
+
+def mlp(sizes=(784, 512, 256, 10), dropout: float = 0.2) -> MLP:
+    """The default MLP: ReLU hidden layers with dropout, He init; outputs logits."""
+    return MLP(sizes, activation="relu", dropout=dropout)
+
+
+def mlp_100_200() -> MLP:
+    """784-100-200-10 ReLU, no dropout; outputs logits."""
+    return MLP([784, 100, 200, 10], activation="relu")
+
+
+class CNN(Module):
+    """conv5x5 -> pool -> conv5x5 -> pool -> linear -> linear; outputs logits.
+
+    28x28 -conv5-> 24x24 -pool2-> 12x12 -conv5-> 8x8 -pool2-> 4x4.
+    """
+
+    def __init__(self, channels=(32, 64), hidden: int = 128, dropout: float = 0.5):
+        c1, c2 = channels
+        self.conv1 = Conv2d(1, c1, 5)
+        self.conv2 = Conv2d(c1, c2, 5)
+        self.fc1 = Linear(c2 * 4 * 4, hidden)
+        self.drop = Dropout(dropout)
+        self.fc2 = Linear(hidden, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.reshape(-1, 1, 28, 28)
+        # pooling before relu gives the same result (both are monotone) on 4x fewer elements
+        x = self.conv1(x).max_pool2d(2).relu()
+        x = self.conv2(x).max_pool2d(2).relu()
+        x = self.drop(self.fc1(x.flatten(1)).relu())
+        return self.fc2(x)
+
+
+def cnn(channels=(32, 64), hidden: int = 128, dropout: float = 0.5) -> CNN:
+    return CNN(channels, hidden, dropout)
+
+
+MODELS = {"nielsen": nielsen, "mlp": mlp, "mlp_100_200": mlp_100_200, "cnn": cnn}
