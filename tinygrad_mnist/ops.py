@@ -273,11 +273,9 @@ class Max(Function):
 
     def backward(self, g):
         x = self.parents[0].data
-        hit = x == self.extremum
-        if np.count_nonzero(hit) == self.extremum.size:  # no ties: skip the (slow, strided) per-window count
-            weight = hit.astype(g.dtype)
-        else:
-            weight = (hit / np.sum(hit, axis=self.axis, keepdims=True)).astype(g.dtype)
+        weight = (x == self.extremum).astype(g.dtype)
+        if np.count_nonzero(weight) != self.extremum.size:  # ties (one count tells): share equally
+            weight /= np.add.reduce(weight, axis=self.axis, keepdims=True)
         return (g.reshape(self.extremum.shape) * const(weight),)
 
 
@@ -440,13 +438,18 @@ class Matmul(Function):
 
 
 class Unfold(Function):
-    """im2col: (N, C, H, W) -> (N, OH, OW, C, kh, kw), every kh x kw window at the given stride."""
+    """im2col: (N, C, H, W) -> (C, kh, kw, N, OH, OW), every kh x kw window at the given stride.
+
+    Window offsets first, positions last: a convolution is then one GEMM
+    (O, C*kh*kw) @ (C*kh*kw, N*OH*OW) with a long contiguous inner dimension,
+    and pooling reduces over the leading axis, elementwise across slabs.
+    """
 
     def forward(self, x, kernel, stride):
         self.kernel, self.stride = kernel, stride
         win = np.lib.stride_tricks.sliding_window_view(x, kernel, axis=(2, 3))
         win = win[:, :, ::stride[0], ::stride[1]]  # (N, C, OH, OW, kh, kw), a view
-        return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5))
+        return np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3))
 
     def backward(self, g):
         return (Fold.apply(g, shape=self.parents[0].shape, kernel=self.kernel, stride=self.stride),)
@@ -476,7 +479,7 @@ class Fold(Function):
     def forward(self, cols, shape, kernel, stride):
         self.kernel, self.stride = kernel, stride
         _, _, h, w = shape
-        a = cols.transpose(0, 3, 4, 1, 5, 2)  # (N, C, kh, OH, kw, OW)
+        a = cols.transpose(3, 0, 1, 4, 2, 5)  # (N, C, kh, OH, kw, OW)
         a = _overlap_add(a, stride[1], w)  # (N, C, kh, OH, W)
         a = _overlap_add(a.transpose(0, 1, 4, 2, 3), stride[0], h)  # (N, C, W, H)
         return np.ascontiguousarray(a.transpose(0, 1, 3, 2))
