@@ -1,0 +1,127 @@
+"""The W1-W5 models written with this engine, as a user would write them: tensor expressions,
+``backward()``, and the manual SGD update ``p.data -= lr * p.grad.data; p.grad = None``.
+
+Importing this module fails when the engine can't be imported; the harness reports that as
+"skipped" and runs the references alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.workloads import ADD, CHAIN_ADD, CHAIN_MUL, CHAIN_OPS, CHAIN_X0, MUL, Workload
+from tinygrad_mnist import Tensor
+
+
+class _Model:
+    def __init__(self, params: dict[str, np.ndarray], lr: float):
+        self.p = {k: Tensor(np.array(v, dtype=np.float32, copy=True), requires_grad=True)
+                  for k, v in params.items()}
+        self.plist = list(self.p.values())
+        self.lr = lr
+
+    def prepare(self, x, y):
+        # inputs are constants; integer labels stay a plain ndarray for cross_entropy
+        return Tensor(x), (y if y.dtype.kind in "iu" else Tensor(y))
+
+    def _sgd(self):
+        lr = self.lr
+        for p in self.plist:
+            p.data -= lr * p.grad.data
+            p.grad = None
+
+    def step(self, x, y):
+        loss = self.loss(x, y)
+        loss.backward()
+        self._sgd()
+        return loss
+
+    def dtypes(self, x, y) -> dict[str, str]:
+        """One forward+backward without an update: dtypes of the loss and each gradient (all
+        must stay float32: a float64 gradient would be cast back silently by ``-=``)."""
+        loss = self.loss(x, y)
+        loss.backward()
+        out = {"loss": str(loss.data.dtype)}
+        for k, p in self.p.items():
+            out[f"{k}.grad"] = "None" if p.grad is None else str(p.grad.data.dtype)
+            p.grad = None
+        return out
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {k: np.array(v.data, copy=True) for k, v in self.p.items()}
+
+    @staticmethod
+    def loss_float(loss) -> float:
+        return float(loss.data)
+
+
+class NielsenMLP(_Model):
+    def loss(self, x, y):
+        p = self.p
+        a1 = (x @ p["w0"] + p["b0"]).sigmoid()
+        a2 = (a1 @ p["w1"] + p["b1"]).sigmoid()
+        return ((a2 - y) ** 2).sum() * (0.5 / x.data.shape[0])
+
+
+class ReluMLP(_Model):
+    def __init__(self, params, lr):
+        super().__init__(params, lr)
+        n = len(self.p) // 2
+        self.layers = [(self.p[f"w{i}"], self.p[f"b{i}"]) for i in range(n)]
+
+    def loss(self, x, labels):
+        h = x
+        for w, b in self.layers[:-1]:
+            h = (h @ w + b).relu()
+        w, b = self.layers[-1]
+        return (h @ w + b).cross_entropy(labels)
+
+
+class SmallCNN(_Model):
+    def loss(self, x, labels):
+        p = self.p
+        h = x.conv2d(p["conv_w"], p["conv_b"]).relu().max_pool2d(2).flatten(1)
+        return (h @ p["fc_w"] + p["fc_b"]).cross_entropy(labels)
+
+
+class OpChain:
+    def __init__(self, params=None, lr=0.0):
+        self.x0 = Tensor(np.array([CHAIN_X0], np.float32), requires_grad=True)
+        self.ca = Tensor(np.array([CHAIN_ADD], np.float32))
+        self.cm = Tensor(np.array([CHAIN_MUL], np.float32))
+        self.grad = None
+
+    def prepare(self):
+        return ()
+
+    def step(self):
+        ca, cm = self.ca, self.cm
+        x = self.x0
+        for op in CHAIN_OPS:
+            if op == ADD:
+                x = x + ca
+            elif op == MUL:
+                x = x * cm
+            else:
+                x = x.tanh()
+        loss = x.sum()
+        loss.backward()
+        self.grad = self.x0.grad
+        self.x0.grad = None
+        return loss
+
+    def dtypes(self) -> dict[str, str]:
+        loss = self.step()
+        return {"loss": str(loss.data.dtype), "x.grad": str(self.grad.data.dtype)}
+
+    def params(self):
+        return {"x_grad": np.array(self.grad.data, copy=True)}
+
+    @staticmethod
+    def loss_float(loss) -> float:
+        return float(loss.data)
+
+
+def build(w: Workload, params: dict[str, np.ndarray]):
+    cls = {"sigmoid_mse": NielsenMLP, "relu_ce": ReluMLP, "cnn": SmallCNN, "chain": OpChain}[w.kind]
+    return cls(params, w.lr)
