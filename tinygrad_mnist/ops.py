@@ -196,11 +196,24 @@ class Sigmoid(Function):
     def forward(self, x):
         # the tanh form never overflows, unlike 1 / (1 + exp(-x))
         half = x.dtype.type(0.5)
-        return half + half * np.tanh(x * half)
+        out = np.tanh(x * half)
+        out *= half
+        out += half
+        return out
 
     def backward(self, g):
-        s = self.output()
-        return (g * (s * (1 - s)),)
+        return (SigmoidGrad.apply(g, self.output()),)
+
+
+class SigmoidGrad(Function):
+    """g * s * (1 - s): Sigmoid's gradient as one op, itself differentiable (grad of grad)."""
+
+    def forward(self, g, s):
+        return g * s * (1 - s)
+
+    def backward(self, gg):
+        g, s = self.parents
+        return (gg * (s * (1 - s)) if g._rg else None), (gg * g * (1 - 2 * s) if s._rg else None)
 
 
 class Tanh(Function):
@@ -210,8 +223,18 @@ class Tanh(Function):
         return np.tanh(x)
 
     def backward(self, g):
-        t = self.output()
-        return (g * (1 - t * t),)
+        return (TanhGrad.apply(g, self.output()),)
+
+
+class TanhGrad(Function):
+    """g * (1 - t^2): Tanh's gradient as one op, itself differentiable (grad of grad)."""
+
+    def forward(self, g, t):
+        return g * (1 - t * t)
+
+    def backward(self, gg):
+        g, t = self.parents
+        return (gg * (1 - t * t) if g._rg else None), (gg * g * t * -2 if t._rg else None)
 
 
 class Clip(Function):
