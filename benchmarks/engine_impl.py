@@ -13,9 +13,15 @@ from benchmarks.workloads import ADD, CHAIN_ADD, CHAIN_MUL, CHAIN_OPS, CHAIN_X0,
 from tinygrad_mnist import Tensor
 
 
+def _is_linear_weight(name: str, value: np.ndarray) -> bool:
+    # the references store dense weights as (in, out); nn.Linear (and Tensor.linear) use (out, in)
+    return value.ndim == 2 and (name.startswith("w") or name == "fc_w")
+
+
 class _Model:
     def __init__(self, params: dict[str, np.ndarray], lr: float):
-        self.p = {k: Tensor(np.array(v, dtype=np.float32, copy=True), requires_grad=True)
+        self.p = {k: Tensor(np.array(v.T if _is_linear_weight(k, v) else v, dtype=np.float32, order="C"),
+                            requires_grad=True)
                   for k, v in params.items()}
         self.plist = list(self.p.values())
         self.lr = lr
@@ -48,7 +54,8 @@ class _Model:
         return out
 
     def params(self) -> dict[str, np.ndarray]:
-        return {k: np.array(v.data, copy=True) for k, v in self.p.items()}
+        return {k: np.array(v.data.T if _is_linear_weight(k, v.data) else v.data, copy=True)
+                for k, v in self.p.items()}
 
     @staticmethod
     def loss_float(loss) -> float:
@@ -58,8 +65,8 @@ class _Model:
 class NielsenMLP(_Model):
     def loss(self, x, y):
         p = self.p
-        a1 = (x @ p["w0"] + p["b0"]).sigmoid()
-        a2 = (a1 @ p["w1"] + p["b1"]).sigmoid()
+        a1 = x.linear(p["w0"], p["b0"]).sigmoid()  # x @ W.T + b, as nn.Linear does
+        a2 = a1.linear(p["w1"], p["b1"]).sigmoid()
         return ((a2 - y) ** 2).sum() * (0.5 / x.data.shape[0])
 
 
@@ -72,16 +79,16 @@ class ReluMLP(_Model):
     def loss(self, x, labels):
         h = x
         for w, b in self.layers[:-1]:
-            h = (h @ w + b).relu()
+            h = h.linear(w, b).relu()
         w, b = self.layers[-1]
-        return (h @ w + b).cross_entropy(labels)
+        return h.linear(w, b).cross_entropy(labels)
 
 
 class SmallCNN(_Model):
     def loss(self, x, labels):
         p = self.p
         h = x.conv2d(p["conv_w"], p["conv_b"]).relu().max_pool2d(2).flatten(1)
-        return (h @ p["fc_w"] + p["fc_b"]).cross_entropy(labels)
+        return h.linear(p["fc_w"], p["fc_b"]).cross_entropy(labels)
 
 
 class OpChain:

@@ -337,7 +337,7 @@ def test_collapse_modules_inferred_from_parameter_names():
     assert f"\t\t{dot.node_id('fc1.weight')} [" in block and "\t\tmod_fc1 [" in block
     # the ReLU between the layers and the loss stay visible
     labels = [label(nodes, n)[0] for n in nodes if n.startswith("op")]
-    assert labels[:2] == ["Relu", "LogSoftmax"]
+    assert labels[:2] == ["Relu", "CrossEntropy"]
 
 
 def test_collapse_with_expand_draws_chosen_module_in_full():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tensor import Function, Tensor
+from .tensor import Function, Tensor, is_grad_enabled
 
 
 def const(arr) -> Tensor:
@@ -319,6 +319,36 @@ class LogSoftmax(Function):
         return (g - softmax * g.sum(self.axis, keepdim=True),)
 
 
+class CrossEntropy(Function):
+    """Softmax cross-entropy of logits (N, C) against target probabilities (N, C), in one op.
+
+    A primitive for speed: the loss of every training step.  Its gradient is
+    (softmax(x) - target) scaled by the reduction; forward keeps it as an array.
+    When the backward itself is recorded (create_graph=True), softmax is
+    recomputed with tensor ops so the gradient stays differentiable.
+    """
+
+    def forward(self, x, target, reduction):
+        self.target, self.reduction = target, reduction
+        shifted = x - np.max(x, axis=1, keepdims=True)
+        logp = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+        losses = -np.sum(logp * target, axis=1)
+        self.scale = 1.0 / max(len(x), 1) if reduction == "mean" else 1.0
+        if reduction != "none":
+            losses = np.sum(losses) * x.dtype.type(self.scale)
+        self.dlogits = np.exp(logp) - target  # d(sum of losses)/dx
+        return losses
+
+    def backward(self, g):
+        if is_grad_enabled():  # building a graph of the gradient: keep softmax differentiable
+            d = self.parents[0].softmax(axis=1) - const(self.target)
+        else:
+            d = const(self.dlogits)
+        if self.reduction == "none":
+            return (d * g.reshape(-1, 1),)
+        return (d * (g * self.scale),)
+
+
 # ---------------------------------------------------------------------------
 # shape and movement
 # ---------------------------------------------------------------------------
@@ -458,6 +488,25 @@ class Matmul(Function):
         if y._rg:
             gy = Matmul.apply(g, x, ta=True, tb=ta) if tb else Matmul.apply(x, g, ta=not ta)
         return gx, gy
+
+
+class Linear(Function):
+    """x @ w.T + b (nn.Linear's forward) as one op: one node instead of three, the bias added in place."""
+
+    def forward(self, x, w, b=None):
+        out = np.matmul(x, w.T)
+        if b is not None:
+            out += b
+        return out
+
+    def backward(self, g):
+        x, w = self.parents[:2]
+        gx = Matmul.apply(g, w) if x._rg else None
+        gw = Matmul.apply(g, x, ta=True) if w._rg else None
+        if len(self.parents) == 2:
+            return gx, gw
+        b = self.parents[2]
+        return gx, gw, (g.sum_to(b.shape) if b._rg else None)
 
 
 class Unfold(Function):

@@ -731,8 +731,10 @@ class Tensor:
         if weight.ndim != 2 or self.ndim < 2 or self.shape[-1] != weight.shape[1]:
             raise ValueError(f"linear: input {self.shape} and weight {weight.shape} don't fit "
                              f"(need input (..., in) and weight (out, in))")
-        out = ops.Matmul.apply(self, weight, tb=True)
-        return out if bias is None else out + bias
+        if weight.dtype != self.dtype or (bias is not None and (bias.dtype != self.dtype or bias.ndim > 1)):
+            out = ops.Matmul.apply(*_promote(self, weight), tb=True)  # mixed dtypes: the general path
+            return out if bias is None else out + bias
+        return ops.Linear.apply(self, weight) if bias is None else ops.Linear.apply(self, weight, bias)
 
     # -- neural-network functions -------------------------------------------------------
     def softmax(self, axis: int = -1):
@@ -763,14 +765,9 @@ class Tensor:
             target = y.astype(self.data.dtype, copy=False)
         else:
             raise TypeError(f"cross_entropy: labels must be integer class indices or float targets, got {y.dtype}")
-        logp = self.log_softmax(axis=1)
-        if reduction == "mean":
-            return (logp * target).sum() * (-1.0 / max(n, 1))
-        if reduction == "sum":
-            return -(logp * target).sum()
-        if reduction == "none":
-            return -(logp * target).sum(axis=1)
-        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        return ops.CrossEntropy.apply(self, target=target, reduction=reduction)
 
     def unfold2d(self, kernel, stride=1):
         """Sliding kh x kw windows of an (N, C, H, W) tensor -> (C, kh, kw, N, OH, OW) (im2col)."""
