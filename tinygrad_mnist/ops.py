@@ -13,6 +13,8 @@ abs, ...) are constants: their derivative is zero almost everywhere.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .tensor import Function, Tensor, is_grad_enabled
@@ -527,34 +529,33 @@ class Unfold(Function):
         return (Fold.apply(g, shape=self.parents[0].shape, kernel=self.kernel, stride=self.stride),)
 
 
-def _overlap_add(a, stride, length):
-    """Sum windows back onto a line: out[o * stride + k] += a[..., k, o], for the last two axes.
-
-    Vectorised "skew" trick: space the window starts `stride` apart, pad each
-    row by its length, flatten and re-read with one element less per row; row k
-    is then shifted right by k, and summing the rows adds the overlaps.
-    """
-    *lead, k, o = a.shape
-    span = (o - 1) * stride + 1
-    spaced = np.zeros((*lead, k, span + k), a.dtype)
-    spaced[..., :span:stride] = a
-    flat = spaced.reshape(*lead, k * (span + k))[..., : k * (span + k - 1)]
-    out = flat.reshape(*lead, k, span + k - 1).sum(axis=-2)  # length (o - 1) * stride + k
-    if out.shape[-1] < length:  # rows/cols the windows never reached
-        out = np.concatenate([out, np.zeros((*lead, length - out.shape[-1]), a.dtype)], axis=-1)
-    return out
+@functools.lru_cache(maxsize=64)
+def _placement(k: int, o: int, stride: int, length: int, dtype: str) -> np.ndarray:
+    """0/1 matrix (k*o, length): row (i, q) has its one at q*stride + i, where window q's offset i lands."""
+    m = np.zeros((k, o, length), dtype)
+    i, q = np.arange(k)[:, None], np.arange(o)[None, :]
+    m[i, q, q * stride + i] = 1
+    return m.reshape(k * o, length)
 
 
 class Fold(Function):
-    """col2im: the adjoint of Unfold; overlapping windows add up."""
+    """col2im: the adjoint of Unfold; overlapping windows add up.
+
+    Each spatial axis is folded by one matrix product with a 0/1 placement
+    matrix that adds every (offset, window) value onto its pixel: two GEMMs,
+    no loops over pixels or kernel offsets.
+    """
 
     def forward(self, cols, shape, kernel, stride):
         self.kernel, self.stride = kernel, stride
-        _, _, h, w = shape
-        a = cols.transpose(3, 0, 1, 4, 2, 5)  # (N, C, kh, OH, kw, OW)
-        a = _overlap_add(a, stride[1], w)  # (N, C, kh, OH, W)
-        a = _overlap_add(a.transpose(0, 1, 4, 2, 3), stride[0], h)  # (N, C, W, H)
-        return np.ascontiguousarray(a.transpose(0, 1, 3, 2))
+        c, kh, kw, n, oh, ow = cols.shape
+        h, w = shape[2:]
+        dt = cols.dtype.str
+        # width first: (C, kh, N, OH, kw*OW) is the cheaper copy of the two orders
+        a = cols.transpose(0, 1, 3, 4, 2, 5).reshape(-1, kw * ow) @ _placement(kw, ow, stride[1], w, dt)
+        a = a.reshape(c, kh, n, oh, w).transpose(0, 2, 4, 1, 3).reshape(-1, kh * oh)
+        a = a @ _placement(kh, oh, stride[0], h, dt)  # (C*N*W, H)
+        return a.reshape(c, n, w, h).transpose(1, 0, 3, 2)
 
     def backward(self, gg):
         return (Unfold.apply(gg, kernel=self.kernel, stride=self.stride),)
