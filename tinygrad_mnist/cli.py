@@ -136,10 +136,12 @@ def _plot(out_dir, history, model, ds) -> None:
 
 
 def _load_model(path):
+    if not Path(path).is_file():
+        raise CLIError(f"no model file at {path} (train one with: python -m tinygrad_mnist train --save {path})")
     state, meta = serialization.load(path)
     name = meta.get("model")
     if name not in RECIPES:
-        raise SystemExit(f"error: {path}: metadata names model {name!r}, expected one of {sorted(RECIPES)}")
+        raise CLIError(f"{path}: metadata names model {name!r}, expected one of {sorted(RECIPES)}")
     model = build_model(name)
     model.load_state_dict(state)
     return model, meta
@@ -153,33 +155,41 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+class CLIError(Exception):
+    """A user error the CLI reports in one line (exit code 2)."""
+
+
 def load_digit_image(path) -> np.ndarray:
-    """An image file as one MNIST-style row: white digit on black, 20x20 box centred in 28x28, in [0, 1]."""
+    """An image file as one MNIST-style row: white digit on black, 20x20 box, centre of mass at the middle."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         img = Image.open(path).convert("L")
     except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
-        raise SystemExit(f"error: can't read image {path}: {e}") from None
+        raise CLIError(f"can't read image {path}: {e}") from None
     a = np.asarray(img, dtype=np.float32) / 255.0
     if a.mean() > 0.5:  # dark ink on light paper: MNIST digits are light on dark
         a = 1.0 - a
-    if a.shape != (28, 28):
-        ink = np.argwhere(a > 0.2)
-        if len(ink):  # crop to the digit, scale its longer side to 20 px, centre like MNIST
-            (top, left), (bottom, right) = ink.min(0), ink.max(0) + 1
-            a = a[top:bottom, left:right]
-        h, w = a.shape
-        scale = 20.0 / max(h, w)
-        small = Image.fromarray((a * 255).astype(np.uint8)).resize(
-            (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
-        a = np.asarray(small, dtype=np.float32) / 255.0
-        canvas = np.zeros((28, 28), np.float32)
-        h, w = a.shape
-        top, left = (28 - h) // 2, (28 - w) // 2
-        canvas[top:top + h, left:left + w] = a
-        a = canvas
-    return a.reshape(1, 784)
+    if a.shape == (28, 28):
+        return a.reshape(1, 784)
+    ink = np.argwhere(a > 0.2)
+    if len(ink):  # crop to the digit
+        (top, left), (bottom, right) = ink.min(0), ink.max(0) + 1
+        a = a[top:bottom, left:right]
+    h, w = a.shape
+    scale = 20.0 / max(h, w)  # MNIST: the digit's longer side is 20 px ...
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    a = np.asarray(Image.fromarray((a * 255).astype(np.uint8)).resize(size, Image.Resampling.LANCZOS),
+                   dtype=np.float32) / 255.0
+    h, w = a.shape
+    # ... and its centre of mass sits at the centre of the 28x28 field
+    total = a.sum()
+    cy, cx = ((np.indices(a.shape) * a).sum(axis=(1, 2)) / total) if total else (h / 2, w / 2)
+    top = int(np.clip(round(14 - cy), 0, 28 - h))
+    left = int(np.clip(round(14 - cx), 0, 28 - w))
+    canvas = np.zeros((28, 28), np.float32)
+    canvas[top:top + h, left:left + w] = a
+    return canvas.reshape(1, 784)
 
 
 def cmd_predict(args) -> int:
@@ -251,7 +261,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (data.DataError, serialization.SerializationError) as e:
+    except (CLIError, data.DataError, serialization.SerializationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
