@@ -1,4 +1,4 @@
-"""W6: full MNIST epochs of the demo's default ``mlp`` and ``cnn``, engine vs PyTorch, with peak RSS.
+"""W6: full MNIST epochs of the demo's nielsen, mlp and cnn models, engine vs PyTorch, with peak RSS.
 
 The engine side trains ``tinygrad_mnist.models.MODELS[name]()`` with the demo's recipe (batch
 size, optimizer, lr from ``tinygrad_mnist.train.RECIPES``); the PyTorch side trains a hand-written
@@ -36,9 +36,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV = "TINYGRAD_MNIST_DATA"
 RESULT_TAG = "W6RESULT "
 SEED = 1234
-MODEL_NAMES = ("mlp", "cnn")
+MODEL_NAMES = ("nielsen", "mlp", "cnn")
 # used only when tinygrad_mnist.train.RECIPES can't be imported: the demo's defaults when written
 FALLBACK_RECIPES = {
+    "nielsen": {"batch_size": 10, "lr": 3.0, "optimizer": "sgd", "weight_decay": 0.0, "loss": "mse"},
     "mlp": {"batch_size": 128, "lr": 1e-3, "optimizer": "adam", "weight_decay": 0.0},
     "cnn": {"batch_size": 64, "lr": 1e-3, "optimizer": "adam", "weight_decay": 0.0},
 }
@@ -91,6 +92,13 @@ def load_mnist(d: Path):
 
 # ---------------------------------------------------------------------------------------- models
 
+def _torch_nielsen():
+    """Mirror of tinygrad_mnist.models.nielsen(): 784-30-10, sigmoid hidden and output units."""
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(784, 30), nn.Sigmoid(), nn.Linear(30, 10), nn.Sigmoid())
+
+
 def _torch_mlp():
     """Mirror of tinygrad_mnist.models.mlp(): 784-512-256-10 ReLU, Dropout(0.2) after each hidden layer."""
     from torch import nn
@@ -125,7 +133,7 @@ def _torch_cnn():
 
 
 # keep in step with tinygrad_mnist/models.py: a shape mismatch makes the torch side report an error
-TORCH_MIRRORS = {"mlp": _torch_mlp, "cnn": _torch_cnn}
+TORCH_MIRRORS = {"nielsen": _torch_nielsen, "mlp": _torch_mlp, "cnn": _torch_cnn}
 
 
 def build_engine(name: str):
@@ -141,7 +149,7 @@ def resolve_recipe(name: str) -> tuple[dict, str]:
 
         r = RECIPES[name]
         return ({"batch_size": r.batch_size, "lr": r.lr, "optimizer": r.optimizer,
-                 "weight_decay": r.weight_decay}, "tinygrad_mnist.train.RECIPES")
+                 "weight_decay": r.weight_decay, "loss": r.loss}, "tinygrad_mnist.train.RECIPES")
     except Exception as e:
         return dict(FALLBACK_RECIPES[name]), f"fallback ({type(e).__name__}: {e})"
 
@@ -207,13 +215,17 @@ class RssSampler(threading.Thread):
 class _Parts:
     """What differs between the engine and torch in the training loop; the loop itself is shared."""
 
-    def __init__(self, system: str):
+    def __init__(self, system: str, loss: str = "cross_entropy"):
+        eye = np.eye(10, dtype=np.float32)  # one-hot targets for Nielsen's quadratic cost
         if system == "engine":
             import tinygrad_mnist
-            from tinygrad_mnist import Tensor, optim
+            from tinygrad_mnist import Tensor, losses, optim
 
             self.optim = optim
-            self.loss = lambda model, xb, yb: model(Tensor(xb)).cross_entropy(yb)
+            if loss == "mse":
+                self.loss = lambda model, xb, yb: losses.mse(model(Tensor(xb)), eye[yb])
+            else:
+                self.loss = lambda model, xb, yb: model(Tensor(xb)).cross_entropy(yb)
             self.item = lambda loss: float(loss.data)
             self.no_grad = tinygrad_mnist.no_grad
             self.logits = lambda model, xb: model(Tensor(xb)).data
@@ -223,7 +235,11 @@ class _Parts:
             import torch.nn.functional as F
 
             self.optim = torch.optim
-            self.loss = lambda model, xb, yb: F.cross_entropy(model(torch.from_numpy(xb)), torch.from_numpy(yb))
+            if loss == "mse":  # C = 1/(2n) sum ||y - a||^2, the same formula as losses.mse
+                self.loss = lambda model, xb, yb: ((model(torch.from_numpy(xb)) - torch.from_numpy(eye[yb])) ** 2
+                                                   ).sum() * (0.5 / len(yb))
+            else:
+                self.loss = lambda model, xb, yb: F.cross_entropy(model(torch.from_numpy(xb)), torch.from_numpy(yb))
             self.item = lambda loss: loss.item()
             self.no_grad = torch.no_grad
             self.logits = lambda model, xb: model(torch.from_numpy(xb)).numpy()
@@ -273,7 +289,7 @@ def worker(system: str, name: str, recipe: dict, epochs: int, max_steps: int | N
     if data_dir is None:
         return {"status": "skipped", "reason": reason}
     try:
-        parts = _Parts(system)
+        parts = _Parts(system, recipe.get("loss", "cross_entropy"))
         model = build_engine(name) if system == "engine" else TORCH_MIRRORS[name]()
     except (ImportError, AttributeError, KeyError) as e:  # engine or its model zoo not there (yet)
         return {"status": "skipped", "reason": f"{system} model not buildable ({type(e).__name__}: {e})"}

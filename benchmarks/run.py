@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     if "W6" in keys:
         from benchmarks import epoch
 
-        print(f"\nW6  MNIST epochs of the default mlp/cnn (engine vs torch, one subprocess each)"
+        print(f"\nW6  MNIST epochs of the demo models (nielsen, mlp, cnn) (engine vs torch, one subprocess each)"
               f"{' [quick: partial epochs]' if st.w6_max_steps else ''}")
         w6 = epoch.run_w6(epochs=st.w6_epochs, max_steps=st.w6_max_steps, eval_limit=st.w6_eval_limit,
                           threads=threads.get("numpy_blas"))

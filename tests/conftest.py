@@ -1,11 +1,13 @@
 """Shared test setup.
 
 - puts this folder on sys.path so `from helpers import ...` works under any pytest import mode;
-- fails a test that leaves grad mode switched off (a leaked no_grad would silently break the tests after it).
+- fails a test that leaves grad mode switched off (a leaked no_grad would silently break the tests after it);
+- switches downloads off: tests never need the network (data tests fake the downloader explicitly).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +16,8 @@ import pytest
 HERE = str(Path(__file__).resolve().parent)
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
+
+os.environ.setdefault("TINYGRAD_MNIST_OFFLINE", "1")
 
 import tinygrad_mnist  # noqa: E402
 
