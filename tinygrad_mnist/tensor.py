@@ -558,10 +558,10 @@ class Tensor:
     def where(cond, a, b) -> Tensor:
         """Elementwise `a if cond else b`; the gradient flows to a and b, not cond."""
         cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
-        if not isinstance(a, Tensor) and not isinstance(b, Tensor):
-            a = Tensor(a)
-        a = a if isinstance(a, Tensor) else b._lift(a)
-        b = b if isinstance(b, Tensor) else a._lift(b)
+        if not isinstance(a, Tensor):  # a scalar side takes the tensor side's dtype
+            a = b._lift(a) if isinstance(b, Tensor) else Tensor(a)
+        if not isinstance(b, Tensor):
+            b = a._lift(b)
         if a.data.dtype != b.data.dtype:
             a, b = _promote(a, b)
         return ops.Where.apply(a, b, cond=cond)
@@ -589,7 +589,7 @@ class Tensor:
         axes = _norm_axes(axis, self.ndim, "var")
         n = self.size if axes is None else math.prod(self.shape[a] for a in axes)
         d = self - self.mean(axes, keepdim=True)
-        return (d * d).sum(axes, keepdim) * (1.0 / max(n - correction, 0) if n > correction else math.nan)
+        return (d * d).sum(axes, keepdim) * (1.0 / (n - correction) if n > correction else math.nan)
 
     def std(self, axis=None, keepdim: bool = False, correction: int = 1):
         return self.var(axis, keepdim, correction).sqrt()
@@ -599,7 +599,9 @@ class Tensor:
         m = np.max(self.data, axis=axes, keepdims=True)
         m = np.where(np.isfinite(m), m, 0).astype(self.data.dtype)  # all -inf rows stay -inf
         out = (self - m).exp().sum(axes, keepdim=True).log() + m
-        return out if keepdim else out.reshape(np.sum(m, axis=axes).shape) if axes else out.reshape(())
+        if keepdim:
+            return out
+        return out.reshape(()) if axes is None else out.squeeze(axes)
 
     def argmax(self, axis=None, keepdim: bool = False) -> Tensor:
         return Tensor._const(np.asarray(np.argmax(self.data, axis=axis, keepdims=keepdim)))
