@@ -106,7 +106,8 @@ class Optimizer:
     def state_dict(self) -> dict:
         """{"state": {param index: {name: array}}, "param_groups": [hyperparameters, "params": [indices]]}."""
         index = {id(p): i for i, p in enumerate(self.params)}
-        state = {index[id(p)]: copy.deepcopy(s) for p, s in self.state.items() if id(p) in index}
+        state = {index[id(p)]: copy.deepcopy({k: v for k, v in s.items() if not k.startswith("_")})  # no scratch
+                 for p, s in self.state.items() if id(p) in index}
         groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [index[id(p)] for p in g["params"]]}
                   for g in self.param_groups]
         return {"state": state, "param_groups": groups}
@@ -141,6 +142,15 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
+def _scratch(state: dict, p: np.ndarray) -> np.ndarray:
+    """A temporary the size of p, kept between steps ("_" keys stay out of state_dict): allocating a
+    fresh weight-sized array every step costs more than the arithmetic done in it (page faults)."""
+    buf = state.get("_scratch")
+    if buf is None or buf.shape != p.shape or buf.dtype != p.dtype:
+        buf = state["_scratch"] = np.empty_like(p)
+    return buf
+
+
 # ---------------------------------------------------------------------------
 # SGD
 # ---------------------------------------------------------------------------
@@ -166,10 +176,11 @@ class SGD(Optimizer):
                                       dampening=dampening))
 
     def _update(self, p, g, state, group, dt):
-        lr, momentum, wd = dt(group["lr"]), dt(group["momentum"]), dt(group["weight_decay"])
+        momentum, wd = group["momentum"], group["weight_decay"]
         if wd:
-            g = g + wd * p
+            g = g + dt(wd) * p
         if momentum:
+            momentum = dt(momentum)
             buf = state.get("momentum_buffer")
             if buf is None:
                 buf = state["momentum_buffer"] = g.copy()
@@ -177,7 +188,7 @@ class SGD(Optimizer):
                 buf *= momentum
                 buf += dt(1 - group["dampening"]) * g if group["dampening"] else g
             g = g + momentum * buf if group["nesterov"] else buf
-        p -= lr * g
+        p -= np.multiply(g, dt(group["lr"]), out=_scratch(state, p))  # p -= lr * g; g (maybe p.grad) untouched
 
 
 # ---------------------------------------------------------------------------
@@ -216,8 +227,8 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = np.zeros_like(p)
         state["step"] += 1
         t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-        # in-place passes through one scratch array: this runs for every parameter on every batch
-        tmp = dt(1 - b1) * g
+        # in-place passes through one kept scratch array: this runs for every parameter on every batch
+        tmp = np.multiply(g, dt(1 - b1), out=_scratch(state, p))
         m *= dt(b1)
         m += tmp  # m = b1 m + (1 - b1) g
         np.multiply(g, g, out=tmp)
