@@ -126,10 +126,15 @@ def _parents(t: Tensor):
     return None if ctx is None else getattr(ctx, "parents", None)
 
 
-def _walk(roots) -> list:
-    """Every tensor reachable from roots, parents before children (iterative DFS, arguments in order)."""
+def _walk(roots, follow=None, argument_order: bool = True) -> list:
+    """Tensors reachable from roots, parents before children (iterative DFS).
+
+    `follow(p)` decides which parents to enter (default: all, constants included);
+    `argument_order` visits parents left to right, otherwise in the order of tensor._toposort.
+    """
+    seq = reversed if argument_order else list
     order, seen = [], set()
-    stack = [(r, False) for r in reversed(roots)]
+    stack = [(r, False) for r in seq(list(roots))]
     while stack:
         node, expanded = stack.pop()
         if expanded:
@@ -139,8 +144,8 @@ def _walk(roots) -> list:
             continue
         seen.add(id(node))
         stack.append((node, True))
-        for p in reversed(_parents(node) or ()):
-            if id(p) not in seen:
+        for p in seq(list(_parents(node) or ())):
+            if id(p) not in seen and (follow is None or follow(p)):
                 stack.append((p, False))
     return order
 
@@ -151,20 +156,7 @@ def _backward_visit_order(roots) -> list:
     try:
         order = _tensor._toposort(roots)
     except RuntimeError:  # a released graph: the same traversal, stopping where the graph ends
-        order, seen = [], set()
-        stack = [(r, False) for r in roots]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
-                continue
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            stack.append((node, True))
-            for p in _parents(node) or ():
-                if p._rg and id(p) not in seen:
-                    stack.append((p, False))
+        order = _walk(roots, follow=lambda p: p._rg, argument_order=False)
     return list(reversed(order))
 
 
