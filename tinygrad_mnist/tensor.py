@@ -96,10 +96,13 @@ class Function:
     def apply(cls, *inputs: Tensor, **params) -> Tensor:
         ctx = cls()
         try:
-            if len(inputs) == 2:  # the common case, spelled out: this is the hottest path
+            if len(inputs) == 2:  # the common cases, spelled out: this is the hottest path
                 a, b = inputs
                 data = ctx.forward(a.data, b.data, **params)
                 record = _grad_enabled and (a._rg or b._rg)
+            elif len(inputs) == 1:
+                data = ctx.forward(inputs[0].data, **params)
+                record = _grad_enabled and inputs[0]._rg
             else:
                 data = ctx.forward(*[t.data for t in inputs], **params)
                 record = _grad_enabled and any([t._rg for t in inputs])
