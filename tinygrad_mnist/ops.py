@@ -178,8 +178,8 @@ class Relu(Function):
     def forward(self, x):
         return np.maximum(x, 0)
 
-    def backward(self, g):  # relu'(0) = 0
-        return (g * const((self.parents[0].data > 0).astype(g.dtype)),)
+    def backward(self, g):  # relu'(0) = 0; float * bool mask stays float (no cast pass)
+        return (Mul.apply(g, const(self.parents[0].data > 0)),)
 
 
 class LeakyRelu(Function):
@@ -298,9 +298,11 @@ class Max(Function):
 
     def backward(self, g):
         x = self.parents[0].data
-        weight = (x == self.extremum).astype(g.dtype)
-        if np.count_nonzero(weight) != self.extremum.size:  # ties (one count tells): share equally
-            weight /= np.add.reduce(weight, axis=self.axis, keepdims=True)
+        hit = x == self.extremum
+        if np.count_nonzero(hit) == self.extremum.size:  # no ties (one count tells): a 0/1 mask
+            return (Mul.apply(g.reshape(self.extremum.shape), const(hit)),)
+        weight = hit.astype(g.dtype)  # ties share the gradient equally
+        weight /= np.add.reduce(weight, axis=self.axis, keepdims=True)
         return (g.reshape(self.extremum.shape) * const(weight),)
 
 
