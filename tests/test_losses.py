@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist import losses
+from tinygrad_mnist.engine import Tensor
 from tinygrad_mnist.gradcheck import gradcheck
-from tinygrad_mnist.tensor import Tensor
 
 try:
     import torch

@@ -10,8 +10,8 @@ import pytest
 
 import tinygrad_mnist as tm
 from tinygrad_mnist import losses, nn, optim
+from tinygrad_mnist.engine import Tensor
 from tinygrad_mnist.models import CNN, MODELS
-from tinygrad_mnist.tensor import Tensor
 
 try:
     import torch

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist import nn, optim
-from tinygrad_mnist.tensor import Tensor
+from tinygrad_mnist.engine import Tensor
 
 try:
     import torch

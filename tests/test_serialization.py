@@ -10,9 +10,9 @@ import pytest
 
 import tinygrad_mnist as tm
 from tinygrad_mnist import nn
+from tinygrad_mnist.engine import Tensor
 from tinygrad_mnist.models import MODELS
 from tinygrad_mnist.serialization import METADATA_KEY, SerializationError, load, load_into, save
-from tinygrad_mnist.tensor import Tensor
 
 
 def model(seed=0, sizes=(6, 5, 3)):

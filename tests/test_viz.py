@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist import Tensor, viz
-from tinygrad_mnist.tensor import _toposort
+from tinygrad_mnist.engine import _toposort
 
 HAVE_DOT = shutil.which("dot") is not None
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@
     y.backward()          # x.grad == 2 * x
 """
 
-from .tensor import (
+from .engine import (
     Function,
     Tensor,
     bool_,

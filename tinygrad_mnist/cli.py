@@ -96,7 +96,7 @@ def cmd_train(args) -> int:
     ds = _load_data(args)
     if args.limit:
         ds = replace(ds, x_train=ds.x_train[:args.limit], y_train=ds.y_train[:args.limit])
-    from .tensor import manual_seed
+    from .engine import manual_seed
     manual_seed(recipe.seed)
     model = build_model(recipe.model)
     print(f"training {recipe.model} ({model.num_parameters():,} parameters) on {len(ds.x_train):,} images "
@@ -209,7 +209,7 @@ def cmd_predict(args) -> int:
 
 def cmd_graph(args) -> int:
     from . import viz
-    from .tensor import Tensor, manual_seed
+    from .engine import Tensor, manual_seed
     from .train import compute_loss
 
     manual_seed(0)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .tensor import Tensor, grad
+from .engine import Tensor, grad
 
 
 class GradcheckError(AssertionError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tensor import Tensor
+from .engine import Tensor
 
 REDUCTIONS = ("mean", "sum", "none")
 

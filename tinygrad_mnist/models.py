@@ -9,8 +9,8 @@ here is only the architecture and its initialization.
 
 from __future__ import annotations
 
+from .engine import Tensor
 from .nn import MLP, Conv2d, Dropout, Linear, Module
-from .tensor import Tensor
 
 
 def nielsen(hidden: int = 30) -> MLP:

@@ -28,8 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import tensor as _core
-from .tensor import Tensor
+from . import engine as _core
+from .engine import Tensor
 
 # ---------------------------------------------------------------------------
 # Parameter

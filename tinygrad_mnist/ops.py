@@ -17,7 +17,7 @@ import functools
 
 import numpy as np
 
-from .tensor import Function, Tensor, is_grad_enabled
+from .engine import Function, Tensor, is_grad_enabled
 
 
 def const(arr) -> Tensor:

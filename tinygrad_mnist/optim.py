@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .tensor import Tensor
+from .engine import Tensor
 
 # ---------------------------------------------------------------------------
 # Optimizer base

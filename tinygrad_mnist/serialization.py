@@ -22,7 +22,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .tensor import Tensor
+from .engine import Tensor
 
 METADATA_KEY = "__metadata__"
 _SAVEZ_ARGS = ("file", "allow_pickle")  # names np.savez takes as its own arguments

@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from . import __version__, losses, nn, optim
 from .data import Dataset, iterate_minibatches, one_hot
+from .engine import Tensor, no_grad
 from .models import MODELS
-from .tensor import Tensor, no_grad
 
 
 @dataclass

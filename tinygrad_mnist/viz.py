@@ -48,8 +48,8 @@ from pathlib import Path
 import graphviz
 import numpy as np
 
-from . import tensor as _tensor
-from .tensor import Tensor
+from . import engine as _tensor
+from .engine import Tensor
 
 __all__ = [
     "COLORS", "INSTALL_HINT", "GraphvizNotFound", "ModuleTrace", "VizGraph", "draw_graph", "infer_module_groups",
