@@ -99,13 +99,13 @@ class Function:
             if len(inputs) == 2:  # the common cases, spelled out: this is the hottest path
                 a, b = inputs
                 data = ctx.forward(a.data, b.data, **params)
-                record = _grad_enabled and (a._rg or b._rg)
+                record = _grad_enabled and (a._requires_grad or b._requires_grad)
             elif len(inputs) == 1:
                 data = ctx.forward(inputs[0].data, **params)
-                record = _grad_enabled and inputs[0]._rg
+                record = _grad_enabled and inputs[0]._requires_grad
             else:
                 data = ctx.forward(*[t.data for t in inputs], **params)
-                record = _grad_enabled and any([t._rg for t in inputs])
+                record = _grad_enabled and any([t._requires_grad for t in inputs])
         except (ValueError, IndexError) as e:
             raise _op_error(cls, inputs, e) from None
         out = Tensor.__new__(Tensor)
@@ -117,10 +117,10 @@ class Function:
             if cls.saves_output:
                 ctx._out = weakref.ref(out)
             out._ctx = ctx
-            out._rg = True
+            out._requires_grad = True
         else:
             out._ctx = None
-            out._rg = False
+            out._requires_grad = False
         return out
 
     def release(self) -> None:
@@ -207,7 +207,7 @@ def _norm_axes(axis, ndim: int, op: str = "reduce"):
 class Tensor:
     """An n-dimensional array that remembers how it was computed."""
 
-    __slots__ = ("data", "_grad", "_rg", "_ctx", "_retain", "__weakref__")
+    __slots__ = ("data", "_grad", "_requires_grad", "_ctx", "_retain", "__weakref__")
     __array_ufunc__ = None  # make `ndarray * Tensor` call Tensor.__rmul__
     __hash__ = object.__hash__  # == is elementwise, identity stays hashable
 
@@ -216,7 +216,7 @@ class Tensor:
         self._grad = None
         self._ctx = None
         self._retain = False
-        self._rg = False
+        self._requires_grad = False
         if requires_grad:
             self.requires_grad = True
 
@@ -228,13 +228,13 @@ class Tensor:
         t._grad = None
         t._ctx = None
         t._retain = False
-        t._rg = False
+        t._requires_grad = False
         return t
 
     # -- attributes ----------------------------------------------------------
     @property
     def requires_grad(self) -> bool:
-        return self._rg
+        return self._requires_grad
 
     @requires_grad.setter
     def requires_grad(self, flag: bool) -> None:
@@ -243,7 +243,7 @@ class Tensor:
                             f"(use dtype=float32 or cast with .float())")
         if not flag and self._ctx is not None:
             raise RuntimeError("requires_grad can only be switched off on a leaf tensor; use .detach()")
-        self._rg = bool(flag)
+        self._requires_grad = bool(flag)
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
         self.requires_grad = flag
@@ -312,7 +312,7 @@ class Tensor:
 
     def retain_grad(self) -> Tensor:
         """Keep .grad on this non-leaf tensor after backward."""
-        if not self._rg:
+        if not self._requires_grad:
             raise RuntimeError("retain_grad: this tensor does not require grad")
         self._retain = True
         return self
@@ -325,7 +325,7 @@ class Tensor:
             extra += f", dtype={self.data.dtype}"
         if self._ctx is not None:
             extra += f", grad_fn={self._ctx.name}"
-        elif self._rg:
+        elif self._requires_grad:
             extra += ", requires_grad=True"
         return f"Tensor({body}{extra})"
 
@@ -406,7 +406,7 @@ class Tensor:
         dtype = np.dtype(dtype)
         if dtype == self.data.dtype:
             return self
-        if self._rg and not _is_float(dtype):
+        if self._requires_grad and not _is_float(dtype):
             # an integer result can't carry a gradient: cut it from the graph
             return Tensor._const(self.data.astype(dtype))
         return ops.Cast.apply(self, dtype=dtype)
@@ -912,7 +912,7 @@ def _toposort(roots) -> list:
                     f"backward: the graph through {ctx.name} was already released by an earlier backward(); "
                     f"pass retain_graph=True to the first backward() to go through it twice")
             for p in ctx.parents:
-                if p._rg and id(p) not in seen:
+                if p._requires_grad and id(p) not in seen:
                     stack.append((p, False))
     return order
 
@@ -939,7 +939,7 @@ def _backprop(roots, gradients, retain_graph, create_graph, inputs=None):
     and no `.grad` is touched.
     """
     for r in roots:
-        if not r._rg:
+        if not r._requires_grad:
             raise RuntimeError("backward: this tensor does not require grad and has no grad_fn "
                                "(did you create it under no_grad() or from data only?)")
     global _grad_enabled
@@ -973,7 +973,7 @@ def _backprop(roots, gradients, retain_graph, create_graph, inputs=None):
             if not retain_graph:
                 ctx.release()
             for p, pg in zip(parents, in_grads):
-                if pg is None or not p._rg:
+                if pg is None or not p._requires_grad:
                     continue
                 if pg.data.shape != p.data.shape:
                     pg = pg.sum_to(p.data.shape)
@@ -1017,7 +1017,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     if len(grad_outputs) != len(outputs):
         raise ValueError(f"grad: got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
     for i, t in enumerate(inputs_seq):
-        if not isinstance(t, Tensor) or not t._rg:
+        if not isinstance(t, Tensor) or not t._requires_grad:
             raise RuntimeError(f"grad: input {i} does not require grad")
     if retain_graph is None:
         retain_graph = create_graph

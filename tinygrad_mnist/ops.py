@@ -42,7 +42,7 @@ class Sub(Function):
         return x - y
 
     def backward(self, g):
-        return g, (-g if self.parents[1]._rg else None)
+        return g, (-g if self.parents[1]._requires_grad else None)
 
 
 class Mul(Function):
@@ -51,7 +51,7 @@ class Mul(Function):
 
     def backward(self, g):
         x, y = self.parents
-        return (g * y if x._rg else None), (g * x if y._rg else None)
+        return (g * y if x._requires_grad else None), (g * x if y._requires_grad else None)
 
 
 class Div(Function):
@@ -60,8 +60,8 @@ class Div(Function):
 
     def backward(self, g):
         x, y = self.parents
-        gx = g / y if x._rg else None
-        gy = -(g * x) / (y * y) if y._rg else None
+        gx = g / y if x._requires_grad else None
+        gy = -(g * x) / (y * y) if y._requires_grad else None
         return gx, gy
 
 
@@ -71,8 +71,8 @@ class Pow(Function):
 
     def backward(self, g):
         x, y = self.parents
-        gx = g * y * x ** (y - 1) if x._rg else None
-        gy = g * x ** y * x.log() if y._rg else None
+        gx = g * y * x ** (y - 1) if x._requires_grad else None
+        gy = g * x ** y * x.log() if y._requires_grad else None
         return gx, gy
 
 
@@ -120,8 +120,8 @@ class Where(Function):
     def backward(self, g):
         zero = const(np.zeros((), g.dtype))
         a, b = self.parents
-        ga = Where.apply(g, zero, cond=self.cond) if a._rg else None
-        gb = Where.apply(zero, g, cond=self.cond) if b._rg else None
+        ga = Where.apply(g, zero, cond=self.cond) if a._requires_grad else None
+        gb = Where.apply(zero, g, cond=self.cond) if b._requires_grad else None
         return ga, gb
 
 
@@ -215,7 +215,7 @@ class SigmoidGrad(Function):
 
     def backward(self, gg):
         g, s = self.parents
-        return (gg * (s * (1 - s)) if g._rg else None), (gg * g * (1 - 2 * s) if s._rg else None)
+        return (gg * (s * (1 - s)) if g._requires_grad else None), (gg * g * (1 - 2 * s) if s._requires_grad else None)
 
 
 class Tanh(Function):
@@ -236,7 +236,7 @@ class TanhGrad(Function):
 
     def backward(self, gg):
         g, t = self.parents
-        return (gg * (1 - t * t) if g._rg else None), (gg * g * t * -2 if t._rg else None)
+        return (gg * (1 - t * t) if g._requires_grad else None), (gg * g * t * -2 if t._requires_grad else None)
 
 
 class Clip(Function):
@@ -461,7 +461,7 @@ class Cat(Function):
         grads, start = [], 0
         for p in self.parents:
             n = p.shape[axis]
-            grads.append(g[(slice(None),) * axis + (slice(start, start + n),)] if p._rg else None)
+            grads.append(g[(slice(None),) * axis + (slice(start, start + n),)] if p._requires_grad else None)
             start += n
         return tuple(grads)
 
@@ -487,9 +487,9 @@ class Matmul(Function):
         x, y = self.parents
         ta, tb = self.ta, self.tb
         gx = gy = None
-        if x._rg:  # d/dA of op(A) @ op(B), transposed back when op(A) = A^T
+        if x._requires_grad:  # d/dA of op(A) @ op(B), transposed back when op(A) = A^T
             gx = Matmul.apply(y, g, ta=tb, tb=True) if ta else Matmul.apply(g, y, tb=not tb)
-        if y._rg:
+        if y._requires_grad:
             gy = Matmul.apply(g, x, ta=True, tb=ta) if tb else Matmul.apply(x, g, ta=not ta)
         return gx, gy
 
@@ -505,12 +505,12 @@ class Linear(Function):
 
     def backward(self, g):
         x, w = self.parents[:2]
-        gx = Matmul.apply(g, w) if x._rg else None
-        gw = Matmul.apply(g, x, ta=True) if w._rg else None
+        gx = Matmul.apply(g, w) if x._requires_grad else None
+        gw = Matmul.apply(g, x, ta=True) if w._requires_grad else None
         if len(self.parents) == 2:
             return gx, gw
         b = self.parents[2]
-        return gx, gw, (g.sum_to(b.shape) if b._rg else None)
+        return gx, gw, (g.sum_to(b.shape) if b._requires_grad else None)
 
 
 class Unfold(Function):

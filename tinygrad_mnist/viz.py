@@ -152,11 +152,11 @@ def _walk(roots, follow=None, argument_order: bool = True) -> list:
 
 def _backward_visit_order(roots) -> list:
     """The tensors in the order backward() visits them: reversed(tensor._toposort(roots))."""
-    roots = [r for r in roots if r._rg]
+    roots = [r for r in roots if r._requires_grad]
     try:
         order = _tensor._toposort(roots)
     except RuntimeError:  # a released graph: the same traversal, stopping where the graph ends
-        order = _walk(roots, follow=lambda p: p._rg, argument_order=False)
+        order = _walk(roots, follow=lambda p: p._requires_grad, argument_order=False)
     return list(reversed(order))
 
 
@@ -387,7 +387,7 @@ def infer_module_groups(tensors: list, param_names: dict, consumers: dict, roots
         if t._ctx is None or ps is None:
             continue
         idx = [index[id(p)] for p in ps]
-        owners = {owner.get(j) for j, p in zip(idx, ps) if p._rg or p.data.size > 1}
+        owners = {owner.get(j) for j, p in zip(idx, ps) if p._requires_grad or p.data.size > 1}
         if len(owners) == 1 and None not in owners:
             owner[i] = group[i] = owners.pop()
             continue
@@ -399,7 +399,7 @@ def infer_module_groups(tensors: list, param_names: dict, consumers: dict, roots
         ps = _parents(t)
         if i in group or ps is None or t._ctx.name not in _MOVEMENT_OPS:
             continue
-        mods = {group.get(index[id(p)]) for p in ps if p._rg}
+        mods = {group.get(index[id(p)]) for p in ps if p._requires_grad}
         if len(mods) == 1 and None not in mods:
             group[i] = mods.pop()
     # 3b. movement ops right before a module's op (in reverse order, so chains follow)
@@ -546,7 +546,7 @@ class _Builder:
         self.inlined = set()
         if inline:
             for i, t in enumerate(self.tensors):
-                if (t._ctx is None and not t._rg and t.data.size <= 1 and i not in self.names
+                if (t._ctx is None and not t._requires_grad and t.data.size <= 1 and i not in self.names
                         and i not in self.root_idx):
                     self.inlined.add(i)
 
@@ -805,7 +805,7 @@ class _Builder:
         if i in self.names:
             lines.append(" = ".join(self.names[i]))
         elif t._ctx is None:
-            lines.append("leaf" if t._rg else "const")
+            lines.append("leaf" if t._requires_grad else "const")
         lines.append(_shape_text(t))
         if self.show_values:
             lines += _value_lines(np.asarray(t.data))
@@ -816,7 +816,7 @@ class _Builder:
         elif i in self.param_names:
             fill = COLORS["param"]
         else:
-            fill = COLORS["leaf"] if t._rg else COLORS["const"]
+            fill = COLORS["leaf"] if t._requires_grad else COLORS["const"]
         attrs = {"shape": "box", "style": "rounded,filled"}
         info = self.grad_info.get(i)
         if info is not None:
@@ -827,7 +827,7 @@ class _Builder:
                 fill = COLORS[status]
                 self.status_used.add(status)
             lines.append(text)
-        elif self.any_grad and t._ctx is None and t._rg:
+        elif self.any_grad and t._ctx is None and t._requires_grad:
             lines.append("grad None")
         if i in self.root_idx:
             attrs["penwidth"] = "2"
