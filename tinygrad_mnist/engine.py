@@ -720,7 +720,11 @@ class Tensor:
         if a.shape[-1] != k:  # checked here so the message names the caller's shapes, not the 1-D reshapes
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} don't match ({a.shape[-1]} != {k})")
         if a.ndim >= 2 and b.ndim >= 2:
-            return ops.Matmul.apply(a, b)
+            # h @ W.T: multiply by W with BLAS's transpose flag; the Permute node is bypassed, so its
+            # gradient is never materialised and W's gradient comes out in W's own layout
+            a, ta = _untransposed(a)
+            b, tb = _untransposed(b)
+            return ops.Matmul.apply(a, b, ta=ta, tb=tb) if ta or tb else ops.Matmul.apply(a, b)
         # 1-D operands: promote to matrices, multiply, drop the added axis
         a2 = a.reshape(1, -1) if a.ndim == 1 else a
         b2 = b.reshape(-1, 1) if b.ndim == 1 else b
@@ -859,6 +863,18 @@ def _pair(v, what: str) -> tuple:
     if len(v) != 2 or min(v) < (0 if what == "padding" else 1):
         raise ValueError(f"{what} must be a positive int or a pair of them, got {v}")
     return v
+
+
+def _untransposed(t: Tensor):
+    """(X, True) when t is X.T (or X.transpose(-2, -1)) recorded by a Permute, else (t, False)."""
+    ctx = t._ctx
+    if type(ctx) is not ops.Permute or t._retain:  # retain_grad: t's own gradient is wanted
+        return t, False
+    order = getattr(ctx, "order", None)  # None once a backward released the node
+    n = len(order or ())
+    if n < 2 or not ctx.parents or order[-2:] != (n - 1, n - 2) or order[:-2] != tuple(range(n - 2)):
+        return t, False
+    return ctx.parents[0], True
 
 
 def _promote(a: Tensor, b: Tensor):

@@ -93,23 +93,31 @@ class PowConst(Function):
 class Maximum(Function):
     """Ties split the gradient equally, as in PyTorch."""
 
+    wins = staticmethod(np.greater)
+
     def forward(self, x, y):
         return np.maximum(x, y)
 
     def backward(self, g):
-        x, y = (p.data for p in self.parents)
-        wx = (x > y) + 0.5 * (x == y)
-        return g * const(wx.astype(g.dtype)), g * const((1 - wx).astype(g.dtype))
+        x, y = self.parents
+        xd, yd = x.data, y.data
+        win = self.wins(xd, yd)
+        tie = xd == yd
+        if not tie.any():  # 0/1 masks, as cheap as relu's: maximum(x, 0) costs what relu costs
+            gx = Mul.apply(g, const(win)) if x._requires_grad else None
+            gy = Mul.apply(g, const(~win)) if y._requires_grad else None
+            return gx, gy
+        wx = (win + 0.5 * tie).astype(g.dtype)
+        gx = g * const(wx) if x._requires_grad else None
+        gy = g * const(1 - wx) if y._requires_grad else None
+        return gx, gy
 
 
-class Minimum(Function):
+class Minimum(Maximum):
+    wins = staticmethod(np.less)
+
     def forward(self, x, y):
         return np.minimum(x, y)
-
-    def backward(self, g):
-        x, y = (p.data for p in self.parents)
-        wx = (x < y) + 0.5 * (x == y)
-        return g * const(wx.astype(g.dtype)), g * const((1 - wx).astype(g.dtype))
 
 
 class Where(Function):
@@ -246,12 +254,10 @@ class Clip(Function):
 
     def backward(self, g):  # gradient passes where lo <= x <= hi, as PyTorch's clamp
         x = self.parents[0].data
-        inside = np.ones(x.shape, bool)
-        if self.lo is not None:
-            inside &= x >= self.lo
+        inside = None if self.lo is None else x >= self.lo
         if self.hi is not None:
-            inside &= x <= self.hi
-        return (g * const(inside.astype(g.dtype)),)
+            inside = x <= self.hi if inside is None else inside & (x <= self.hi)
+        return (g if inside is None else Mul.apply(g, const(inside)),)  # float * bool mask stays float
 
 
 class Cast(Function):
