@@ -369,7 +369,41 @@ class Reshape(Function):
         return x.reshape(shape)
 
     def backward(self, g):
-        return (g.reshape(self.parents[0].shape),)
+        x = self.parents[0].data
+        g = g.reshape(x.shape)
+        if x.ndim > 2 and not x.flags.c_contiguous and g.data.flags.c_contiguous and _memory_order(x):
+            # x was a permuted block (a conv/pool result in (C, H, W, N) order, say): hand back the
+            # gradient in that order, or every elementwise op behind it mixes two layouts (~10x slower)
+            g = Relayout.apply(g, like=x)
+        return (g,)
+
+
+class Relayout(Function):
+    """The same values, stored in the memory order of the array `like` (same shape); identity for gradients."""
+
+    def forward(self, x, like):
+        out = _like_layout(like, x.shape, x.dtype)
+        out[...] = x
+        return out
+
+    def backward(self, g):
+        return (g,)
+
+
+def _memory_order(a: np.ndarray):
+    """The axes of `a` outermost first, when `a` is a transposed view of one contiguous block; else None."""
+    order = sorted(range(a.ndim), key=lambda ax: -a.strides[ax])
+    return order if a.transpose(order).flags.c_contiguous else None
+
+
+def _like_layout(like: np.ndarray, shape, dtype, fill=None) -> np.ndarray:
+    """A new array of `shape` whose memory order of axes is that of `like` (same ndim)."""
+    order = sorted(range(like.ndim), key=lambda a: -like.strides[a])  # outermost axis first
+    mem_shape = tuple(shape[a] for a in order)
+    buf = np.zeros(mem_shape, dtype) if fill == 0 else np.empty(mem_shape, dtype)
+    if fill not in (None, 0):
+        buf.fill(fill)
+    return buf.transpose(np.argsort(order))
 
 
 class Permute(Function):
@@ -727,16 +761,6 @@ class Conv2dWeightGrad(Function):
         return dx, dg
 
 
-def _like_layout(like: np.ndarray, shape, dtype, fill=None) -> np.ndarray:
-    """A new array of `shape` whose memory order of axes is that of `like` (same ndim)."""
-    order = sorted(range(like.ndim), key=lambda a: -like.strides[a])  # outermost axis first
-    mem_shape = tuple(shape[a] for a in order)
-    buf = np.zeros(mem_shape, dtype) if fill == 0 else np.empty(mem_shape, dtype)
-    if fill not in (None, 0):
-        buf.fill(fill)
-    return buf.transpose(np.argsort(order))
-
-
 def _pad_hw(x: np.ndarray, padding, value) -> np.ndarray:
     """Pad the H and W axes of (N, C, H, W), keeping x's memory order."""
     ph, pw = padding
@@ -808,6 +832,10 @@ class PoolScatter(Function):
     def forward(self, g, geometry, weights, like):
         self.geometry, self.weights = geometry, weights
         out = _like_layout(like, geometry.padded, g.dtype, fill=0)
+        if _memory_order(g) != _memory_order(out):  # one copy now, not a mixed-layout op per offset
+            buf = _like_layout(out, g.shape, g.dtype)
+            buf[...] = g
+            g = buf
         for k, slab in enumerate(geometry.slabs()):
             wk = weights if isinstance(weights, float) else weights[k]
             if geometry.overlap:
@@ -846,7 +874,9 @@ class MaxPool2d(Function):
         xp = _pad_hw(x, geometry.padding, -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min)
         out = self.output().data
         hits = [xp[slab] == out for slab in geometry.slabs()]
-        if sum(np.count_nonzero(h) for h in hits) != out.size:  # ties: each gets an equal share
-            count = sum(h.astype(g.dtype) for h in hits)
-            hits = [h / count for h in hits]
+        if sum(np.count_nonzero(h) for h in hits) != out.size:  # ties: each of k tied maxima gets g / k
+            count = hits[0].astype(np.uint16 if len(hits) > 255 else np.uint8)
+            for h in hits[1:]:
+                count += h
+            g = g * const(np.reciprocal(count, dtype=g.dtype))
         return (PoolScatter.apply(g, geometry=geometry, weights=hits, like=x),)
