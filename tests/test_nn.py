@@ -61,10 +61,10 @@ def test_named_parameters_dotted_names_in_definition_order():
 
 def test_parameters_are_leaves_requiring_grad_and_match_named():
     net = Net()
-    params = net.parameters()
+    params = list(net.parameters())  # an iterator, as in PyTorch
     assert [id(p) for p in params] == [id(p) for _, p in net.named_parameters()]
     assert all(p.requires_grad and p.is_leaf for p in params)
-    assert net.num_parameters() == sum(p.size for p in params) == 6 + 3 + 12 + 9 + 12 + 4 + 4 + 3 + 1 + 2 + 6 + 2
+    assert net.num_parameters() == sum(p.data.size for p in params) == 6 + 3 + 12 + 9 + 12 + 4 + 4 + 3 + 1 + 2 + 6 + 2
 
 
 def test_prefix_and_copies():
@@ -100,9 +100,9 @@ def test_modules_children_and_names():
                                                     "fc2"]
     names = [n for n, _ in net.named_modules()]
     assert names[:4] == ["", "fc1", "layers.0", "layers.1"] and "pair.0.fc" in names
-    assert net.modules()[0] is net and len(net.modules()) == len(names)
+    assert next(net.modules()) is net and len(list(net.modules())) == len(names)
     assert [n for n, _ in net.named_modules(prefix="net")][:2] == ["net", "net.fc1"]
-    assert net.children()[0] is net.fc1
+    assert next(net.children()) is net.fc1
 
 
 def test_parameter_is_a_tensor_subclass():
@@ -160,8 +160,8 @@ def test_state_dict_is_an_ordered_copy():
     net = Net()
     sd = net.state_dict()
     assert list(sd) == [n for n, _ in net.named_parameters()]
-    assert all(isinstance(v, np.ndarray) for v in sd.values())
-    sd["fc1.weight"][...] = 42
+    assert all(type(v) is Tensor and not v.requires_grad for v in sd.values())  # detached tensors, as PyTorch
+    sd["fc1.weight"].data[...] = 42
     assert not (net.fc1.weight.data == 42).any()
 
 
@@ -257,16 +257,22 @@ def test_linear_init_float32_and_reproducible(init):
 
 def test_init_distributions():
     tm.manual_seed(0)
-    w = nn.Linear(400, 300).weight.data  # He uniform: U(+-sqrt(6 / fan_in))
+    lin = nn.Linear(400, 300)  # PyTorch's default: weight and bias U(+-1 / sqrt(fan_in))
+    for p in (lin.weight.data, lin.bias.data):
+        assert np.abs(p).max() <= 1 / 20 and np.abs(p).max() > 0.95 / 20
+    assert abs(lin.weight.data.std() - 1 / 20 / np.sqrt(3)) < 0.02 / 20
+    conv = nn.Conv2d(8, 16, 3)  # fan_in = 8 * 3 * 3
+    assert np.abs(conv.weight.data).max() <= 1 / np.sqrt(72) and np.abs(conv.bias.data).max() <= 1 / np.sqrt(72)
+    w = nn.Linear(400, 300, init="kaiming").weight.data  # He uniform: U(+-sqrt(6 / fan_in))
     bound = np.sqrt(6 / 400)
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.99 * bound
     assert abs(w.std() - np.sqrt(2 / 400)) < 0.02 * np.sqrt(2 / 400)
-    assert (nn.Linear(400, 300).bias.data == 0).all()
+    assert (nn.Linear(400, 300, init="kaiming").bias.data == 0).all()
     w = nn.Linear(400, 300, init="xavier").weight.data
     assert abs(w.std() - np.sqrt(2 / 700)) < 0.02 * np.sqrt(2 / 700)
     lin = nn.Linear(400, 300, init="normal")
     assert abs(lin.weight.data.std() - 1) < 0.02 and abs(lin.bias.data.std() - 1) < 0.2
-    conv = nn.Conv2d(8, 16, 3)  # fan_in = 8 * 3 * 3
+    conv = nn.Conv2d(8, 16, 3, init="kaiming")
     assert np.abs(conv.weight.data).max() <= np.sqrt(6 / 72)
     t = Tensor(np.zeros((300, 200), np.float32))
     assert nn.init.kaiming_normal_(t) is t and abs(t.data.std() - np.sqrt(2 / 200)) < 0.03 * np.sqrt(2 / 200)
