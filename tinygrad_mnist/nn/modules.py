@@ -45,6 +45,7 @@ class Parameter(Tensor):
     """
 
     __slots__ = ()
+    _copies_data = False  # shares the array or tensor it wraps, as torch.nn.Parameter
 
     def __init__(self, data=None, requires_grad: bool = True, dtype=None):
         super().__init__(np.zeros(0, np.float32) if data is None else data, requires_grad=requires_grad, dtype=dtype)
@@ -173,7 +174,7 @@ class Module:
         return (m for _, m in self.named_children())
 
     def num_parameters(self) -> int:
-        return sum(p.data.size for p in self.parameters())
+        return sum(p.numel() for p in self.parameters())
 
     def apply(self, fn: Callable) -> Module:
         """Call fn(module) on every submodule, children first, then on self (as PyTorch); returns self."""
