@@ -33,7 +33,7 @@ class LRScheduler:
         self.optimizer = optimizer
         for g in optimizer.param_groups:
             if last_epoch == -1:
-                g["initial_lr"] = g["lr"]
+                g.setdefault("initial_lr", g["lr"])  # as PyTorch: a second scheduler keeps the first's
             elif "initial_lr" not in g:
                 raise KeyError("resuming a schedule (last_epoch != -1) needs 'initial_lr' in every param group")
         self.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
