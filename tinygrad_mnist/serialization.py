@@ -31,7 +31,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .engine import Tensor
+from .engine import Tensor, _check_device
 from .fileio import atomic_write
 
 METADATA_KEY = "__metadata__"
@@ -317,10 +317,8 @@ def _decode_file(arrays: dict, name: str):
 
 
 def _check_location(map_location) -> None:
-    if map_location is None or callable(map_location) or isinstance(map_location, dict):
-        return
-    if str(map_location).split(":")[0] != "cpu":
-        raise RuntimeError(f"load: map_location={map_location!r}: this engine runs on the CPU only")
+    if not (callable(map_location) or isinstance(map_location, dict)):  # a function or a mapping: nothing to move
+        _check_device(map_location, "load: map_location")
 
 
 def load_object(f, map_location=None, weights_only=None, **kwargs):

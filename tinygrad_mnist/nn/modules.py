@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import engine as _core
 from ..engine import Tensor
 from . import functional as F
 from . import init
@@ -76,26 +77,20 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list
 
 
-_DEVICES = ("cpu",)
-
-
-def _to_args(args, kwargs):
-    """The dtype (or None) of Module.to(...) / Tensor-style to(...) arguments; devices other than cpu raise."""
-    dtype = kwargs.pop("dtype", None)
-    device = kwargs.pop("device", None)
+def _to_args(args, kwargs, op: str = "Module.to"):
+    """The dtype (or None) of to(...) arguments, read as Tensor.to reads them; devices other than the CPU raise."""
+    dtype, device = kwargs.pop("dtype", None), kwargs.pop("device", None)
     kwargs.pop("non_blocking", None)
     if kwargs:
-        raise TypeError(f"to: unexpected arguments {', '.join(kwargs)}")
+        raise TypeError(f"{op}: unexpected arguments {', '.join(kwargs)}")
     for a in args:
         if isinstance(a, Tensor):
             dtype = a.dtype
-        elif isinstance(a, str) and not a.startswith(("float", "int", "bool")):
+        elif isinstance(a, str):
             device = a
         else:
             dtype = a
-    if device is not None and str(device).split(":")[0] not in _DEVICES:
-        raise RuntimeError(f"to: device {device!r} is not available; this engine runs on the CPU only "
-                           f"(use 'cpu' or leave the device out)")
+    _core._check_device(device, op)
     return None if dtype is None else np.dtype(dtype)
 
 
@@ -315,7 +310,7 @@ def _init_layer(weight: Tensor, bias: Tensor | None, how: str) -> None:
 
 
 def _float_dtype(dtype, device, what: str):
-    _to_args((), {"device": device})  # cpu or an error
+    _core._check_device(device, what)
     dtype = np.dtype(np.float32 if dtype is None else dtype)
     if dtype.kind != "f":
         raise TypeError(f"{what}: dtype must be floating point, got {dtype}")
