@@ -46,7 +46,7 @@ def pool_composite(x, kernel, stride, padding, kind):
     x = x.pad(((0, 0), (0, 0), (ph, ph), (pw, pw)), value=-np.inf if kind == "max" else 0.0) if ph or pw else x
     cols = x.reshape(n * c, 1, *x.shape[2:]).unfold2d((kh, kw), stride)  # (1, kh, kw, N*C, OH, OW)
     windows = cols.reshape(kh * kw, n, c, *cols.shape[4:])
-    return windows.max(0) if kind == "max" else windows.mean(0)
+    return windows.amax(0) if kind == "max" else windows.mean(0)
 
 
 def _fused_pool(x, kernel, stride, padding, kind):
