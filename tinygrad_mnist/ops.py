@@ -30,6 +30,8 @@ def const(arr) -> Tensor:
 
 
 class Add(Function):
+    saves_inputs = False
+
     def forward(self, x, y):
         return x + y
 
@@ -38,6 +40,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    saves_inputs = False
+
     def forward(self, x, y):
         return x - y
 
@@ -113,6 +117,8 @@ class Minimum(Function):
 
 
 class Where(Function):
+    saves_inputs = False
+
     def forward(self, a, b, cond):
         self.cond = cond
         return np.where(cond, a, b)
@@ -131,6 +137,8 @@ class Where(Function):
 
 
 class Neg(Function):
+    saves_inputs = False
+
     def forward(self, x):
         return -x
 
@@ -139,6 +147,7 @@ class Neg(Function):
 
 
 class Exp(Function):
+    saves_inputs = False
     saves_output = True
 
     def forward(self, x):
@@ -157,6 +166,7 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    saves_inputs = False
     saves_output = True
 
     def forward(self, x):
@@ -193,6 +203,7 @@ class LeakyRelu(Function):
 
 
 class Sigmoid(Function):
+    saves_inputs = False
     saves_output = True
 
     def forward(self, x):
@@ -219,6 +230,7 @@ class SigmoidGrad(Function):
 
 
 class Tanh(Function):
+    saves_inputs = False
     saves_output = True
 
     def forward(self, x):
@@ -255,6 +267,8 @@ class Clip(Function):
 
 
 class Cast(Function):
+    saves_inputs = False
+
     def forward(self, x, dtype):
         return x.astype(dtype)
 
@@ -275,6 +289,8 @@ def _keep_shape(shape, axis):
 
 
 class Sum(Function):
+    saves_inputs = False
+
     def forward(self, x, axis, keepdim):
         self.axis = axis
         return np.add.reduce(x, axis=axis, keepdims=keepdim)  # np.sum minus its Python-level dispatch
@@ -311,6 +327,7 @@ class Min(Max):
 
 
 class LogSoftmax(Function):
+    saves_inputs = False
     saves_output = True
 
     def forward(self, x, axis):
@@ -359,6 +376,8 @@ class CrossEntropy(Function):
 
 
 class Reshape(Function):
+    saves_inputs = False
+
     def forward(self, x, shape):
         return x.reshape(shape)
 
@@ -367,6 +386,8 @@ class Reshape(Function):
 
 
 class Permute(Function):
+    saves_inputs = False
+
     def forward(self, x, order):
         self.order = order
         return x.transpose(order)
@@ -376,6 +397,8 @@ class Permute(Function):
 
 
 class Expand(Function):
+    saves_inputs = False
+
     def forward(self, x, shape):
         lead = len(shape) - x.ndim
         if lead < 0 or any(a != b and a != 1 for a, b in zip(x.shape, shape[lead:])):
@@ -396,6 +419,8 @@ class Expand(Function):
 class SumTo(Function):
     """Sum the broadcast axes of x away to reach `shape` (the adjoint of Expand)."""
 
+    saves_inputs = False
+
     def forward(self, x, shape):
         lead = x.ndim - len(shape)
         if lead < 0:
@@ -409,6 +434,8 @@ class SumTo(Function):
 
 
 class Pad(Function):
+    saves_inputs = False
+
     def forward(self, x, pad_width, value):
         self.inner = tuple(slice(b, b + s) for (b, _), s in zip(pad_width, x.shape))
         shape = tuple(b + s + a for (b, a), s in zip(pad_width, x.shape))
@@ -427,6 +454,8 @@ def _is_basic(index) -> bool:
 
 
 class GetItem(Function):
+    saves_inputs = False
+
     def forward(self, x, index):
         self.index = index
         return x[index]
@@ -437,6 +466,8 @@ class GetItem(Function):
 
 class IndexAdd(Function):
     """zeros(shape) with g added at `index` (repeated indices accumulate); adjoint of GetItem."""
+
+    saves_inputs = False
 
     def forward(self, g, shape, index):
         self.index = index
@@ -451,7 +482,38 @@ class IndexAdd(Function):
         return (GetItem.apply(gg, index=self.index),)
 
 
+class SetItem(Function):
+    """x with x[index] = v: what an in-place write leaves, as a graph node (PyTorch's CopySlices).
+
+    inplace.py writes the result into x's own memory afterwards; here x is the
+    value before the write.  copy_, fill_ and zero_ use index Ellipsis.
+    """
+
+    saves_inputs = False
+
+    def forward(self, x, v, index):
+        self.index = index
+        out = x.copy()
+        out[index] = v
+        return out
+
+    def backward(self, g):
+        x, v = self.parents
+        gx = gv = None
+        if x._requires_grad:  # the overwritten elements had no say in the result
+            keep = np.ones(g.shape, bool)
+            keep[self.index] = False
+            gx = Mul.apply(g, const(keep))
+        if v._requires_grad:
+            gv = g[self.index]
+            if gv.ndim < v.ndim:  # v may carry extra leading 1s that assignment ignores
+                gv = gv.reshape((1,) * (v.ndim - gv.ndim) + gv.shape)
+        return gx, gv
+
+
 class Cat(Function):
+    saves_inputs = False
+
     def forward(self, *xs, axis):
         self.axis = axis
         return np.concatenate(xs, axis=axis)
@@ -497,6 +559,8 @@ class Matmul(Function):
 class Linear(Function):
     """x @ w.T + b (nn.Linear's forward) as one op: one node instead of three, the bias added in place."""
 
+    saves_inputs = (0, 1)  # the bias's value is never read back
+
     def forward(self, x, w, b=None):
         out = np.matmul(x, w.T)
         if b is not None:
@@ -520,6 +584,8 @@ class Unfold(Function):
     (O, C*kh*kw) @ (C*kh*kw, N*OH*OW) with a long contiguous inner dimension,
     and pooling reduces over the leading axis, elementwise across slabs.
     """
+
+    saves_inputs = False
 
     def forward(self, x, kernel, stride):
         self.kernel, self.stride = kernel, stride
@@ -547,6 +613,8 @@ class Fold(Function):
     matrix that adds every (offset, window) value onto its pixel: two GEMMs,
     no loops over pixels or kernel offsets.
     """
+
+    saves_inputs = False
 
     def forward(self, cols, shape, kernel, stride):
         self.kernel, self.stride = kernel, stride
