@@ -354,25 +354,21 @@ def copy(t: Tensor, src, name: str = "copy_") -> Tensor:
 
 
 def clamp(t: Tensor, lo, hi, name: str = "clamp_") -> Tensor:
+    """t limited to [lo, hi]; bounds are numbers or tensors broadcast to t's shape (as Tensor.clamp)."""
     if lo is None and hi is None:
-        raise ValueError(f"{name}: give min=, max= or both")
-    bounds = []
-    for b in (lo, hi):
-        if isinstance(b, Tensor):
-            if b._requires_grad:
-                raise TypeError(f"{name}: bounds that require grad are not supported; use "
-                                f"x.maximum(lo).minimum(hi) out of place")
-            b = b.data
-        bounds.append(b)
-    lo, hi = bounds
-    if not _is_float(t.data.dtype) and any(b is not None and np.asarray(b).dtype.kind == "f" for b in bounds):
+        raise ValueError(f"{name}: at least one of min= and max= must be given")
+    bounds = [b if b is None or isinstance(b, Tensor) else _operand(t, b) for b in (lo, hi)]
+    if not _is_float(t.data.dtype) and any(b is not None and _is_float(b.data.dtype) for b in bounds):
         raise TypeError(f"{name}: floating-point bounds can't clamp this {t.data.dtype} tensor in place; "
                         f"use clamp() out of place, or .float() the tensor first")
     for b in bounds:
         if b is not None:
-            _check_fits(name, t.shape, np.shape(b), "the tensor's shape")
+            _check_fits(name, t.shape, b.shape, "the tensor's shape")
+    lo_, hi_ = (None if b is None else b if b._requires_grad else b.data for b in bounds)
+    arrays = [None if b is None else b.data for b in bounds]
 
     def direct(a):
-        np.clip(a, lo, hi, out=a)
+        np.clip(a, arrays[0], arrays[1], out=a)
 
-    return update(t, name, lambda s: s.clip(lo, hi), direct, reads_self=True)
+    return update(t, name, lambda s: s.clamp(lo_, hi_), direct, [b for b in bounds if b is not None],
+                  reads_self=True)
