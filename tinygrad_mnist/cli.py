@@ -204,8 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _writable_dir(d: Path, flag: str) -> None:
     """Create `d` (and parents) if missing and make sure a file can be created in it."""
-    if d.exists() and not d.is_dir():
-        raise CLIError(f"{flag}: {d} is a file, not a directory", d, "choose another path", EXIT_IO)
+    for part in (d, *d.parents):  # the nearest existing ancestor must be a directory
+        if part.exists():
+            if not part.is_dir():
+                raise CLIError(f"{flag}: {part} is a file, not a directory", d, "choose another path", EXIT_IO)
+            break
     try:
         d.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=d).close()  # the honest test: access() says yes to root on a read-only disk
@@ -331,6 +334,24 @@ def cmd_train(args) -> int:
                 "data": str(Path(args.data).expanduser().resolve()) if args.data else None,
                 "save": str(save) if save else None, "source": ds.source, "fingerprint": fingerprint}
 
+    stop = {"asked": False}
+
+    def on_signal(signum, frame):
+        if stop["asked"]:  # a second Ctrl-C: stop at once (the last checkpoint stays as it was)
+            raise KeyboardInterrupt
+        stop["asked"] = True
+
+    # From here on Ctrl-C finishes the current step, writes the checkpoint and exits 130.
+    previous = signal.signal(signal.SIGINT, on_signal)
+    try:
+        return _train(args, recipe, resume, model, ds, train_ds, x_eval, y_eval, eval_split, save, ckpt, metrics,
+                      run_info, stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _train(args, recipe, resume, model, ds, train_ds, x_eval, y_eval, eval_split, save, ckpt, metrics, run_info,
+           stop) -> int:
     what = "resuming" if resume else "training"
     say(f"{what} {recipe.model} ({model.num_parameters():,} parameters) on {len(train_ds.x_train):,} images "
         f"from {ds.source}: {recipe.epochs} epochs, batch {recipe.batch_size}, {recipe.optimizer} "
@@ -340,14 +361,6 @@ def cmd_train(args) -> int:
         pos = resume[1]["position"]
         say(f"resuming from {args.resume}: {pos['epoch']} epoch(s) and {pos['step']} step(s) of the next done")
 
-    stop = {"asked": False}
-
-    def on_signal(signum, frame):
-        if stop["asked"]:  # a second Ctrl-C: stop at once (the last checkpoint stays as it was)
-            raise KeyboardInterrupt
-        stop["asked"] = True
-
-    previous = signal.signal(signal.SIGINT, on_signal)
     quiet_numpy = np.errstate(all="warn" if args.debug else "ignore")  # a divergence is reported in one line below
     try:
         with quiet_numpy:
@@ -375,8 +388,6 @@ def cmd_train(args) -> int:
         kept = f"; the last checkpoint is {ckpt}" if ckpt and ckpt.exists() else ""
         say(f"interrupted twice: stopped at once{kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
     history.test_acc = evaluate(model, ds.x_test, ds.y_test)
     note = " (bundled sample, not the full MNIST test set)" if ds.is_sample else ""
