@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from . import __version__, engine, losses, nn, optim, serialization
 from .data import Dataset, one_hot
-from .engine import Tensor, no_grad
+from .engine import Tensor, from_numpy, no_grad
 from .fileio import atomic_write
 from .models import MODELS
 
@@ -92,7 +92,7 @@ def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> n
     was_training = model.training
     model.eval()
     with no_grad():
-        outs = [model(Tensor(x[i:i + batch_size])).data for i in range(0, len(x), batch_size)]
+        outs = [model(from_numpy(x[i:i + batch_size])).data for i in range(0, len(x), batch_size)]
     model.train(was_training)
     return np.concatenate(outs) if outs else np.zeros((0, 10), np.float32)
 
@@ -263,7 +263,7 @@ def fit(model: nn.Module, ds: Dataset, recipe: Recipe, *, x_eval=None, y_eval=No
             for step in range(first, n_steps):
                 idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
                 xb, yb = ds.x_train[idx], ds.y_train[idx]
-                out = model(Tensor(xb))
+                out = model(from_numpy(xb))  # the batch is shared, not copied
                 loss = compute_loss(recipe, out, yb)
                 value = float(loss.data)
                 if not math.isfinite(value):  # stop before this step touches the weights
