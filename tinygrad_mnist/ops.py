@@ -937,6 +937,9 @@ class _PoolGeometry:
         self.out = (n, c, (self.padded[2] - kernel[0]) // stride[0] + 1,
                     (self.padded[3] - kernel[1]) // stride[1] + 1)
         self.overlap = kernel[0] > stride[0] or kernel[1] > stride[1]
+        # the windows cover every padded pixel exactly once (2x2 pooling of an even image)
+        self.tiles = kernel == stride and self.out[2] * kernel[0] == self.padded[2] \
+            and self.out[3] * kernel[1] == self.padded[3]
 
     def slabs(self):
         """For each kernel offset, the index of the (N, C, OH, OW) slab of the padded input it reads."""
@@ -986,7 +989,7 @@ class PoolScatter(Function):
 
     def forward(self, g, geometry, weights, like):
         self.geometry, self.weights = geometry, weights
-        out = _like_layout(like, geometry.padded, g.dtype, fill=0)
+        out = _like_layout(like, geometry.padded, g.dtype, fill=None if geometry.tiles else 0)
         if _memory_order(g) != _memory_order(out):  # one copy now, not a mixed-layout op per offset
             buf = _like_layout(out, g.shape, g.dtype)
             buf[...] = g
