@@ -120,6 +120,46 @@ class SmallCNN(_Model):
         return h.linear(p["fc_w"], p["fc_b"]).cross_entropy(labels)
 
 
+class DemoCNN:
+    """W7: tinygrad_mnist.models.cnn (dropout off) with optim.Adam, the demo's training step."""
+
+    def __init__(self, params, lr):
+        from tinygrad_mnist import optim
+        from tinygrad_mnist.models import cnn
+
+        self.model = cnn(dropout=0.0)
+        self.names = [f"{layer}_{kind}" for layer in ("conv1", "conv2", "fc1", "fc2") for kind in "wb"]
+        self.plist = list(self.model.parameters())
+        for p, name in zip(self.plist, self.names):
+            p.data[...] = params[name]
+        self.opt = optim.Adam(self.plist, lr=lr)
+
+    def prepare(self, x, y):
+        return Tensor(x), y
+
+    def step(self, x, y):
+        loss = self.model(x).cross_entropy(y)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return loss
+
+    def dtypes(self, x, y) -> dict[str, str]:
+        loss = self.model(x).cross_entropy(y)
+        loss.backward()
+        out = {"loss": str(loss.data.dtype)}
+        out.update({f"{n}.grad": str(p.grad.data.dtype) for n, p in zip(self.names, self.plist)})
+        self.opt.zero_grad()
+        return out
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {n: np.array(p.data, copy=True) for n, p in zip(self.names, self.plist)}
+
+    @staticmethod
+    def loss_float(loss) -> float:
+        return float(loss.data)
+
+
 class OpChain:
     def __init__(self, params=None, lr=0.0):
         self.x0 = Tensor(np.array([CHAIN_X0], np.float32), requires_grad=True)
@@ -166,5 +206,6 @@ def build(w: Workload, params: dict[str, np.ndarray], spelling: str = "linear"):
         if w.kind != "relu_ce":
             raise ValueError(f"spelling {spelling!r} exists for the ReLU MLPs only, not {w.kind!r}")
         return SPELLINGS[spelling](params, w.lr)
-    cls = {"sigmoid_mse": NielsenMLP, "relu_ce": ReluMLP, "cnn": SmallCNN, "chain": OpChain}[w.kind]
+    cls = {"sigmoid_mse": NielsenMLP, "relu_ce": ReluMLP, "cnn": SmallCNN, "chain": OpChain,
+           "demo_cnn": DemoCNN}[w.kind]
     return cls(params, w.lr)

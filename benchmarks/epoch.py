@@ -347,7 +347,7 @@ def _initial_weights(name: str, folder: str) -> tuple[str | None, str]:
 
 
 def run_w6(epochs: int = 1, max_steps: int | None = None, eval_limit: int | None = None,
-           threads: int | None = None, timeout_s: float = 3600) -> dict:
+           threads: int | None = None, timeout_s: float = 3600, models=None) -> dict:
     """Parent side: one subprocess per (model, system); returns the results by model and system."""
     data_dir, reason = find_data()
     if data_dir is None:
@@ -356,7 +356,9 @@ def run_w6(epochs: int = 1, max_steps: int | None = None, eval_limit: int | None
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     results: dict = {"status": "ok", "data": str(data_dir), "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in MODEL_NAMES:
+        for name in models or MODEL_NAMES:
+            if name not in MODEL_NAMES:
+                raise ValueError(f"W6: unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
             recipe, source = resolve_recipe(name)
             weights, weights_note = _initial_weights(name, tmp)
             print(f"  {name}: recipe {recipe} from {source}; initial weights {weights_note}")

@@ -49,6 +49,7 @@ TARGETS = {
            "engine@/engine": 1.05, "engine@T/engine": 1.05},
     "W4": {"engine/torch": 1.0},
     "W5": {"engine/numpy": 1.5, "engine/torch": 1.0},
+    "W7": {"engine/torch": 1.5},
 }
 
 
@@ -60,6 +61,7 @@ class Settings:
     w6_epochs: int = 1
     w6_max_steps: int | None = None  # None: full epochs
     w6_eval_limit: int | None = None  # None: the whole test set
+    w6_models: tuple[str, ...] | None = None  # None: every demo model
 
 
 def _err(e: BaseException) -> str:
@@ -109,7 +111,7 @@ def setup_threads(threads: int | None):
 def system_names(w: Workload) -> list[str]:
     """The systems timed for `w`: the engine (in each of its spellings), NumPy, PyTorch."""
     extra = [SPELLING_NAMES[s] for s in w.spellings if s != "linear"]
-    return ["engine", *extra, "numpy", "torch"]
+    return ["engine", *extra, "numpy", "torch"] if w.numpy_ref else ["engine", *extra, "torch"]
 
 
 def pairs(w: Workload) -> list[tuple[str, str]]:
@@ -141,7 +143,8 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 
 def check_workload(w: Workload, params, batches, systems, names) -> dict:
     """Run CHECK_STEPS steps from the same weights on the same batches in every system; compare
-    losses and the parameter updates with NumPy's."""
+    losses and the parameter updates with NumPy's (PyTorch's where there is no NumPy reference)."""
+    ref_name = "numpy" if w.numpy_ref else "torch"
     per: dict[str, dict] = {}
     for name in names:
         try:
@@ -157,13 +160,13 @@ def check_workload(w: Workload, params, batches, systems, names) -> dict:
         except Exception as e:
             entry = {"error": _err(e), "traceback": traceback.format_exc()}
         per[name] = entry
-    ref = per.get("numpy", {})
+    ref = per.get(ref_name, {})
     out: dict = {}
     for name, e in per.items():
         rec = {k: v for k, v in e.items() if k != "params"}
         if "error" in e or "error" in ref:
             rec["ok"] = False
-        elif name != "numpy":
+        elif name != ref_name:
             rec["loss_rel"] = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(e["losses"], ref["losses"]))
             rels = {}
             for k, v in ref["params"].items():
@@ -250,6 +253,9 @@ def run_workload(w: Workload, systems, st: Settings) -> dict:
     batches = make_batches(w)
     res: dict = {"title": w.title, "unit": w.unit, "per": w.per, "systems": {}, "ratios": {}}
     available = []
+    if not w.numpy_ref:
+        res["systems"]["numpy"] = {"status": "skipped", "reason": "no hand-written NumPy reference for this "
+                                   "workload; checked against PyTorch"}
     for name in system_names(w):
         mod, reason = systems[_base(name)]
         if mod is None:
@@ -295,7 +301,8 @@ def print_workload(key: str, res: dict) -> None:
         target = res.get("targets", {}).get(pair)
         tgt = "" if target is None else f"   target <= {target['max']}: {'met' if target['met'] else 'MISSED'}"
         print(f"  ratio {pair:<15} {r['median']:6.3f}  [{r['min']:.3f}-{r['max']:.3f}]{tgt}")
-    ref = res["check"].get("numpy", {})
+    ref_name = "numpy" if "numpy" in res["check"] else "torch"
+    ref = res["check"].get(ref_name, {})
     if "losses" in ref:
         print(f"  check, losses of the first {CHECK_STEPS} steps (tolerance rel {LOSS_RTOL:g} on losses, "
               f"{UPDATE_RTOL:g} on updates):")
@@ -304,7 +311,7 @@ def print_workload(key: str, res: dict) -> None:
             print(f"  !!! {name}: ERROR {c['error']}")
             continue
         losses = " ".join(f"{x:.7g}" for x in c["losses"])
-        if name == "numpy":
+        if name == ref_name:
             print(f"    {name:<8} {losses}")
             continue
         flag = "OK" if c["ok"] else "!!! MISMATCH"
@@ -343,13 +350,14 @@ def print_summary(results: dict) -> None:
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default=None, help="comma-separated workloads, e.g. W1,W3 (default: W1-W6)")
+    ap.add_argument("--only", default=None, help="comma-separated workloads, e.g. W1,W3 (default: W1-W7)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per system (default 7; --quick 3)")
     ap.add_argument("--quick", action="store_true", help="few short repeats and a partial W6 epoch: a smoke test")
     ap.add_argument("--threads", type=int, default=None,
                     help="threads for NumPy's BLAS and torch (default: torch gets NumPy's BLAS count)")
     ap.add_argument("--block", type=float, default=None, help="seconds per timed block (default 0.15)")
     ap.add_argument("--w6-epochs", type=int, default=1, help="W6 epochs per model (2+ shows RSS staying flat)")
+    ap.add_argument("--w6-models", default=None, help="comma-separated W6 models (default: nielsen,mlp,cnn)")
     ap.add_argument("--json", default=str(DEFAULT_JSON), help=f"where to write results (default {DEFAULT_JSON})")
     a = ap.parse_args(argv)
     keys = list(WORKLOADS) + ["W6"]
@@ -367,6 +375,8 @@ def parse_args(argv):
     if a.block:
         st.block_s = a.block
     st.w6_epochs = a.w6_epochs
+    if a.w6_models:
+        st.w6_models = tuple(m.strip() for m in a.w6_models.split(",") if m.strip())
     return a, keys, st
 
 
@@ -419,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nW6  MNIST epochs of the demo models (nielsen, mlp, cnn) (engine vs torch, one subprocess each)"
               f"{' [quick: partial epochs]' if st.w6_max_steps else ''}")
         w6 = epoch.run_w6(epochs=st.w6_epochs, max_steps=st.w6_max_steps, eval_limit=st.w6_eval_limit,
-                          threads=threads.get("numpy_blas"))
+                          threads=threads.get("numpy_blas"), models=st.w6_models)
         if w6["status"] != "ok":
             print(f"  skipped: {w6['reason']}")
         report["w6"] = w6

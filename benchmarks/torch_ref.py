@@ -74,6 +74,39 @@ class SmallCNN(_Model):
         return F.cross_entropy(torch.addmm(p["fc_b"], h.flatten(1), p["fc_w"]), labels)
 
 
+class DemoCNN:
+    """W7: the PyTorch mirror of the demo CNN (benchmarks.epoch) with dropout off, torch.optim.Adam."""
+
+    def __init__(self, params, lr):
+        from benchmarks.epoch import _torch_cnn
+
+        self.model = _torch_cnn()
+        self.model.drop.p = 0.0
+        self.names = [f"{layer}_{kind}" for layer in ("conv1", "conv2", "fc1", "fc2") for kind in "wb"]
+        self.plist = list(self.model.parameters())
+        with torch.no_grad():
+            for p, name in zip(self.plist, self.names):
+                p.copy_(torch.from_numpy(params[name]))
+        self.opt = torch.optim.Adam(self.plist, lr=lr)
+
+    def prepare(self, x, y):
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    def step(self, x, y):
+        loss = F.cross_entropy(self.model(x), y)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return loss
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {n: p.detach().numpy().copy() for n, p in zip(self.names, self.plist)}
+
+    @staticmethod
+    def loss_float(loss) -> float:
+        return float(loss.item())
+
+
 class OpChain:
     def __init__(self, params=None, lr=0.0):
         self.x0 = torch.tensor([CHAIN_X0], dtype=torch.float32, requires_grad=True)
@@ -109,5 +142,6 @@ class OpChain:
 
 
 def build(w: Workload, params: dict[str, np.ndarray]):
-    cls = {"sigmoid_mse": NielsenMLP, "relu_ce": ReluMLP, "cnn": SmallCNN, "chain": OpChain}[w.kind]
+    cls = {"sigmoid_mse": NielsenMLP, "relu_ce": ReluMLP, "cnn": SmallCNN, "chain": OpChain,
+           "demo_cnn": DemoCNN}[w.kind]
     return cls(params, w.lr)

@@ -40,6 +40,7 @@ class Workload:
     # the engine's dense layers written each of these ways, timed side by side (see engine_impl.py):
     # "linear" h.linear(W, b), "matmul" h @ W + b, "matmul_t" h @ W.T + b
     spellings: tuple[str, ...] = ("linear",)
+    numpy_ref: bool = True  # False: no hand-written NumPy version; the check compares with PyTorch
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -56,6 +57,9 @@ WORKLOADS: dict[str, Workload] = {
                  "chain", per=CHAIN_LEN, unit="op"),
         Workload("W5", "conv3x3 1->8 +bias, ReLU, maxpool 2x2, linear 1352->10, softmax CE, SGD lr=0.1, "
                  "batch 64", "cnn", batch=64, lr=0.1),
+        Workload("W7", "one step of the demo CNN (W6 cnn): conv5x5 1->32, pool, relu, conv5x5 32->64, pool, "
+                 "relu, fc 1024->128, relu, fc 128->10 (dropout off), softmax CE, Adam lr=1e-3, batch 64",
+                 "demo_cnn", batch=64, lr=1e-3, numpy_ref=False),
     )
 }
 
@@ -83,6 +87,12 @@ def init_params(w: Workload) -> dict[str, np.ndarray]:
         p["conv_b"] = _f32(rng.uniform(-1, 1, 8) / 3.0)
         p["fc_w"] = _f32(rng.standard_normal((8 * 13 * 13, 10)) * np.sqrt(1.0 / (8 * 13 * 13)))
         p["fc_b"] = _f32(rng.uniform(-1, 1, 10) / np.sqrt(8 * 13 * 13))
+    elif w.kind == "demo_cnn":  # He-uniform like the demo's layers; linear weights (out, in) as nn.Linear
+        for name, shape, fan_in in (("conv1", (32, 1, 5, 5), 25), ("conv2", (64, 32, 5, 5), 800),
+                                    ("fc1", (128, 1024), 1024), ("fc2", (10, 128), 128)):
+            bound = np.sqrt(6.0 / fan_in)
+            p[f"{name}_w"] = _f32(rng.uniform(-bound, bound, shape))
+            p[f"{name}_b"] = _f32(rng.uniform(-1, 1, shape[0]) / np.sqrt(fan_in))
     elif w.kind != "chain":
         raise ValueError(w.kind)
     return p
