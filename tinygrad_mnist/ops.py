@@ -9,6 +9,10 @@ return the broadcast gradient.
 
 Masks and weights that depend only on which branch was taken (relu, max,
 abs, ...) are constants: their derivative is zero almost everywhere.
+
+`saves_inputs = False` marks ops whose backward never reads an input's
+values (only shapes, dtypes, requires_grad): after backward releases the
+graph they can be backpropagated again.  See Function's docstring.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ def const(arr) -> Tensor:
 
 
 class Add(Function):
+    saves_inputs = False  # backward needs the inputs' shapes, not their values
+
     def forward(self, x, y):
         return x + y
 
@@ -38,6 +44,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    saves_inputs = False
+
     def forward(self, x, y):
         return x - y
 
@@ -113,6 +121,9 @@ class Minimum(Function):
 
 
 class Where(Function):
+    saves_inputs = False
+    saved = ("cond",)
+
     def forward(self, a, b, cond):
         self.cond = cond
         return np.where(cond, a, b)
@@ -131,6 +142,8 @@ class Where(Function):
 
 
 class Neg(Function):
+    saves_inputs = False
+
     def forward(self, x):
         return -x
 
@@ -140,6 +153,7 @@ class Neg(Function):
 
 class Exp(Function):
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x):
         return np.exp(x)
@@ -158,6 +172,7 @@ class Log(Function):
 
 class Sqrt(Function):
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x):
         return np.sqrt(x)
@@ -194,6 +209,7 @@ class LeakyRelu(Function):
 
 class Sigmoid(Function):
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x):
         # the tanh form never overflows, unlike 1 / (1 + exp(-x))
@@ -220,6 +236,7 @@ class SigmoidGrad(Function):
 
 class Tanh(Function):
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x):
         return np.tanh(x)
@@ -255,6 +272,8 @@ class Clip(Function):
 
 
 class Cast(Function):
+    saves_inputs = False
+
     def forward(self, x, dtype):
         return x.astype(dtype)
 
@@ -275,6 +294,8 @@ def _keep_shape(shape, axis):
 
 
 class Sum(Function):
+    saves_inputs = False
+
     def forward(self, x, axis, keepdim):
         self.axis = axis
         return np.add.reduce(x, axis=axis, keepdims=keepdim)  # np.sum minus its Python-level dispatch
@@ -289,6 +310,7 @@ class Sum(Function):
 class Max(Function):
     """Gradient split equally among tied maxima (PyTorch's rule for max/min/amax)."""
 
+    saved = ("extremum",)
     reduce = np.maximum.reduce
 
     def forward(self, x, axis, keepdim):
@@ -312,6 +334,7 @@ class Min(Max):
 
 class LogSoftmax(Function):
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x, axis):
         self.axis = axis
@@ -331,6 +354,8 @@ class CrossEntropy(Function):
     When the backward itself is recorded (create_graph=True), softmax is
     recomputed with tensor ops so the gradient stays differentiable.
     """
+
+    saved = ("target", "dlogits")
 
     def forward(self, x, target, reduction):
         self.target, self.reduction = target, reduction
@@ -359,6 +384,8 @@ class CrossEntropy(Function):
 
 
 class Reshape(Function):
+    saves_inputs = False
+
     def forward(self, x, shape):
         return x.reshape(shape)
 
@@ -367,6 +394,8 @@ class Reshape(Function):
 
 
 class Permute(Function):
+    saves_inputs = False
+
     def forward(self, x, order):
         self.order = order
         return x.transpose(order)
@@ -376,6 +405,8 @@ class Permute(Function):
 
 
 class Expand(Function):
+    saves_inputs = False
+
     def forward(self, x, shape):
         lead = len(shape) - x.ndim
         if lead < 0 or any(a != b and a != 1 for a, b in zip(x.shape, shape[lead:])):
@@ -396,6 +427,8 @@ class Expand(Function):
 class SumTo(Function):
     """Sum the broadcast axes of x away to reach `shape` (the adjoint of Expand)."""
 
+    saves_inputs = False
+
     def forward(self, x, shape):
         lead = x.ndim - len(shape)
         if lead < 0:
@@ -409,6 +442,8 @@ class SumTo(Function):
 
 
 class Pad(Function):
+    saves_inputs = False
+
     def forward(self, x, pad_width, value):
         self.inner = tuple(slice(b, b + s) for (b, _), s in zip(pad_width, x.shape))
         shape = tuple(b + s + a for (b, a), s in zip(pad_width, x.shape))
@@ -427,8 +462,12 @@ def _is_basic(index) -> bool:
 
 
 class GetItem(Function):
+    saves_inputs = False
+
     def forward(self, x, index):
         self.index = index
+        if not _is_basic(index):  # index arrays are saved data; slices are not
+            self.saved = ("index",)
         return x[index]
 
     def backward(self, g):
@@ -438,8 +477,12 @@ class GetItem(Function):
 class IndexAdd(Function):
     """zeros(shape) with g added at `index` (repeated indices accumulate); adjoint of GetItem."""
 
+    saves_inputs = False
+
     def forward(self, g, shape, index):
         self.index = index
+        if not _is_basic(index):
+            self.saved = ("index",)
         out = np.zeros(shape, g.dtype)
         if _is_basic(index) or (not isinstance(index, tuple) and np.asarray(index).dtype == bool):
             out[index] = g
@@ -452,6 +495,8 @@ class IndexAdd(Function):
 
 
 class Cat(Function):
+    saves_inputs = False
+
     def forward(self, *xs, axis):
         self.axis = axis
         return np.concatenate(xs, axis=axis)
@@ -521,6 +566,8 @@ class Unfold(Function):
     and pooling reduces over the leading axis, elementwise across slabs.
     """
 
+    saves_inputs = False
+
     def forward(self, x, kernel, stride):
         self.kernel, self.stride = kernel, stride
         win = np.lib.stride_tricks.sliding_window_view(x, kernel, axis=(2, 3))
@@ -547,6 +594,8 @@ class Fold(Function):
     matrix that adds every (offset, window) value onto its pixel: two GEMMs,
     no loops over pixels or kernel offsets.
     """
+
+    saves_inputs = False
 
     def forward(self, cols, shape, kernel, stride):
         self.kernel, self.stride = kernel, stride
