@@ -266,11 +266,17 @@ class Function:
                 setattr(self, k, None)
         # edges stay, data goes: each input becomes its record (a parameter stays itself).  The
         # output's weak reference (saves_output) holds no data: it needs no clearing.
+        ps = self.parents
         try:
-            self.parents = tuple([p if p._ctx is None and p._requires_grad else p._record or _record_of(p)
-                                  for p in self.parents])
+            if len(ps) == 2:  # the common case spelled out: this runs once per op in every backward
+                a, b = ps
+                self.parents = (a if a._ctx is None and a._requires_grad else a._record or _record_of(a),
+                                b if b._ctx is None and b._requires_grad else b._record or _record_of(b))
+            else:
+                self.parents = tuple([p if p._ctx is None and p._requires_grad else p._record or _record_of(p)
+                                      for p in ps])
         except AttributeError:  # an input made without the usual constructors (no _record slot set)
-            self.parents = tuple([_record_of(p) for p in self.parents])
+            self.parents = tuple([_record_of(p) for p in ps])
         self.released = True
         if self.calls:
             for c in self.calls:
