@@ -60,6 +60,7 @@ def _set_grad_mode(mode: bool) -> bool:
 
 
 _rng = np.random.default_rng()
+_clock = 0  # in-place writes so far (inplace.py); while 0, recording and backward skip all version bookkeeping
 
 
 def manual_seed(seed: int) -> None:
@@ -182,12 +183,13 @@ class Function:
     """
 
     saves_output = False
-    saves_inputs = True
+    saves_inputs = True  # backward reads its inputs' values (True, or a tuple of input indices)
     parents: tuple = ()
     calls: tuple = ()
     backward_of: Function | None = None
     saved: tuple = ()
     released = False
+    _t = 0  # the in-place clock when this op was recorded (stamped only once the clock runs)
 
     def forward(self, *arrays, **params):
         raise NotImplementedError
@@ -225,6 +227,8 @@ class Function:
         out._name = None
         if record:
             ctx.parents = inputs
+            if _clock:
+                ctx._t = _clock
             if cls.saves_output:
                 ctx._out = weakref.ref(out)
             out._ctx = ctx
@@ -247,7 +251,8 @@ class Function:
         """The ndarrays this op keeps alive for its backward ([] once released)."""
         if self.released:
             return []
-        out = [p.data for p in self.parents] if self.saves_inputs else []
+        read = self.saves_inputs
+        out = [p.data for i, p in enumerate(self.parents) if read is True or i in read] if read else []
         if self.saves_output:
             t = self._out()
             if t is not None:
@@ -281,6 +286,9 @@ class Function:
         if self.calls:
             for c in self.calls:
                 c._release()
+        if _clock:  # in-place bookkeeping (inplace.py) may hold the tensors as recorded
+            self.__dict__.pop("_raw_parents", None)
+            self.__dict__.pop("_view", None)
 
     def __repr__(self) -> str:
         return f"<{self.name}{' (released)' if self.released else ''}>"
@@ -1462,6 +1470,51 @@ class Tensor:
             raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
         return Tensor.where(m, value if isinstance(value, Tensor) else self._lift(value), self)
 
+    # -- in-place ops: they write into self.data; the autograd rules live in inplace.py ----
+    def __setitem__(self, index, value) -> None:
+        inplace.setitem(self, index, value)
+
+    def add_(self, other, alpha=1) -> Tensor:
+        return inplace.binary(self, "add", other, "add_", alpha)
+
+    def sub_(self, other, alpha=1) -> Tensor:
+        return inplace.binary(self, "sub", other, "sub_", alpha)
+
+    def mul_(self, other) -> Tensor:
+        return inplace.binary(self, "mul", other, "mul_")
+
+    def div_(self, other) -> Tensor:
+        return inplace.binary(self, "div", other, "div_")
+
+    def __iadd__(self, other):
+        return inplace.binary(self, "add", other, "+=")
+
+    def __isub__(self, other):
+        return inplace.binary(self, "sub", other, "-=")
+
+    def __imul__(self, other):
+        return inplace.binary(self, "mul", other, "*=")
+
+    def __itruediv__(self, other):
+        return inplace.binary(self, "div", other, "/=")
+
+    def clamp_(self, min=None, max=None) -> Tensor:  # noqa: A002  (PyTorch's keyword names)
+        return inplace.clamp(self, min, max)
+
+    def fill_(self, value) -> Tensor:
+        return inplace.fill(self, value, "fill_")
+
+    def zero_(self) -> Tensor:
+        return inplace.fill(self, 0, "zero_")
+
+    def copy_(self, src) -> Tensor:
+        return inplace.copy(self, src)
+
+    @property
+    def _version(self) -> int:
+        """In-place writes into this tensor's memory so far (shared by its views), as in PyTorch."""
+        return inplace.version(self)
+
     @staticmethod
     def cat(tensors, dim=None, *, axis=None) -> Tensor:
         dim = _dim_alias("cat", dim, axis)[0] if axis is not None else 0 if dim is None else dim
@@ -1571,56 +1624,52 @@ class Tensor:
 
     @composite("conv2d")
     def conv2d(self, weight, bias=None, stride=1, padding=0):
-        """2-D cross-correlation on NCHW input with weight (O, C, kh, kw), via im2col + one GEMM."""
+        """2-D cross-correlation on NCHW input with weight (O, C, kh, kw): im2col + one GEMM (ops.Conv2d)."""
         if self.ndim != 4 or weight.ndim != 4:
             raise ValueError(f"conv2d: expected input (N, C, H, W) and weight (O, C, kh, kw), "
                              f"got {self.shape} and {weight.shape}")
-        n, c = self.shape[:2]
+        c = self.shape[1]
         o, wc, kh, kw = weight.shape
         if wc != c:
             raise ValueError(f"conv2d: input has {c} channels but weight {weight.shape} expects {wc}")
         if bias is not None and bias.shape != (o,):
             raise ValueError(f"conv2d: bias must have shape ({o},), got {bias.shape}")
         ph, pw = _pair(padding, "padding")
-        x = self.pad(((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else self
-        cols = x.unfold2d((kh, kw), stride)  # (C, kh, kw, N, OH, OW)
-        oh, ow = cols.shape[4:]
-        out = weight.reshape(o, c * kh * kw) @ cols.reshape(c * kh * kw, n * oh * ow)  # one GEMM
-        if bias is not None:
-            out = out + bias.reshape(o, 1)
-        # (O, N, OH, OW) in memory, NCHW to the user: later ops follow the memory order
-        return out.reshape(o, n, oh, ow).permute(1, 0, 2, 3)
+        sh, sw = _pair(stride, "stride")
+        if kh > self.shape[2] + 2 * ph or kw > self.shape[3] + 2 * pw:
+            raise ValueError(f"conv2d: kernel {(kh, kw)} is larger than the input {self.shape[2:]} "
+                             f"(after padding)")
+        x = self
+        if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
+            x, weight = _promote(x, weight)
+            bias = None if bias is None else bias.cast(x.dtype)
+        inputs = (x, weight) if bias is None else (x, weight, bias)
+        return ops.Conv2d.apply(*inputs, stride=(sh, sw), padding=(ph, pw))
 
-    def _pool(self, kernel, stride, padding, reduce, pad_value):
+    def _pool(self, kernel, stride, padding, kind):
         if self.ndim != 4:
             raise ValueError(f"pool2d: expected an (N, C, H, W) tensor, got shape {self.shape}")
         kh, kw = _pair(kernel, "kernel")
         sh, sw = _pair(kernel if stride is None else stride, "stride")
         ph, pw = _pair(padding, "padding")
-        x = self.pad(((0, 0), (0, 0), (ph, ph), (pw, pw)), value=pad_value) if ph or pw else self
-        n, c, h, w = x.shape
+        h, w = self.shape[2] + 2 * ph, self.shape[3] + 2 * pw
         if kh > h or kw > w:
             raise ValueError(f"pool2d: kernel {(kh, kw)} is larger than the input {(h, w)}")
-        oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
-        # Gather the kh*kw window positions as leading slabs, (kh*kw, N, C, OH, OW), and reduce
-        # over axis 0: elementwise across slabs.  (NumPy reduces the size-2 axes of an
-        # (N, C, OH, 2, OW, 2) view some 30x slower.)
-        if (kh, kw) == (sh, sw):  # windows tile the input: a reshape and one copy
-            x = x[:, :, :oh * kh, :ow * kw] if (oh * kh, ow * kw) != (h, w) else x
-            windows = x.reshape(n, c, oh, kh, ow, kw).permute(3, 5, 0, 1, 2, 4)
-        else:  # overlapping windows: im2col per channel
-            windows = x.reshape(n * c, 1, h, w).unfold2d((kh, kw), (sh, sw))
-        return reduce(windows.reshape(kh * kw, n, c, oh, ow), 0)
+        geometry = ops._PoolGeometry(self.shape, (kh, kw), (sh, sw), (ph, pw))
+        if kind == "max":
+            return ops.MaxPool2d.apply(self, geometry=geometry)
+        x = self if _is_float(self.dtype) else self.float()
+        return ops.PoolGather.apply(x, geometry=geometry, weights=1.0 / (kh * kw))
 
     @composite("max_pool2d")
     def max_pool2d(self, kernel=2, stride=None, padding=0):
         """Max over windows; ties share the gradient equally (see Tensor.max)."""
-        return self._pool(kernel, stride, padding, lambda t, ax: t.amax(ax), -np.inf)
+        return self._pool(kernel, stride, padding, "max")
 
     @composite("avg_pool2d")
     def avg_pool2d(self, kernel=2, stride=None, padding=0):
         """Mean over windows (zero padding counts, as PyTorch's default)."""
-        return self._pool(kernel, stride, padding, lambda t, ax: t.mean(ax), 0.0)
+        return self._pool(kernel, stride, padding, "avg")
 
     @composite("dropout")
     def dropout(self, p: float = 0.5, training: bool = True):
@@ -1710,6 +1759,7 @@ def walk(roots, *, constants: bool = True) -> list:
         roots = [roots]
     # sets and dicts of nodes hash by identity (Tensor.__hash__), cheaper than keying by id()
     order, seen = [], set()
+    clock = _clock
     stack = [(r, False) for r in reversed(roots)]
     while stack:
         node, expanded = stack.pop()
@@ -1722,6 +1772,8 @@ def walk(roots, *, constants: bool = True) -> list:
         stack.append((node, True))
         ctx = node._ctx
         if ctx is not None:
+            if clock and ctx._t < clock:  # recorded before an in-place write: see what it really read
+                inplace.resolve(ctx)
             for p in reversed(ctx.parents):  # reversed onto the stack: popped in argument order
                 if (constants or p._requires_grad) and p not in seen:
                     stack.append((p, False))
@@ -1781,6 +1833,7 @@ def _gradients(roots, seeds, retain_graph: bool, create_graph: bool, inputs=None
         stop = set(seeds) if create_graph else None  # for tagging backward ops
         wanted = None if inputs is None else dict.fromkeys(inputs)
         found = []
+        clock = _clock
         for t in reversed(walk(roots, constants=False)):
             g = grads.pop(t, None)
             if g is None:
@@ -1793,8 +1846,11 @@ def _gradients(roots, seeds, retain_graph: bool, create_graph: bool, inputs=None
                 found.append((t, g))
             if ctx is None:
                 continue
-            if ctx.released and (ctx.saves_inputs or ctx.saves_output or ctx.saved):
-                raise _released_error(ctx)
+            if ctx.released:
+                if ctx.saves_inputs or ctx.saves_output or ctx.saved:
+                    raise _released_error(ctx)
+            elif clock and ctx._t < clock:  # something was written in place since this op was recorded
+                inplace.check(ctx, t)
             parents = ctx.parents
             in_grads = ctx.backward(g)
             if not retain_graph:
@@ -1898,4 +1954,4 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     return tuple(result)
 
 
-from . import ops  # noqa: E402  (the primitives subclass Function, defined above)
+from . import inplace, ops  # noqa: E402  (the primitives subclass Function, defined above)
