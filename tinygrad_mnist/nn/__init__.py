@@ -7,7 +7,7 @@
     loss = nn.CrossEntropyLoss()(model(x), y)        # or F.cross_entropy(model(x), y)
 """
 
-from . import functional, init
+from . import functional, init, utils
 from .modules import (
     ACTIVATIONS,
     GELU,
@@ -45,5 +45,5 @@ __all__ = [
     "ACTIVATIONS", "GELU", "INITS", "MLP", "AvgPool2d", "BCELoss", "BCEWithLogitsLoss", "Conv2d", "CrossEntropyLoss",
     "Dropout", "Flatten", "Identity", "IncompatibleKeys", "L1Loss", "Lambda", "LeakyReLU", "Linear", "LogSoftmax",
     "MSELoss", "MaxPool2d", "Module", "ModuleDict", "ModuleList", "NLLLoss", "Parameter", "ReLU", "Sequential",
-    "Sigmoid", "Softmax", "Tanh", "functional", "init",
+    "Sigmoid", "Softmax", "Tanh", "functional", "init", "utils",
 ]

@@ -118,33 +118,70 @@ class Module:
         """(name, value) pairs that may hold parameters or modules, in assignment order."""
         return self.__dict__.items()
 
-    def _walk(self, prefix: str, seen: set) -> Iterator[tuple[str, object]]:
-        """Depth-first, in definition order: (dotted name, parameter or module); each module once."""
+    def _own(self, prefix: str, buffers: bool):
+        """(own, rest): the parameters held directly as attributes (then the persistent buffers), and
+        everything else in assignment order: submodules, and tensors inside lists, tuples and dicts."""
+        own, rest = [], []
         for name, value in self._members():
-            for full, obj in _scan(prefix + name, value):
-                if isinstance(obj, Module):
-                    if id(obj) in seen:
-                        continue
-                    seen.add(id(obj))
-                    yield full, obj
-                    yield from obj._walk(full + ".", seen)
-                else:
-                    yield full, obj
+            if _is_param(value):
+                own.append((prefix + name, value))
+            else:
+                rest.extend(_scan(prefix + name, value))
+        if buffers:
+            for name, persistent in self.__dict__.get("_buffers", {}).items():
+                if persistent and isinstance(getattr(self, name, None), Tensor):
+                    own.append((prefix + name, getattr(self, name)))
+        return own, rest
+
+    def _walk(self, prefix: str, seen: set, buffers: bool = False) -> Iterator[tuple[str, object]]:
+        """Depth-first: (dotted name, tensor or module); a module's own parameters (and buffers) come
+        before its submodules', as PyTorch orders them; each module once."""
+        own, rest = self._own(prefix, buffers)
+        yield from own
+        for full, obj in rest:
+            if not isinstance(obj, Module):
+                yield full, obj
+            elif id(obj) not in seen:
+                seen.add(id(obj))
+                yield full, obj
+                yield from obj._walk(full + ".", seen, buffers)
+
+    def _tensors(self, prefix: str = "", recurse: bool = True, buffers: bool = False):
+        seen_tensors = set()
+        pre = prefix + "." if prefix else ""
+        own, rest = self._own(pre, buffers)
+        walk = self._walk(pre, {id(self)}, buffers) if recurse else own + [(n, t) for n, t in rest
+                                                                            if not isinstance(t, Module)]
+        for name, obj in walk:
+            if not isinstance(obj, Module) and id(obj) not in seen_tensors:
+                seen_tensors.add(id(obj))
+                yield name, obj
 
     def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
         """(dotted name, parameter), each shared parameter once, under its first name."""
-        seen_params = set()
-        pre = prefix + "." if prefix else ""
-        walk = self._walk(pre, {id(self)}) if recurse else (
-            (n, p) for name, v in self._members() for n, p in _scan(pre + name, v) if not isinstance(p, Module))
-        for name, obj in walk:
-            if not isinstance(obj, Module) and id(obj) not in seen_params:
-                seen_params.add(id(obj))
-                yield name, obj
+        return self._tensors(prefix, recurse)
 
     def parameters(self, recurse: bool = True) -> Iterator[Tensor]:
         """An iterator, as in PyTorch: list(model.parameters()) to keep them."""
         return (p for _, p in self.named_parameters(recurse=recurse))
+
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """A tensor the module keeps that is not trained (a mask, running statistics): in state_dict()
+        when persistent, converted by to(dtype)."""
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"register_buffer: {name!r} must be a Tensor or None, got {type(tensor).__name__}")
+        self.__dict__.setdefault("_buffers", {})[name] = bool(persistent)
+        setattr(self, name, tensor)
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
+        for mod_name, m in (self.named_modules(prefix) if recurse else [(prefix, self)]):
+            for name in m.__dict__.get("_buffers", {}):
+                value = getattr(m, name, None)
+                if isinstance(value, Tensor):
+                    yield (f"{mod_name}.{name}" if mod_name else name), value
+
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        return (b for _, b in self.named_buffers(recurse=recurse))
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         """(dotted name, module) for self (named `prefix`, "" by default) and every submodule."""
@@ -159,11 +196,10 @@ class Module:
     def named_children(self) -> Iterator[tuple[str, Module]]:
         """Direct submodules only."""
         seen = {id(self)}
-        for name, value in self._members():
-            for full, obj in _scan(name, value):
-                if isinstance(obj, Module) and id(obj) not in seen:
-                    seen.add(id(obj))
-                    yield full, obj
+        for name, obj in self._own("", False)[1]:
+            if isinstance(obj, Module) and id(obj) not in seen:
+                seen.add(id(obj))
+                yield name, obj
 
     def children(self) -> Iterator[Module]:
         return (m for _, m in self.named_children())
@@ -207,7 +243,7 @@ class Module:
             return self
         if dtype.kind != "f":
             raise TypeError(f"Module.to: parameters must stay floating point, got {dtype}")
-        for p in self.parameters():
+        for p in [*self.parameters(), *self.buffers()]:
             if p.dtype.kind == "f" and p.dtype != dtype:
                 p.data = p.data.astype(dtype)  # the same Parameter objects: optimizers keep working
                 if p.grad is not None:
@@ -228,12 +264,12 @@ class Module:
 
     # -- state -------------------------------------------------------------------------
     def state_dict(self) -> OrderedDict:
-        """name -> a detached copy of the parameter, in definition order.
+        """name -> a detached copy of each parameter and persistent buffer, in PyTorch's order.
 
         Unlike PyTorch (whose state dict shares memory with the parameters), the
         values are copies: later training does not change a state dict you kept.
         """
-        return OrderedDict((name, Tensor(p.data.copy())) for name, p in self.named_parameters())
+        return OrderedDict((name, t.detach().clone()) for name, t in self._tensors(buffers=True))
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Copy arrays (or Tensors) into the parameters of the same name.
@@ -242,7 +278,7 @@ class Module:
         unexpected keys are errors too; otherwise they are returned.  Everything
         is checked before anything is copied, so a failed load changes nothing.
         """
-        own = OrderedDict(self.named_parameters())
+        own = OrderedDict(self._tensors(buffers=True))  # parameters and persistent buffers
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         problems, arrays = [], {}
