@@ -82,6 +82,30 @@ NEW_OPS = [
     ("softmax-dim", [(3, 4)], lambda x: x.softmax(dim=0), lambda x: x.softmax(dim=0), None),
     ("log_softmax-dim", [(3, 4)], lambda x: x.log_softmax(dim=1), lambda x: x.log_softmax(dim=1), None),
     ("logsumexp-dim", [(3, 4)], lambda x: x.logsumexp(dim=1), lambda x: x.logsumexp(dim=1), None),
+    ("sin", [(3, 4)], lambda x: x.sin(), lambda x: x.sin(), None),
+    ("cos", [(3, 4)], lambda x: x.cos(), lambda x: x.cos(), None),
+    ("floor-ceil-round-sign", [(3, 4)], lambda x: x * 2 + x.floor() + x.ceil() + x.round() + x.sign() + x.trunc(),
+     lambda x: x * 2 + x.floor() + x.ceil() + x.round() + x.sign() + x.trunc(), away(-1.5, -1, -0.5, 0, 0.5, 1, 1.5)),
+    ("remainder", [(3, 4), (3, 4)], lambda x, y: x % y, lambda x, y: x % y,
+     (uniform(-3, 3), positive(0.7, 1.3))),
+    ("remainder-scalar", [(3, 4)], lambda x: x % 0.75, lambda x: x % 0.75, None),
+    ("reciprocal-rsqrt", [(3, 4)], lambda x: x.reciprocal() + x.rsqrt(), lambda x: x.reciprocal() + x.rsqrt(),
+     positive()),
+    ("flip", [(2, 3, 4)], lambda x: x.flip(0, 2), lambda x: x.flip(0, 2), None),
+    ("tril-triu", [(2, 3, 4)], lambda x: x.tril() * 2 + x.triu(1), lambda x: x.tril() * 2 + x.triu(1), None),
+    ("outer", [(3,), (4,)], lambda a, b: a.outer(b), lambda a, b: a.outer(b), None),
+    ("mm-mv-bmm", [(2, 3), (3, 4), (3,), (5, 2, 3)],
+     lambda a, b, v, c: a.mm(b).sum() + a.mv(v).sum() + c.bmm(b.expand(5, 3, 4)),
+     lambda a, b, v, c: a.mm(b).sum() + a.mv(v).sum() + c.bmm(b.expand(5, 3, 4)), None),
+    ("narrow-select", [(4, 5)], lambda x: x.narrow(1, 1, 3) * x.select(0, -1).narrow(0, 2, 3),
+     lambda x: x.narrow(1, 1, 3) * x.select(0, -1).narrow(0, 2, 3), None),
+    ("movedim", [(2, 3, 4)], lambda x: x.movedim(0, -1), lambda x: x.movedim(0, -1), None),
+    ("movedim-tuple", [(2, 3, 4)], lambda x: x.movedim((0, 1), (2, 0)), lambda x: x.movedim((0, 1), (2, 0)), None),
+    ("sort-values", [(3, 5)], lambda x: x.sort(dim=1, descending=True).values * Tensor(np.arange(5.0)).type_as(x),
+     lambda x: x.sort(dim=1, descending=True).values * torch.arange(5.0, dtype=x.dtype), grid()),
+    ("topk-values", [(3, 5)], lambda x: x.topk(2, dim=0)[0], lambda x: x.topk(2, dim=0)[0], grid()),
+    ("topk-smallest", [(3, 5)], lambda x: x.topk(3, largest=False).values, lambda x: x.topk(3, largest=False).values,
+     grid()),
     ("to-float64-and-back", [(3, 4)], lambda x: x.to(dtype=tg.float64).type_as(x) * 2.0,
      lambda x: x.to(dtype=torch.float64).type_as(x) * 2.0, None),
     ("top-level-fns", [(3, 4), (4, 2)],
@@ -210,6 +234,24 @@ SNIPPETS = {
                                 "with T.set_grad_enabled(False):\n    z = x * 2\n"
                                 "with T.no_grad():\n    with T.enable_grad():\n        w = x * 2\n"
                                 "out = [y.requires_grad, z.requires_grad, w.requires_grad, T.is_grad_enabled()]",
+    "logical": "x = T.tensor([1., -2., 3., 0.]); a, b = x > 0, x < 2; out = [a & b, a | b, a ^ b, ~a, "
+               "a.logical_not(), a.logical_and(b), T.logical_or(a, b), (x == 0).nonzero(), x.nonzero(), "
+               "x.count_nonzero()]",
+    "floordiv-mod": "x = T.tensor([-3.5, -1.0, 2.0, 7.25]); out = [x // 2, x % 2, x % -1.5, 7 % T.tensor([2., 3.]), "
+                    "T.tensor([7, -7]) // 2, T.tensor([7, -7]) % 3, x.remainder(2), x.floor_divide(2)]",
+    "sort-topk": "x = T.tensor([[3., 1., 2.], [0., -1., 5.]]); s = x.sort(); k = x.topk(2, dim=1); "
+                 "out = [s.values, s.indices, x.sort(0, descending=True)[0], x.argsort(1), k.values, k.indices, "
+                 "x.topk(1, dim=0, largest=False).indices, T.sort(x, dim=1).values]",
+    "shape-misc": "x = T.arange(24.).reshape(2, 3, 4); out = [x.flip(1), x.flip(0, 2), x.narrow(2, 1, 2), "
+                  "x.select(1, 0), x.movedim(2, 0).shape, x.stride(), x.stride(1), x.is_contiguous(), "
+                  "x.mT.is_contiguous(), x[0].tril(), x[0].triu(-1), T.arange(3.).outer(T.arange(2.)), x.unbind(1)[1]]",
+    "elementwise-misc": "x = T.tensor([0.5, 1.5, 2.5, -0.5, 4.0]); out = [x.sin(), x.cos(), x.floor(), x.ceil(), "
+                        "x.round(), x.trunc(), x.sign(), x.reciprocal(), x.abs().rsqrt(), abs(x), x.square(), "
+                        "x.neg(), T.neg(x), T.add(x, 1), T.mul(x, x), T.sub(x, 1.0), T.div(x, 2), T.pow(x, 2)]",
+    "top-level-reductions": "x = T.arange(12.).reshape(3, 4); out = [T.sum(x), T.sum(x, dim=1), T.mean(x, 0), "
+                            "T.max(x), T.max(x, 1).values, T.max(x, T.ones(3, 4) * 5), T.amax(x, 0), T.argmin(x, 1), "
+                            "T.prod(x + 1, 1), T.cumsum(x, 0), T.norm(x), T.std(x, 1), T.var(x), "
+                            "T.logsumexp(x, 1), T.all(x >= 0), T.any(x > 10), T.topk(x, 2).values]",
     "scalar-helpers": "x = T.tensor([[1., 2.], [3., 4.]]); out = [x.sum().item(), x.tolist(), x.numel(), len(x), "
                       "x.equal(x.clone()), x.allclose(x + 1e-9)]",
 }

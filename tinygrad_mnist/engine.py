@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import math
 import weakref
 
@@ -270,6 +271,8 @@ class return_types:  # noqa: N801  (named after torch.return_types)
 
     max = collections.namedtuple("max", ["values", "indices"])
     min = collections.namedtuple("min", ["values", "indices"])
+    sort = collections.namedtuple("sort", ["values", "indices"])
+    topk = collections.namedtuple("topk", ["values", "indices"])
 
 
 # ---------------------------------------------------------------------------
@@ -396,6 +399,14 @@ class Tensor:
 
     def is_floating_point(self) -> bool:
         return _is_float(self.data.dtype)
+
+    def is_contiguous(self) -> bool:
+        return self.data.flags.c_contiguous
+
+    def stride(self, dim=None):
+        """Steps in elements (not bytes, unlike NumPy's strides), as torch.stride."""
+        steps = tuple(st // self.data.itemsize for st in self.data.strides)
+        return steps if dim is None else steps[_one_dim(dim, self.data.ndim, "stride")]
 
     def __len__(self) -> int:
         if self.data.ndim == 0:
@@ -675,6 +686,71 @@ class Tensor:
         return self
 
     add, sub, mul, div, pow = __add__, __sub__, __mul__, __truediv__, __pow__
+    subtract, multiply, divide, true_divide, neg, negative = sub, mul, div, div, __neg__, __neg__
+
+    def __abs__(self):
+        return self.abs()
+
+    def __floordiv__(self, other):
+        """floor(self / other), as torch's //: a step function, so no gradient flows."""
+        other = self._lift(other)
+        if not (_is_float(self.data.dtype) or _is_float(other.data.dtype)):  # int // int stays int
+            return Tensor._const(np.asarray(np.floor_divide(self.data, other.data)))
+        return (self / other).floor()
+
+    def __rfloordiv__(self, other):
+        return self._lift(other) // self
+
+    def __mod__(self, other):
+        """Python's (and torch.remainder's) modulo, self - floor(self / other) * other; differentiable."""
+        other = self._lift(other)
+        if not (_is_float(self.data.dtype) or _is_float(other.data.dtype)):
+            return Tensor._const(np.asarray(np.remainder(self.data, other.data)))
+        return self - (self / other).floor() * other
+
+    def __rmod__(self, other):
+        return self._lift(other) % self
+
+    floor_divide, remainder = __floordiv__, __mod__
+
+    # logical and bitwise ops on bool/int tensors: plain tensors outside the graph, as comparisons
+    def _logical(self, other, fn, op):
+        a, b = self.data, other.data if isinstance(other, Tensor) else np.asarray(other)
+        if _is_float(a.dtype) or _is_float(b.dtype):
+            raise TypeError(f"{op}: needs bool or integer tensors, got {a.dtype} and {b.dtype} "
+                            f"(compare first, e.g. (x > 0) {op} (y > 0))")
+        return Tensor._const(np.asarray(fn(a, b)))
+
+    def __and__(self, other):
+        return self._logical(other, np.bitwise_and, "&")
+
+    def __or__(self, other):
+        return self._logical(other, np.bitwise_or, "|")
+
+    def __xor__(self, other):
+        return self._logical(other, np.bitwise_xor, "^")
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+    bitwise_and, bitwise_or, bitwise_xor = __and__, __or__, __xor__
+
+    def __invert__(self):
+        if _is_float(self.data.dtype):
+            raise TypeError(f"~: needs a bool or integer tensor, got {self.data.dtype}")
+        return Tensor._const(np.invert(self.data))
+
+    bitwise_not = __invert__
+
+    def logical_not(self) -> Tensor:
+        return Tensor._const(np.logical_not(self.data))
+
+    def logical_and(self, other) -> Tensor:
+        return Tensor._const(np.logical_and(self.data, _data(other)))
+
+    def logical_or(self, other) -> Tensor:
+        return Tensor._const(np.logical_or(self.data, _data(other)))
+
+    def logical_xor(self, other) -> Tensor:
+        return Tensor._const(np.logical_xor(self.data, _data(other)))
 
     # comparisons: plain boolean tensors, outside the graph
     def _compare(self, other, fn):
@@ -771,6 +847,37 @@ class Tensor:
 
     def square(self):
         return self * self
+
+    def sin(self):
+        return ops.Sin.apply(self)
+
+    def cos(self):
+        return ops.Cos.apply(self)
+
+    def reciprocal(self):
+        return 1.0 / self if _is_float(self.data.dtype) else 1.0 / self.float()
+
+    def rsqrt(self):
+        return self.sqrt().reciprocal()
+
+    # step functions: the gradient is zero (PyTorch's convention), but it does flow as zeros
+    def floor(self):
+        return self if not _is_float(self.data.dtype) else ops.Step.apply(self, fn=np.floor)
+
+    def ceil(self):
+        return self if not _is_float(self.data.dtype) else ops.Step.apply(self, fn=np.ceil)
+
+    def trunc(self):
+        return self if not _is_float(self.data.dtype) else ops.Step.apply(self, fn=np.trunc)
+
+    def round(self, decimals: int = 0):
+        """Round half to even, as torch.round (and NumPy)."""
+        if not _is_float(self.data.dtype):
+            return self
+        return ops.Step.apply(self, fn=np.round if decimals == 0 else functools.partial(np.round, decimals=decimals))
+
+    def sign(self):
+        return ops.Step.apply(self, fn=np.sign)
 
     @staticmethod
     def where(cond, a, b) -> Tensor:
@@ -1092,6 +1199,110 @@ class Tensor:
             raise ValueError(f"chunk: chunks must be positive, got {chunks}")
         n = self.shape[_one_dim(dim, self.ndim, "chunk")]
         return self.split(max(-(-n // chunks), 1), dim)
+
+    def narrow(self, dim: int, start: int, length: int):
+        d = _one_dim(dim, self.ndim, "narrow")
+        start = start + self.shape[d] if start < 0 else start
+        if not (0 <= start and length >= 0 and start + length <= self.shape[d]):
+            raise IndexError(f"narrow: start {start} + length {length} exceeds dim {dim} of size {self.shape[d]}")
+        return self._slice(d, start, start + length)
+
+    def select(self, dim: int, index: int):
+        d = _one_dim(dim, self.ndim, "select")
+        if not -self.shape[d] <= index < self.shape[d]:
+            raise IndexError(f"select: index {index} is out of range for dim {dim} of size {self.shape[d]}")
+        return ops.GetItem.apply(self, index=(slice(None),) * d + (int(index),))
+
+    def flip(self, *dims):
+        """Reverse the order along the given dims (a view-like slice with step -1; the gradient flips back)."""
+        dims = _norm_axes(_shape_arg(dims), self.ndim, "flip")
+        return ops.GetItem.apply(self, index=tuple(slice(None, None, -1) if i in dims else slice(None)
+                                                   for i in range(self.ndim)))
+
+    def movedim(self, source, destination):
+        src = _norm_axes(source, self.ndim, "movedim") if isinstance(source, int) else \
+            tuple(_one_dim(s, self.ndim, "movedim") for s in source)
+        dst = _norm_axes(destination, self.ndim, "movedim") if isinstance(destination, int) else \
+            tuple(_one_dim(s, self.ndim, "movedim") for s in destination)
+        if len(src) != len(dst):
+            raise ValueError(f"movedim: source {source} and destination {destination} differ in length")
+        order = [i for i in range(self.ndim) if i not in src]
+        for d, s in sorted(zip(dst, src)):
+            order.insert(d, s)
+        return self.permute(order)
+
+    moveaxis = movedim
+
+    def tril(self, diagonal: int = 0):
+        """The lower triangle of the last two dims (the rest zero); the gradient is masked the same way."""
+        mask = np.tri(*self.shape[-2:], k=diagonal, dtype=bool)
+        return Tensor.where(mask, self, 0)
+
+    def triu(self, diagonal: int = 0):
+        mask = ~np.tri(*self.shape[-2:], k=diagonal - 1, dtype=bool)
+        return Tensor.where(mask, self, 0)
+
+    def outer(self, other):
+        if self.ndim != 1 or other.ndim != 1:
+            raise ValueError(f"outer: needs two 1-D tensors, got shapes {self.shape} and {np.shape(other)}")
+        return self.reshape(-1, 1) * other.reshape(1, -1)
+
+    ger = outer
+
+    def mm(self, other):
+        if self.ndim != 2 or np.ndim(other) != 2:
+            raise ValueError(f"mm: needs two matrices, got shapes {self.shape} and {np.shape(other)} "
+                             f"(matmul broadcasts)")
+        return self.matmul(other)
+
+    def bmm(self, other):
+        if self.ndim != 3 or np.ndim(other) != 3 or self.shape[0] != np.shape(other)[0]:
+            raise ValueError(f"bmm: needs two (B, n, m) batches of the same B, got shapes {self.shape} and "
+                             f"{np.shape(other)}")
+        return self.matmul(other)
+
+    def mv(self, vec):
+        if self.ndim != 2 or np.ndim(vec) != 1:
+            raise ValueError(f"mv: needs a matrix and a vector, got shapes {self.shape} and {np.shape(vec)}")
+        return self.matmul(vec)
+
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False):
+        """(values, indices) along dim; the values' gradient goes back to where each came from."""
+        d = _one_dim(dim, self.ndim, "sort")
+        idx = self.argsort(d, descending)
+        return return_types.sort(self.gather(d, idx), idx) if self.ndim else return_types.sort(self, idx)
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+        if self.ndim == 0:
+            return Tensor._const(np.zeros((), int64))
+        d = _one_dim(dim, self.ndim, "argsort")
+        key = -self.data if descending and self.data.dtype.kind != "b" else self.data
+        idx = np.argsort(key, axis=d, kind="stable")
+        if descending and self.data.dtype.kind == "b":
+            idx = np.flip(np.argsort(self.data, axis=d, kind="stable"), d)
+        return Tensor._const(np.ascontiguousarray(idx, dtype=int64))
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):  # noqa: A002
+        """The k largest (or smallest) values along dim and their indices, as torch.topk."""
+        d = _one_dim(dim, self.ndim, "topk")
+        if not 0 <= k <= (self.shape[d] if self.ndim else 1):
+            raise IndexError(f"topk: k={k} is out of range for dim {dim} of size {self.shape[d] if self.ndim else 1}")
+        if self.ndim == 0:
+            return return_types.topk(self, Tensor._const(np.zeros((), int64)))
+        idx = self.argsort(d, descending=largest).data
+        idx = np.ascontiguousarray(np.take(idx, np.arange(k), axis=d))
+        return return_types.topk(self.gather(d, idx), Tensor._const(idx))
+
+    def nonzero(self, as_tuple: bool = False):
+        """Indices of the nonzero elements: an (n, ndim) int64 tensor, or one per dim with as_tuple=True."""
+        found = np.nonzero(self.data)
+        if as_tuple:
+            return tuple(Tensor._const(i.astype(int64)) for i in found)
+        return Tensor._const(np.stack(found, axis=1).astype(int64) if found else np.zeros((0, 0), int64))
+
+    def count_nonzero(self, dim=None) -> Tensor:
+        return Tensor._const(np.asarray(np.count_nonzero(self.data, axis=_norm_axes(dim, self.ndim, "count_nonzero")),
+                                        int64))
 
     def unbind(self, dim: int = 0) -> tuple:
         d = _one_dim(dim, self.ndim, "unbind")

@@ -251,3 +251,30 @@ def allclose(input, other, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bo
 
 def equal(input, other) -> bool:  # noqa: A002
     return _lift(input).equal(other)
+
+
+# ---------------------------------------------------------------------------
+# the rest of torch.f(input, ...) == input.f(...): one line each
+# ---------------------------------------------------------------------------
+
+
+def _method(name: str):
+    def fn(input, *args, **kwargs):  # noqa: A002
+        return getattr(_lift(input), name)(*args, **kwargs)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"torch.{name}(input, ...): the same as input.{name}(...)."
+    return fn
+
+
+_METHODS = ("add sub mul div pow neg square sin cos floor ceil round trunc sign reciprocal rsqrt argmin amax amin "
+            "prod cumsum norm var std logsumexp any all topk sort argsort flip tril triu outer bmm mv dot squeeze "
+            "unsqueeze permute chunk split gather index_select masked_fill narrow select movedim unbind clone t "
+            "eq ne lt le gt ge isnan isfinite nonzero count_nonzero logical_not logical_and logical_or "
+            "logical_xor").split()
+for _name in _METHODS:
+    globals()[_name] = _method(_name)
+subtract, multiply, divide, true_divide, negative = sub, mul, div, div, neg  # noqa: F821  (made just above)
+greater, less, greater_equal, less_equal, not_equal = gt, lt, ge, le, ne  # noqa: F821
+
+__all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations", "np", "Tensor")]

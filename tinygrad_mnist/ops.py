@@ -254,6 +254,32 @@ class Clip(Function):
         return (g * const(inside.astype(g.dtype)),)
 
 
+class Sin(Function):
+    def forward(self, x):
+        return np.sin(x)
+
+    def backward(self, g):
+        return (g * self.parents[0].cos(),)
+
+
+class Cos(Function):
+    def forward(self, x):
+        return np.cos(x)
+
+    def backward(self, g):
+        return (-(g * self.parents[0].sin()),)
+
+
+class Step(Function):
+    """floor, ceil, round, trunc, sign: piecewise constant, so the gradient is zero (as PyTorch)."""
+
+    def forward(self, x, fn):
+        return fn(x)
+
+    def backward(self, g):
+        return (const(np.zeros((), g.dtype)).expand(g.shape),)
+
+
 class Clone(Function):
     """A copy in new memory (Tensor.clone); the gradient passes through unchanged."""
 
