@@ -252,6 +252,10 @@ SNIPPETS = {
                             "T.max(x), T.max(x, 1).values, T.max(x, T.ones(3, 4) * 5), T.amax(x, 0), T.argmin(x, 1), "
                             "T.prod(x + 1, 1), T.cumsum(x, 0), T.norm(x), T.std(x, 1), T.var(x), "
                             "T.logsumexp(x, 1), T.all(x >= 0), T.any(x > 10), T.topk(x, 2).values]",
+    "python-protocols": "x = T.tensor(0.123456); i = T.tensor(2); out = [f'{x:.3f}', f'{x * 2:8.2e}', [5, 6, 7][i], "
+                        "list(range(10))[T.tensor(1):T.tensor(4)], float(x) == x.item(), int(T.tensor([3.7]))]",
+    "new-tensors": "x = T.zeros(2, dtype=T.float64); out = [x.new_zeros(2, 3), x.new_ones((2,)), x.new_full((2,), 3), "
+                   "x.new_tensor([1, 2]), x.new_empty(3).shape, x.new_zeros(2).dtype == T.float64]",
     "scalar-helpers": "x = T.tensor([[1., 2.], [3., 4.]]); out = [x.sum().item(), x.tolist(), x.numel(), len(x), "
                       "x.equal(x.clone()), x.allclose(x + 1e-9)]",
 }
@@ -446,3 +450,12 @@ def test_autograd_backward_with_inputs_only_fills_those():
     tg.autograd.backward((a * b).sum(), inputs=[a])
     np.testing.assert_array_equal(a.grad.data, [3.0, 3.0])
     assert b.grad is None
+
+
+def test_view_dtype_and_type():
+    x = Tensor([1.0, 2.0])
+    with pytest.raises(TypeError, match=r"\.to\(dtype\)"):
+        x.view(tg.float64)
+    assert x.type() == "float32" and x.type(tg.float64).dtype == np.float64
+    with pytest.raises(TypeError, match="index"):
+        [1, 2][Tensor([1.0])]

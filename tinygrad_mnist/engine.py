@@ -460,6 +460,19 @@ class Tensor:
     def __int__(self) -> int:
         return int(self.item())
 
+    def __index__(self) -> int:
+        """A one-element integer tensor can index a list or a range, as in PyTorch."""
+        if self.data.dtype.kind not in "iu" or self.data.size != 1:
+            raise TypeError(f"only integer tensors of a single element can be converted to an index "
+                            f"(this one: {self.data.dtype}, shape {self.shape})")
+        return int(self.data.item())
+
+    def __format__(self, spec: str) -> str:
+        """f"{loss:.4f}" formats the value of a one-element tensor, as in PyTorch."""
+        if self.data.size == 1 and self.data.ndim == 0:
+            return format(self.data.item(), spec)
+        return format(str(self), spec)
+
     # -- factories -------------------------------------------------------------
     # (also at the top level, torch-style: tinygrad_mnist.zeros(2, 3), tinygrad_mnist.randn(...))
     @classmethod
@@ -586,6 +599,26 @@ class Tensor:
 
     def type_as(self, other: Tensor) -> Tensor:
         return self.cast(other.data.dtype)
+
+    def type(self, dtype=None):
+        """x.type(float64) converts; x.type() names the dtype ("float32")."""
+        return str(self.data.dtype) if dtype is None else self.cast(dtype)
+
+    # new tensors with this one's dtype, as torch's Tensor.new_*
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return Tensor.zeros(*size, dtype=dtype or self.data.dtype, device=device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return Tensor.ones(*size, dtype=dtype or self.data.dtype, device=device, requires_grad=requires_grad)
+
+    new_empty = new_zeros
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return Tensor.full(size, fill_value, dtype=dtype or self.data.dtype, device=device,
+                           requires_grad=requires_grad)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return Tensor(data, dtype=dtype or self.data.dtype, device=device, requires_grad=requires_grad)
 
     def to(self, *args, dtype=None, device=None, copy: bool = False, non_blocking: bool = False) -> Tensor:
         """x.to(float64), x.to("cpu"), x.to(device="cpu", dtype=...), x.to(other_tensor), as in PyTorch.
@@ -1062,7 +1095,11 @@ class Tensor:
             return self
         return ops.Reshape.apply(self, shape=shape)
 
-    view = reshape  # -1 allowed; like reshape it copies only when NumPy must
+    def view(self, *shape):
+        """reshape (-1 allowed); like reshape it copies only when NumPy must."""
+        if len(shape) == 1 and isinstance(shape[0], (np.dtype, type)):
+            raise TypeError("view(dtype) (reinterpreting the bits) is not supported; use .to(dtype) to convert values")
+        return self.reshape(*shape)
 
     def reshape_as(self, other: Tensor):
         return self.reshape(other.shape)
