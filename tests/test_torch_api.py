@@ -106,6 +106,32 @@ NEW_OPS = [
     ("topk-values", [(3, 5)], lambda x: x.topk(2, dim=0)[0], lambda x: x.topk(2, dim=0)[0], grid()),
     ("topk-smallest", [(3, 5)], lambda x: x.topk(3, largest=False).values, lambda x: x.topk(3, largest=False).values,
      grid()),
+    ("log1p-expm1", [(3, 4)], lambda x: x.log1p() + x.expm1(), lambda x: x.log1p() + x.expm1(), uniform(-0.5, 2)),
+    ("log2-log10-exp2", [(3, 4)], lambda x: x.log2() + x.log10() + x.exp2(), lambda x: x.log2() + x.log10() + x.exp2(),
+     positive()),
+    ("lerp", [(3, 4), (3, 4)], lambda a, b: a.lerp(b, 0.3), lambda a, b: a.lerp(b, 0.3), None),
+    ("lerp-tensor-weight", [(3, 4), (3, 4), (4,)], lambda a, b, w: a.lerp(b, w), lambda a, b, w: a.lerp(b, w), None),
+    ("add-alpha", [(3, 4), (3, 4)], lambda a, b: a.add(b, alpha=2.5).sub(a, alpha=0.5),
+     lambda a, b: a.add(b, alpha=2.5).sub(a, alpha=0.5), None),
+    ("cumprod", [(3, 4)], lambda x: x.cumprod(1), lambda x: x.cumprod(1), away(0.0, gap=0.3)),
+    ("diag-diagonal-trace", [(4,), (3, 4)], lambda v, m: v.diag(1).sum(0) + m.diagonal(1).sum() + m[:, :3].trace(),
+     lambda v, m: v.diag(1).sum(0) + m.diagonal(1).sum() + m[:, :3].trace(), None),
+    ("diagonal-3d", [(2, 3, 4)], lambda x: x.diagonal(-1, 1, 2), lambda x: x.diagonal(-1, 1, 2), None),
+    ("median", [(3, 5)], lambda x: x.median() + x.median(1).values.sum(),
+     lambda x: x.median() + x.median(1).values.sum(), grid()),
+    ("roll", [(3, 4)], lambda x: x.roll(1, 0) * x.roll((-1, 2), (0, 1)),
+     lambda x: x.roll(1, 0) * x.roll((-1, 2), (0, 1)), None),
+    ("roll-flat", [(3, 4)], lambda x: x.roll(5), lambda x: x.roll(5), None),
+    ("repeat_interleave", [(2, 3)], lambda x: x.repeat_interleave(2, dim=1), lambda x: x.repeat_interleave(2, dim=1),
+     None),
+    ("unfold", [(2, 7)], lambda x: x.unfold(1, 3, 2), lambda x: x.unfold(1, 3, 2), None),
+    ("einsum-matmul", [(2, 3, 4), (2, 4, 5)], lambda a, b: tg.einsum("bij,bjk->bik", a, b),
+     lambda a, b: torch.einsum("bij,bjk->bik", a, b), None),
+    ("einsum-sum-out-and-implicit", [(3, 4), (4, 5)],
+     lambda a, b: tg.einsum("ij,jk", a, b) + tg.einsum("ij->i", a)[:, None],
+     lambda a, b: torch.einsum("ij,jk", a, b) + torch.einsum("ij->i", a)[:, None], None),
+    ("einsum-three", [(2, 3), (3, 4), (4,)], lambda a, b, c: tg.einsum("ij,jk,k->i", [a, b, c]),
+     lambda a, b, c: torch.einsum("ij,jk,k->i", [a, b, c]), None),
     ("to-float64-and-back", [(3, 4)], lambda x: x.to(dtype=tg.float64).type_as(x) * 2.0,
      lambda x: x.to(dtype=torch.float64).type_as(x) * 2.0, None),
     ("top-level-fns", [(3, 4), (4, 2)],
@@ -256,6 +282,14 @@ SNIPPETS = {
                         "list(range(10))[T.tensor(1):T.tensor(4)], float(x) == x.item(), int(T.tensor([3.7]))]",
     "new-tensors": "x = T.zeros(2, dtype=T.float64); out = [x.new_zeros(2, 3), x.new_ones((2,)), x.new_full((2,), 3), "
                    "x.new_tensor([1, 2]), x.new_empty(3).shape, x.new_zeros(2).dtype == T.float64]",
+    "int-division": "x = T.tensor([1, 2, 3]); out = [x / 2, 3 / x, x / T.tensor([2, 4, 8]), x / x.double(), "
+                    "(x / 2).dtype == T.float32]",
+    "misc-2": "x = T.tensor([[1., 2., 3.], [4., 5., 6.]]); out = [x.log1p(), x.expm1(), x.log2(), x.log10(), "
+              "x.exp2(), x.lerp(T.zeros(2, 3), 0.25), x.add(x, alpha=2), x.cumprod(1), x.diagonal(), "
+              "x[:, :2].diag(), T.arange(3.).diag(-1), x[:, :2].trace(), x.median(), x.median(1).values, "
+              "x.median(dim=0, keepdim=True).indices, x.roll(1, 1), x.roll(2), x.repeat_interleave(2), "
+              "x.repeat_interleave(2, dim=0), x.unflatten(1, (3, 1)).shape, x.unfold(1, 2, 1), x.clamp_min(2.5), "
+              "x.clamp_max(2.5), T.einsum('ij,kj->ik', x, x), T.einsum('ij', x), T.einsum('ii', x[:, :2])]",
     "scalar-helpers": "x = T.tensor([[1., 2.], [3., 4.]]); out = [x.sum().item(), x.tolist(), x.numel(), len(x), "
                       "x.equal(x.clone()), x.allclose(x + 1e-9)]",
 }
@@ -459,3 +493,14 @@ def test_view_dtype_and_type():
     assert x.type() == "float32" and x.type(tg.float64).dtype == np.float64
     with pytest.raises(TypeError, match="index"):
         [1, 2][Tensor([1.0])]
+
+
+def test_cumprod_and_einsum_limits_are_clear_errors():
+    x = Tensor(np.array([1.0, 0.0, 2.0]), requires_grad=True)
+    with pytest.raises(NotImplementedError, match="cumprod"):
+        x.cumprod(0).sum().backward()
+    m = Tensor(np.eye(2), requires_grad=True)
+    with pytest.raises(NotImplementedError, match="diagonal"):
+        tg.einsum("ii->", m).backward()
+    with pytest.raises(NotImplementedError, match="letter"):
+        tg.einsum("...ij->...", m)

@@ -273,6 +273,7 @@ class return_types:  # noqa: N801  (named after torch.return_types)
     min = collections.namedtuple("min", ["values", "indices"])
     sort = collections.namedtuple("sort", ["values", "indices"])
     topk = collections.namedtuple("topk", ["values", "indices"])
+    median = collections.namedtuple("median", ["values", "indices"])
 
 
 # ---------------------------------------------------------------------------
@@ -692,9 +693,13 @@ class Tensor:
         return self._binary(ops.Mul, other, True)
 
     def __truediv__(self, other):
+        if self.data.dtype.kind != "f" and not (isinstance(other, Tensor) and other.data.dtype.kind == "f"):
+            return self.float()._binary(ops.Div, other)  # int / int is float32, as in PyTorch (NumPy: float64)
         return self._binary(ops.Div, other)
 
     def __rtruediv__(self, other):
+        if self.data.dtype.kind != "f" and not isinstance(other, (float, np.floating)):
+            return self.float()._binary(ops.Div, other, True)
         return self._binary(ops.Div, other, True)
 
     def __pow__(self, other):
@@ -718,7 +723,15 @@ class Tensor:
     def __pos__(self):
         return self
 
-    add, sub, mul, div, pow = __add__, __sub__, __mul__, __truediv__, __pow__
+    mul, div, pow = __mul__, __truediv__, __pow__
+
+    def add(self, other, *, alpha=1):
+        """self + alpha * other (torch.add)."""
+        return self + (other if alpha == 1 else other * alpha)
+
+    def sub(self, other, *, alpha=1):
+        return self - (other if alpha == 1 else other * alpha)
+
     subtract, multiply, divide, true_divide, neg, negative = sub, mul, div, div, __neg__, __neg__
 
     def __abs__(self):
@@ -835,6 +848,33 @@ class Tensor:
 
     def log(self):
         return ops.Log.apply(self)
+
+    def log1p(self):
+        """log(1 + x), accurate for tiny x."""
+        return ops.Log1p.apply(self)
+
+    def expm1(self):
+        """exp(x) - 1, accurate for tiny x."""
+        return ops.Expm1.apply(self)
+
+    def log2(self):
+        return self.log() * (1.0 / math.log(2.0))
+
+    def log10(self):
+        return self.log() * (1.0 / math.log(10.0))
+
+    def exp2(self):
+        return (self * math.log(2.0)).exp()
+
+    def lerp(self, end, weight):
+        """self + weight * (end - self)."""
+        return self + (end - self) * weight
+
+    def clamp_min(self, min):  # noqa: A002
+        return self.clamp(min=min)
+
+    def clamp_max(self, max):  # noqa: A002
+        return self.clamp(max=max)
 
     def sqrt(self):
         return ops.Sqrt.apply(self)
@@ -1340,6 +1380,97 @@ class Tensor:
     def count_nonzero(self, dim=None) -> Tensor:
         return Tensor._const(np.asarray(np.count_nonzero(self.data, axis=_norm_axes(dim, self.ndim, "count_nonzero")),
                                         int64))
+
+    def unfold(self, dimension: int, size: int, step: int):
+        """Windows of `size` every `step` along a dim, as a new last dim (torch.Tensor.unfold)."""
+        d = _one_dim(dimension, self.ndim, "unfold")
+        n = self.shape[d]
+        if size > n or size <= 0 or step <= 0:
+            raise ValueError(f"unfold: size {size} and step {step} don't fit dim {dimension} of size {n}")
+        count = (n - size) // step + 1
+        idx = (np.arange(count)[:, None] * step + np.arange(size)).ravel()
+        x = self.index_select(d, idx)
+        return x.reshape(self.shape[:d] + (count, size) + self.shape[d + 1:]).movedim(d + 1, -1)
+
+    def cumprod(self, dim=None, *, axis=None):
+        """Running products along dim; differentiable where the input has no zeros (else a clear error)."""
+        if axis is not None:
+            dim, _ = _dim_alias("cumprod", dim, axis)
+        if dim is None:
+            raise TypeError("cumprod: dim is required, e.g. x.cumprod(0)")
+        if self.ndim == 0:
+            return self
+        d = _one_dim(dim, self.ndim, "cumprod")
+        return ops.Cumprod.apply(self, axis=d)
+
+    def unflatten(self, dim: int, sizes):
+        d = _one_dim(dim, self.ndim, "unflatten")
+        return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d + 1:])
+
+    def repeat_interleave(self, repeats, dim=None):
+        """Each element `repeats` times in a row along dim (None: of the flattened tensor)."""
+        x, d = (self.reshape(-1), 0) if dim is None else (self, _one_dim(dim, self.ndim, "repeat_interleave"))
+        reps = repeats.data if isinstance(repeats, Tensor) else repeats
+        return x.index_select(d, np.repeat(np.arange(x.shape[d]), reps))
+
+    def roll(self, shifts, dims=None):
+        """Shift elements along dims, wrapping around (torch.roll); dims None rolls the flattened tensor."""
+        if dims is None:
+            return self.reshape(-1).roll(shifts, 0).reshape(self.shape)
+        shifts = (shifts,) if isinstance(shifts, (int, np.integer)) else tuple(shifts)
+        dims = (dims,) if isinstance(dims, (int, np.integer)) else tuple(dims)
+        if len(shifts) != len(dims):
+            raise ValueError(f"roll: {len(shifts)} shifts for {len(dims)} dims")
+        out = self
+        for sh, dm in zip(shifts, dims):
+            d = _one_dim(dm, self.ndim, "roll")
+            out = out.index_select(d, np.roll(np.arange(self.shape[d]), sh))
+        return out
+
+    def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1):
+        """The diagonal of dims (dim1, dim2), appended as the last dim, as torch.diagonal."""
+        d1, d2 = _one_dim(dim1, self.ndim, "diagonal"), _one_dim(dim2, self.ndim, "diagonal")
+        if d1 == d2:
+            raise ValueError("diagonal: dim1 and dim2 must differ")
+        rest = [i for i in range(self.ndim) if i not in (d1, d2)]
+        x = self.permute(rest + [d1, d2])
+        n1, n2 = x.shape[-2:]
+        i = np.arange(max(0, -offset), min(n1, n2 - offset)) if n2 - offset > 0 else np.arange(0)
+        return ops.GetItem.apply(x, index=(Ellipsis, i, i + offset))
+
+    def diag(self, diagonal: int = 0):
+        """1-D: a square matrix with the vector on a diagonal; 2-D: that diagonal, as torch.diag."""
+        if self.ndim == 2:
+            return self.diagonal(diagonal)
+        if self.ndim != 1:
+            raise ValueError(f"diag: expects a 1-D or 2-D tensor, got shape {self.shape}")
+        n = self.shape[0] + abs(diagonal)
+        eye = np.eye(n, k=diagonal, dtype=bool)
+        rows, cols = np.nonzero(eye)
+        picks = np.zeros((n, n), np.int64)
+        picks[rows, cols] = np.arange(len(rows))
+        return Tensor.where(eye, self[picks], 0)
+
+    def trace(self):
+        if self.ndim != 2:
+            raise ValueError(f"trace: expects a matrix, got shape {self.shape}")
+        return self.diagonal().sum()
+
+    def median(self, dim=None, keepdim: bool = False):
+        """The lower median (of all elements, or (values, indices) along dim), as torch.median."""
+        if dim is None:
+            flat = self.reshape(-1)
+            if flat.shape[0] == 0:
+                raise ValueError("median: of an empty tensor")
+            return flat.sort().values[(flat.shape[0] - 1) // 2]
+        d = _one_dim(dim, self.ndim, "median")
+        srt = self.sort(d)
+        k = (self.shape[d] - 1) // 2
+        idx = srt.indices.data.take([k], axis=d)
+        values = self.gather(d, idx)
+        if not keepdim:
+            values, idx = values.squeeze(d), idx.squeeze(d)
+        return return_types.median(values, Tensor._const(np.ascontiguousarray(idx)))
 
     def unbind(self, dim: int = 0) -> tuple:
         d = _one_dim(dim, self.ndim, "unbind")
