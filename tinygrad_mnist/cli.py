@@ -20,6 +20,7 @@ import numpy as np
 
 from . import data, serialization
 from .train import RECIPES, build_model, evaluate, fit, predict_logits
+from .viz import command as viz_command
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -67,16 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="a grayscale or colour image of one digit (28x28 or larger; it is resized)")
 
     g = sub.add_parser("graph", help="draw the computation graph of one training step")
-    g.add_argument("--model", choices=sorted(RECIPES), default="mlp")
-    g.add_argument("-o", "--output", default="graph.svg", help="output file: .svg, .png, .pdf or .dot")
-    g.add_argument("--batch-size", type=int, default=4)
-    g.add_argument("--expand", action="store_true", help="draw every op instead of one node per module")
-    g.add_argument("--no-grads", action="store_true", help="don't run backward / show gradient norms")
-    g.add_argument("--values", action="store_true", help="show mean/std/min/max of every tensor")
-    g.add_argument("--highlight", metavar="PARAM", help="highlight the path from this parameter to the loss")
-    g.add_argument("--backward-order", action="store_true", help="number ops in the order backward visits them")
-    g.add_argument("--rankdir", choices=["LR", "TB"], default="TB")
-    g.add_argument("--max-nodes", type=int, default=200)
+    viz_command.add_graph_arguments(g)  # the options live with the drawing code
 
     d = sub.add_parser("download", help="download and verify the full data set into the cache dir")
     d.add_argument("--dataset", choices=sorted(data.DATASETS), default="mnist")
@@ -208,25 +200,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_graph(args) -> int:
-    from . import viz
-    from .engine import Tensor, manual_seed
-    from .train import compute_loss
-
-    manual_seed(0)
-    model = build_model(args.model)
-    sample = data.load_sample()
-    x, y = sample.x_test[:args.batch_size], sample.y_test[:args.batch_size]
-    with viz.trace_modules(model) as trace:  # records module calls so each draws as one box
-        loss = compute_loss(RECIPES[args.model], model(Tensor(x)), y)
-    if not args.no_grads:
-        loss.backward(retain_graph=True)
-    dot = viz.draw_graph(loss, params=model, output_name="loss", collapse=None if args.expand else "modules",
-                         trace=trace, show_values=args.values, show_grads=not args.no_grads,
-                         highlight=args.highlight, backward_order=args.backward_order, rankdir=args.rankdir,
-                         max_nodes=args.max_nodes)
-    path = viz.render_graph(dot, args.output)
-    print(f"wrote {path}")
-    return 0
+    return viz_command.run_graph_command(args)
 
 
 def cmd_download(args) -> int:
