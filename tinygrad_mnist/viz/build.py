@@ -128,6 +128,7 @@ def build(roots, root_names, params, names, *, show_values=False, show_grads=Tru
             raise TypeError(f"draw_graph: names[{name!r}] is a {type(t).__name__}, not a Tensor")
 
     # tensors the user passed to composite calls (the image before im2col) join the picture
+    n_walk = len(src.objects)
     if extra_inputs:
         for t in list(src.objects):
             fn = t.grad_fn
@@ -136,7 +137,6 @@ def build(roots, root_names, params, names, *, show_values=False, show_grads=Tru
                 for x in c.inputs:
                     if isinstance(x, Tensor) or hasattr(x, "grad_fn"):
                         src.add(x)
-    n_walk = len(src.objects)
     infos = []
     for i, t in enumerate(src.objects):
         info = _info(t, show_values, show_grads, threshold)

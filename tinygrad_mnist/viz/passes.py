@@ -220,22 +220,30 @@ def collapse_calls(g: Graph, src, expanded) -> None:
     named after it).  Constants made inside a call (masks, unfolded columns) vanish into its node.
     """
     collapsed: dict = {}
+    paths: dict = {}  # op index -> clusters of the expanded calls around it
+    first: dict = {}  # call id -> index of its first op
     for i, t in enumerate(g.tensors):
         if t.op is None or not t.calls:
             continue
         path = []
         for cid, cname in t.calls:  # outermost first
             if expanded(cname, i):
-                path.append(f"cluster_call{cid}")
-                g.clusters.setdefault(f"cluster_call{cid}", Cluster(f"cluster_call{cid}", cname, "call"))
+                # named after the call's first op (Call.id counts calls process-wide): the same step, the same DOT
+                cl = f"cluster_call{first.setdefault(cid, i)}"
+                path.append(cl)
+                g.clusters.setdefault(cl, Cluster(cl, cname, "call"))
                 continue
             collapsed.setdefault(cid, []).append(i)
             break
         if path and f"op{i}" in g.nodes:
             g.nodes[f"op{i}"].cluster = tuple(path)
-            # results read only inside the call sit in its cluster too
-            if f"t{i}" in g.nodes and i not in g.roots:
-                g.nodes[f"t{i}"].cluster = tuple(path)
+            paths[i] = tuple(path)
+    # a result read only inside the expanded calls that made it sits in their cluster too
+    for i, path in paths.items():
+        readers = g.consumers.get(i, ())
+        if f"t{i}" in g.nodes and i not in g.roots and readers:
+            shared = _common_prefix([list(path)] + [list(paths.get(c, ())) for c in readers])
+            g.nodes[f"t{i}"].cluster = tuple(shared)
     n_calls = 0
     for cid, ops in collapsed.items():
         call = src.calls.get(cid)
@@ -258,7 +266,6 @@ def collapse_calls(g: Graph, src, expanded) -> None:
                         and all(c in ops_set for c in g.consumers.get(j, ()))):
                     members.append(f"t{j}")
         cur = [g.rep.get(k) for k in members]
-        # ids from the picture's own order (Call.id counts calls process-wide): the same step, the same DOT
         node = g.merge([c for c in cur if c is not None], Node(f"call{min(ops)}", "call", name))
         for j in given:
             tid = g.rep.get(f"t{j}")
