@@ -118,6 +118,17 @@ def test_cnn_input_is_drawn_with_its_true_shape_and_name():
     assert len(lab) == 1 and label(nodes, lab[0])[1] == "(4,) int64"
 
 
+def test_same_step_same_dot_and_highlight_by_drawn_name():
+    a = cnn_step()
+    b = cnn_step()
+    draw = [viz.draw_graph(s[4], s[0], trace=s[1], names={"x": s[2]}, expand=["max_pool2d"]) for s in (a, b)]
+    assert draw[0].source == draw[1].source  # call ids count process-wide; node ids do not depend on them
+    dot = viz.draw_graph(a[4], a[0], trace=a[1], names={"x": a[2]}, highlight="x")
+    nodes, _ = parse(dot)
+    lit = [n for n, attrs in nodes.items() if attrs.get("color") == viz.COLORS["highlight"]]
+    assert "mod_conv1" in lit and dot.node_id("x") in lit and "mod_fc2" in lit
+
+
 # ---------------------------------------------------------------------------
 # 2. names and the legend
 # ---------------------------------------------------------------------------

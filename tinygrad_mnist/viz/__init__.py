@@ -196,6 +196,11 @@ def _highlight_starts(g, src, highlight) -> list:
     known = g.info.get("name_to_tensor", {})
     starts = []
     for h in targets:
+        if isinstance(h, str):  # a name drawn in the picture (x on the CNN's reshaped image, too)
+            drawn = [i for i, t in enumerate(g.tensors) if h in t.names]
+            if drawn:
+                starts += drawn
+                continue
         if isinstance(h, Tensor):
             t = h
         elif isinstance(h, str):

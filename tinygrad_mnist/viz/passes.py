@@ -269,8 +269,10 @@ def collapse_calls(g: Graph, src, expanded) -> None:
         node = g.merge([c for c in cur if c is not None], Node(f"call{min(ops)}", "call", name))
         for j in given:
             tid = g.rep.get(f"t{j}")
+            if g.tensors[j].extra:  # read by the call (through ops that were not recorded)
+                g.consumers.setdefault(j, []).append(min(ops))
             if tid is not None and tid != node.id and (tid, node.id) not in g.edges:
-                g.add_edge(tid, node.id, (f"t{j}", node.id))
+                g.add_edge(tid, node.id, (f"t{j}", f"op{min(ops)}"))
         ins = [shape_text(g.tensors[j].shape) for j in given if g.tensors[j].param is None]
         if call is not None and getattr(call, "output_shape", None) is not None:
             out = [shape_text(tuple(call.output_shape))]
@@ -458,9 +460,8 @@ def highlight(g: Graph, starts: list) -> None:
         if i not in starts and g.tensors[i].op is not None:
             keys.add(f"op{i}")
             edges.add((f"op{i}", f"t{i}"))
-            for j in g.tensors[i].inputs:
-                if j in on:
-                    edges.add((f"t{j}", f"op{i}"))
+        for c in g.consumers.get(i, ()):
+            edges.add((f"t{i}", f"op{c}"))
     g.info["highlight_keys"] = keys
     g.info["highlight_edges"] = edges
     for node in g.nodes.values():
