@@ -171,6 +171,16 @@ def test_residual_mlp_folds_into_block_times_12():
     assert 'label="blocks · Sequential"' in dot.source  # the container is a cluster around the fold
 
 
+def test_residual_mlp_folds_without_a_trace_too():
+    model, trace, x, loss = res_step()
+    plain = viz.draw_graph(loss, model, names={"x": x}, output_name="loss")  # modules from parameter names
+    assert plain.info["nodes"] == 15 and plain.info["folds"] == ["blocks.0…blocks.11"]
+    assert plain.source == viz.draw_graph(loss, model, trace=trace, names={"x": x}, output_name="loss").source
+    nodes, _ = parse(viz.draw_graph(loss, model, fold_repeats=False))
+    # inferred: each block's ReLU is a plain op (a module without parameters leaves no trace)
+    assert len(nodes) == 15 - 1 - 1 + 12 * 12 and kinds(nodes)["mod"] == 2 + 2 * 12
+
+
 def test_fold_repeats_off_draws_every_block():
     model, trace, x, loss = res_step()
     nodes, edges = parse(viz.draw_graph(loss, model, trace=trace, fold_repeats=False))

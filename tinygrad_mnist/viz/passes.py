@@ -135,17 +135,40 @@ def _size(shape) -> int:
 
 
 def scopes_inferred(g: Graph, module_classes: dict) -> list:
+    """Module scopes without a trace: leaf modules from parameter names (infer_module_groups), their
+    containers from the dotted names ("blocks.3.fc1" is in "blocks.3", in "blocks").  An op in no leaf
+    module joins the container of the module its newest input came from (the ReLU between a block's two
+    Linears, the block's residual Add), never the model itself."""
     groups = infer_module_groups(g)
+    leaves = set(groups.values())
+    scope_of = dict(groups)
+    for i, t in enumerate(g.tensors):
+        if t.op is None or i in scope_of:
+            continue
+        ins = [j for j in t.inputs if j is not None]
+        home = scope_of.get(max(ins)) if ins else None
+        if home is not None:
+            home = home.rpartition(".")[0] if home in leaves else home
+            if home:
+                scope_of[i] = home
     members: dict = {}
-    for i, name in groups.items():
-        members.setdefault(name, set()).add(i)
-    scopes = []
-    for name in sorted(members, key=lambda n: min(members[n])):
+    for i, name in scope_of.items():
+        parts = name.split(".")
+        for k in range(1, len(parts) + 1):
+            members.setdefault(".".join(parts[:k]), set()).add(i)
+    scopes, by_id = [], {}
+    for name in sorted(members, key=lambda n: (min(members[n]), n.count("."))):
         ops = members[name]
         ins = sorted({j for i in ops for j in g.tensors[i].inputs if j is not None and j not in ops})
         outs = sorted(i for i in ops if i in g.roots or any(c not in ops for c in g.consumers.get(i, ())))
-        scopes.append(Scope(id=name, module=name, cls=module_classes.get(name), parent=None, level=1, ops=ops,
-                            inputs=ins, outputs=outs))
+        parent = name.rpartition(".")[0] or None
+        s = Scope(id=name, module=name, cls=module_classes.get(name), parent=parent if parent in members else None,
+                  level=name.count(".") + 1, ops=ops, inputs=ins, outputs=outs)
+        scopes.append(s)
+        by_id[name] = s
+    for s in scopes:
+        if s.parent is not None:
+            by_id[s.parent].children.append(s.id)
     return scopes
 
 
