@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.workloads import ADD, CHAIN_ADD, CHAIN_MUL, CHAIN_OPS, CHAIN_X0, MUL, Workload
-from tinygrad_mnist import Tensor
+from tinygrad_mnist import Tensor, from_numpy
 
 
 def _is_linear_weight(name: str, value: np.ndarray) -> bool:
@@ -27,8 +27,8 @@ class _Model:
         self.lr = lr
 
     def prepare(self, x, y):
-        # inputs are constants; integer labels stay a plain ndarray for cross_entropy
-        return Tensor(x), (y if y.dtype.kind in "iu" else Tensor(y))
+        # inputs are constants, shared rather than copied; integer labels stay a plain ndarray for cross_entropy
+        return from_numpy(x), (y if y.dtype.kind in "iu" else from_numpy(y))
 
     def _sgd(self):
         lr = self.lr

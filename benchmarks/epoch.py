@@ -219,16 +219,16 @@ class _Parts:
         eye = np.eye(10, dtype=np.float32)  # one-hot targets for Nielsen's quadratic cost
         if system == "engine":
             import tinygrad_mnist
-            from tinygrad_mnist import Tensor, losses, optim
+            from tinygrad_mnist import from_numpy, losses, optim
 
             self.optim = optim
             if loss == "mse":
-                self.loss = lambda model, xb, yb: losses.mse(model(Tensor(xb)), eye[yb])
+                self.loss = lambda model, xb, yb: losses.mse(model(from_numpy(xb)), eye[yb])
             else:
-                self.loss = lambda model, xb, yb: model(Tensor(xb)).cross_entropy(yb)
+                self.loss = lambda model, xb, yb: model(from_numpy(xb)).cross_entropy(yb)
             self.item = lambda loss: float(loss.data)
             self.no_grad = tinygrad_mnist.no_grad
-            self.logits = lambda model, xb: model(Tensor(xb)).data
+            self.logits = lambda model, xb: model(from_numpy(xb)).data
             self.copy = lambda p, w: p.data.__setitem__(Ellipsis, w)
         else:
             import torch

@@ -308,9 +308,9 @@ SECOND_ORDER = {
     "cross_entropy": ([(3, 4)], lambda x: x.cross_entropy(np.array([0, 3, 1])), None),
     "conv2d": ([(1, 2, 4, 4), (2, 2, 2, 2), (2,)],
                lambda x, w, b: (x.conv2d(w, b, stride=1, padding=1).tanh() * weights((1, 2, 5, 5))).sum(), None),
-    "max": ([(3, 4)], lambda x: (x.max(1) ** 2 * weights((3,))).sum(), "grid"),
+    "max": ([(3, 4)], lambda x: (x.amax(1) ** 2 * weights((3,))).sum(), "grid"),
     "max-all": ([(3, 4)], lambda x: x.max() ** 3, "grid"),
-    "min": ([(3, 4)], lambda x: (x.min(0) ** 2 * weights((4,))).sum(), "grid"),
+    "min": ([(3, 4)], lambda x: (x.amin(0) ** 2 * weights((4,))).sum(), "grid"),
     "sum": ([(3, 4)], lambda x: (x.sum(0) ** 2 * weights((4,))).sum(), None),
     "mean": ([(3, 4)], lambda x: (x.mean(1, keepdim=True) ** 3 * weights((3, 1))).sum(), None),
     "var": ([(3, 4)], lambda x: (x.var(1) * weights((3,))).sum(), None),
@@ -355,7 +355,7 @@ def test_grad_of_grad_gradcheck(name):
 
 def hessian_numeric(f, x, eps=1e-5):
     """Central differences of the (first-order) gradient."""
-    n = x.size
+    n = x.numel()
     flat = x.data.reshape(-1)
     cols = []
     for i in range(n):
@@ -584,9 +584,11 @@ def test_maximum_minimum_ties_split_equally():
 
 def test_max_min_reduction_ties_split_equally():
     data = np.array([[1.0, 5.0, 5.0, 5.0], [2.0, 0.0, 2.0, -1.0]])
-    np.testing.assert_allclose(_grad_at(lambda x: x.max(1), data), [[0, 1 / 3, 1 / 3, 1 / 3], [0.5, 0, 0.5, 0]])
+    np.testing.assert_allclose(_grad_at(lambda x: x.amax(1), data), [[0, 1 / 3, 1 / 3, 1 / 3], [0.5, 0, 0.5, 0]])
+    # max(dim) returns (values, indices) and the gradient goes to the element at indices, as torch.max(dim)
+    np.testing.assert_allclose(_grad_at(lambda x: x.max(1).values, data), [[0, 1, 0, 0], [1, 0, 0, 0]])
     np.testing.assert_allclose(_grad_at(lambda x: x.max(), data), [[0, 1 / 3, 1 / 3, 1 / 3], [0, 0, 0, 0]])
-    np.testing.assert_allclose(_grad_at(lambda x: x.min(0), data), [[1, 0, 0, 0], [0, 1, 1, 1]])
+    np.testing.assert_allclose(_grad_at(lambda x: x.amin(0), data), [[1, 0, 0, 0], [0, 1, 1, 1]])
     np.testing.assert_allclose(_grad_at(lambda x: x.min(), np.ones((2, 2))), np.full((2, 2), 0.25))
     np.testing.assert_allclose(_grad_at(lambda x: x.max_pool2d(2), np.ones((1, 1, 2, 2))), np.full((1, 1, 2, 2), 0.25))
 

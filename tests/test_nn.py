@@ -64,7 +64,7 @@ def test_parameters_are_leaves_requiring_grad_and_match_named():
     params = net.parameters()
     assert [id(p) for p in params] == [id(p) for _, p in net.named_parameters()]
     assert all(p.requires_grad and p.is_leaf for p in params)
-    assert net.num_parameters() == sum(p.size for p in params) == 6 + 3 + 12 + 9 + 12 + 4 + 4 + 3 + 1 + 2 + 6 + 2
+    assert net.num_parameters() == sum(p.numel() for p in params) == 6 + 3 + 12 + 9 + 12 + 4 + 4 + 3 + 1 + 2 + 6 + 2
 
 
 def test_prefix_and_copies():

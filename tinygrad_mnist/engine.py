@@ -10,6 +10,7 @@ This module knows nothing of layers, data or pictures.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import weakref
@@ -144,12 +145,16 @@ def _op_error(cls, inputs, e):
 # ---------------------------------------------------------------------------
 
 
-def _as_array(data, dtype=None) -> np.ndarray:
-    """Convert user data to an ndarray with the library's dtype rules."""
-    if isinstance(data, Tensor):
-        arr = data.data
-    elif isinstance(data, np.ndarray):
-        arr = data  # shares memory, like torch.from_numpy; float64 stays float64
+def _as_array(data, dtype=None, copy: bool = True) -> np.ndarray:
+    """Convert user data to an ndarray with the library's dtype rules.
+
+    Arrays and tensors are copied (as torch.tensor does) unless `copy` is False;
+    from_numpy is the way to share an array's memory.
+    """
+    if isinstance(data, (Tensor, np.ndarray)):
+        arr = data.data if isinstance(data, Tensor) else data  # float64 stays float64
+        if copy and (dtype is None or np.dtype(dtype) == arr.dtype):
+            arr = arr.copy()  # (a cast below copies anyway)
     elif isinstance(data, np.generic):
         arr = np.asarray(data)
     else:
@@ -162,6 +167,15 @@ def _as_array(data, dtype=None) -> np.ndarray:
     if dtype is not None:
         arr = _cast_checked(arr, np.dtype(dtype))
     return arr
+
+
+def from_numpy(arr: np.ndarray) -> Tensor:
+    """A tensor that shares `arr`'s memory (torch.from_numpy): writes to one show in the other."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"from_numpy: expected an np.ndarray, got {type(arr).__name__} (use tensor(data) to copy data)")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"from_numpy: can't make a tensor from numpy dtype {arr.dtype}; expected numbers")
+    return Tensor._const(arr)
 
 
 def _cast_checked(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -199,6 +213,65 @@ def _norm_axes(axis, ndim: int, op: str = "reduce"):
     return tuple(sorted(set(out)))
 
 
+def _dim_alias(op: str, dim, axis, keepdim=False, keepdims=None):
+    """PyTorch's dim=/keepdim= with NumPy's axis=/keepdims= accepted as aliases (called only when one is given)."""
+    if axis is not None:
+        if dim is not None:
+            raise TypeError(f"{op}: got both dim= and axis= (the same argument under two names); pass only dim=")
+        dim = axis
+    if keepdims is not None:
+        keepdim = keepdims
+    return dim, keepdim
+
+
+def _one_dim(dim, ndim: int, op: str) -> int:
+    """A single dimension, range-checked, as a non-negative int."""
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise IndexError(f"{op}: dim {dim} is out of range for a tensor with {ndim} dimension(s)")
+    return int(dim) % max(ndim, 1)
+
+
+class device(str):
+    """The device a tensor lives on: always "cpu" (compares equal to the string, like torch.device)."""
+
+    def __new__(cls, spec="cpu"):
+        return super().__new__(cls, _check_device(spec, "device"))
+
+    @property
+    def type(self) -> str:
+        return "cpu"
+
+    @property
+    def index(self):
+        return None
+
+    def __repr__(self) -> str:
+        return "device(type='cpu')"
+
+
+def _check_device(dev, op: str) -> str:
+    """None and "cpu" pass; any other device is a clear error (this engine computes with NumPy on the CPU)."""
+    if dev is None:
+        return "cpu"
+    name = str(dev)
+    if name in ("cpu", "cpu:0"):
+        return "cpu"
+    raise RuntimeError(f"{op}: device {name!r} is not available: this engine runs on the CPU (NumPy) only; "
+                       f"use device='cpu' or leave the device out")
+
+
+_CPU = device("cpu")
+
+
+class return_types:  # noqa: N801  (named after torch.return_types)
+    """The (values, indices) named tuples of max(dim) and min(dim), as torch.return_types."""
+
+    max = collections.namedtuple("max", ["values", "indices"])
+    min = collections.namedtuple("min", ["values", "indices"])
+
+
 # ---------------------------------------------------------------------------
 # Tensor
 # ---------------------------------------------------------------------------
@@ -210,9 +283,12 @@ class Tensor:
     __slots__ = ("data", "_grad", "_requires_grad", "_ctx", "_retain", "__weakref__")
     __array_ufunc__ = None  # make `ndarray * Tensor` call Tensor.__rmul__
     __hash__ = object.__hash__  # == is elementwise, identity stays hashable
+    _copies_data = True  # Tensor(ndarray) copies like torch.tensor; nn.Parameter shares like torch's
 
-    def __init__(self, data, requires_grad: bool = False, dtype=None):
-        self.data = _as_array(data, dtype)
+    def __init__(self, data, requires_grad: bool = False, dtype=None, device=None):
+        if device is not None:
+            _check_device(device, "Tensor")
+        self.data = _as_array(data, dtype, copy=self._copies_data)  # a copy, as torch.tensor (from_numpy shares)
         self._grad = None
         self._ctx = None
         self._retain = False
@@ -229,6 +305,17 @@ class Tensor:
         t._ctx = None
         t._retain = False
         t._requires_grad = False
+        return t
+
+    @classmethod
+    def _leaf(cls, arr: np.ndarray, requires_grad: bool = False, device=None) -> Tensor:
+        """A new leaf around a freshly made array (the factories: no second copy)."""
+        if device is not None:
+            _check_device(device, "factory")
+        t = cls.__new__(cls)
+        t.data, t._grad, t._ctx, t._retain, t._requires_grad = arr, None, None, False, False
+        if requires_grad:
+            t.requires_grad = True
         return t
 
     # -- attributes ----------------------------------------------------------
@@ -282,9 +369,33 @@ class Tensor:
     def dtype(self) -> np.dtype:
         return self.data.dtype
 
-    @property
-    def size(self) -> int:
+    def size(self, dim=None):
+        """The shape as a tuple, or the length of one dimension (x.size(0))."""
+        if dim is None:
+            return self.data.shape
+        return self.data.shape[_one_dim(dim, self.data.ndim, "size")]
+
+    def numel(self) -> int:
         return self.data.size
+
+    nelement = numel
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def element_size(self) -> int:
+        return self.data.itemsize
+
+    @property
+    def device(self) -> device:
+        return _CPU
+
+    @property
+    def is_cuda(self) -> bool:
+        return False
+
+    def is_floating_point(self) -> bool:
+        return _is_float(self.data.dtype)
 
     def __len__(self) -> int:
         if self.data.ndim == 0:
@@ -339,60 +450,91 @@ class Tensor:
         return int(self.item())
 
     # -- factories -------------------------------------------------------------
+    # (also at the top level, torch-style: tinygrad_mnist.zeros(2, 3), tinygrad_mnist.randn(...))
     @classmethod
-    def zeros(cls, *shape, requires_grad=False, dtype=None) -> Tensor:
-        return cls(np.zeros(_shape_arg(shape), dtype or float32), requires_grad)
+    def zeros(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
+        return cls._leaf(np.zeros(_shape_arg(shape), dtype or float32), requires_grad, device)
 
     @classmethod
-    def ones(cls, *shape, requires_grad=False, dtype=None) -> Tensor:
-        return cls(np.ones(_shape_arg(shape), dtype or float32), requires_grad)
+    def ones(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
+        return cls._leaf(np.ones(_shape_arg(shape), dtype or float32), requires_grad, device)
 
     @classmethod
-    def full(cls, shape, fill_value, requires_grad=False, dtype=None) -> Tensor:
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    def empty(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
+        """Zeros (NumPy's uninitialised memory would only hide bugs)."""
+        return cls.zeros(*shape, requires_grad=requires_grad, dtype=dtype, device=device)
+
+    @classmethod
+    def full(cls, shape, fill_value, requires_grad=False, dtype=None, device=None) -> Tensor:
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        if isinstance(fill_value, Tensor):
+            fill_value = fill_value.item()
         if dtype is None:
             dtype = float32 if isinstance(fill_value, float) else np.asarray(fill_value).dtype
-        return cls(_cast_checked(np.full(shape, fill_value), np.dtype(dtype)), requires_grad)  # no silent 1.5 -> 1
+        # no silent 1.5 -> 1
+        return cls._leaf(_cast_checked(np.full(shape, fill_value), np.dtype(dtype)), requires_grad, device)
 
     @classmethod
-    def zeros_like(cls, t, requires_grad=False, dtype=None) -> Tensor:
-        return cls(np.zeros(np.shape(t), dtype or _dtype_of(t)), requires_grad)
+    def zeros_like(cls, t, requires_grad=False, dtype=None, device=None) -> Tensor:
+        return cls._leaf(np.zeros(np.shape(t), dtype or _dtype_of(t)), requires_grad, device)
 
     @classmethod
-    def ones_like(cls, t, requires_grad=False, dtype=None) -> Tensor:
-        return cls(np.ones(np.shape(t), dtype or _dtype_of(t)), requires_grad)
+    def ones_like(cls, t, requires_grad=False, dtype=None, device=None) -> Tensor:
+        return cls._leaf(np.ones(np.shape(t), dtype or _dtype_of(t)), requires_grad, device)
 
     @classmethod
-    def randn(cls, *shape, requires_grad=False, dtype=None) -> Tensor:
+    def full_like(cls, t, fill_value, requires_grad=False, dtype=None, device=None) -> Tensor:
+        return cls.full(np.shape(t), fill_value, requires_grad, dtype or _dtype_of(t), device)
+
+    @classmethod
+    def randn(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
         """Standard normal samples (seed with tinygrad_mnist.manual_seed)."""
         dtype = np.dtype(dtype or float32)
-        return cls(_rng.standard_normal(_shape_arg(shape), dtype=dtype), requires_grad)
+        return cls._leaf(_rng.standard_normal(_shape_arg(shape), dtype=dtype), requires_grad, device)
 
     @classmethod
-    def uniform(cls, *shape, low=0.0, high=1.0, requires_grad=False, dtype=None) -> Tensor:
+    def uniform(cls, *shape, low=0.0, high=1.0, requires_grad=False, dtype=None, device=None) -> Tensor:
         dtype = np.dtype(dtype or float32)
         data = _rng.random(_shape_arg(shape), dtype=dtype)
         if (low, high) != (0.0, 1.0):
             data = data * dtype.type(high - low) + dtype.type(low)
-        return cls(data, requires_grad)
+        return cls._leaf(data, requires_grad, device)
 
     @classmethod
-    def rand(cls, *shape, requires_grad=False, dtype=None) -> Tensor:
+    def rand(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
         """Uniform samples in [0, 1)."""
-        return cls.uniform(*shape, requires_grad=requires_grad, dtype=dtype)
+        return cls.uniform(*shape, requires_grad=requires_grad, dtype=dtype, device=device)
 
     @classmethod
-    def eye(cls, n, m=None, requires_grad=False, dtype=None) -> Tensor:
-        return cls(np.eye(n, m, dtype=dtype or float32), requires_grad)
+    def randint(cls, low, high=None, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+        """Integers uniform in [low, high); randint(high, size) starts at 0, as torch.randint."""
+        if size is None:  # torch.randint(high, size)
+            if high is None:
+                raise TypeError("randint: needs high and size, e.g. randint(0, 10, (3,)) or randint(10, (3,))")
+            low, high, size = 0, low, high
+        size = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
+        data = _rng.integers(low, high, size, dtype=np.int64)
+        return cls._leaf(_cast_checked(data, np.dtype(dtype or int64)), requires_grad, device)
 
     @classmethod
-    def arange(cls, start, stop=None, step=1, requires_grad=False, dtype=None) -> Tensor:
+    def eye(cls, n, m=None, requires_grad=False, dtype=None, device=None) -> Tensor:
+        return cls._leaf(np.eye(n, m, dtype=dtype or float32), requires_grad, device)
+
+    @classmethod
+    def arange(cls, start, stop=None, step=1, requires_grad=False, dtype=None, device=None) -> Tensor:
         if stop is None:
             start, stop = 0, start
         if dtype is None:
             ints = all(isinstance(v, (int, np.integer)) for v in (start, stop, step))
             dtype = int64 if ints else float32
-        return cls(_cast_checked(np.arange(start, stop, step), np.dtype(dtype)), requires_grad)  # no silent 0.5 -> 0
+        # no silent 0.5 -> 0
+        return cls._leaf(_cast_checked(np.arange(start, stop, step), np.dtype(dtype)), requires_grad, device)
+
+    @classmethod
+    def linspace(cls, start, end, steps, requires_grad=False, dtype=None, device=None) -> Tensor:
+        """`steps` evenly spaced values from start to end, both included."""
+        data = np.linspace(start, end, int(steps))
+        return cls._leaf(data.astype(dtype or float32), requires_grad, device)
 
     # -- autograd ----------------------------------------------------------------
     def backward(self, gradient=None, retain_graph: bool | None = None, create_graph: bool = False) -> None:
@@ -422,6 +564,48 @@ class Tensor:
     def long(self) -> Tensor:
         return self.cast(int64)
 
+    def int(self) -> Tensor:
+        return self.cast(np.int32)
+
+    def bool(self) -> Tensor:
+        return self.cast(bool_)
+
+    def half(self) -> Tensor:
+        raise TypeError("half: float16 is not supported by this engine; use .float() (float32) or .double()")
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.cast(other.data.dtype)
+
+    def to(self, *args, dtype=None, device=None, copy: bool = False, non_blocking: bool = False) -> Tensor:
+        """x.to(float64), x.to("cpu"), x.to(device="cpu", dtype=...), x.to(other_tensor), as in PyTorch.
+
+        Only the CPU exists here: any other device is a clear error.
+        """
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype = a.data.dtype
+            elif isinstance(a, str):
+                device = a
+            else:
+                dtype = a
+        _check_device(device, "to")
+        out = self if dtype is None else self.cast(dtype)
+        return out.clone() if copy and out is self else out
+
+    def cpu(self) -> Tensor:
+        return self
+
+    def cuda(self, *args, **kwargs) -> Tensor:
+        return self.to("cuda")  # the clear error
+
+    def clone(self) -> Tensor:
+        """A copy in new memory; recorded, so the gradient flows back to self (torch.clone)."""
+        return ops.Clone.apply(self)
+
+    def contiguous(self) -> Tensor:
+        """self when its memory is already C-contiguous (as PyTorch), else a recorded copy."""
+        return self if self.data.flags.c_contiguous else self.clone()
+
     # -- arithmetic ----------------------------------------------------------------
     def _lift(self, other) -> Tensor:
         """Turn a Python/NumPy scalar or array into a constant Tensor."""
@@ -434,7 +618,7 @@ class Tensor:
             elif dt.kind == "b" and not isinstance(other, (bool, np.bool_)):
                 dt = np.asarray(other).dtype
             return Tensor._const(np.array(other, dt))
-        return Tensor(other)
+        return Tensor._const(_as_array(other, copy=False))  # a constant operand: no copy needed
 
     def _binary(self, cls, other, reverse=False):
         if type(other) is not Tensor:
@@ -518,6 +702,24 @@ class Tensor:
     def __ne__(self, other):
         return self._compare(other, np.not_equal)
 
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+    greater, less, greater_equal, less_equal, not_equal = gt, lt, ge, le, ne
+
+    def equal(self, other) -> bool:
+        """True when shapes and all elements are equal (torch.equal)."""
+        other = other.data if isinstance(other, Tensor) else np.asarray(other)
+        return self.data.shape == other.shape and bool(np.array_equal(self.data, other))
+
+    def allclose(self, other, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> bool:
+        other = other.data if isinstance(other, Tensor) else other
+        return bool(np.allclose(self.data, other, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+    def isnan(self) -> Tensor:
+        return Tensor._const(np.isnan(self.data))
+
+    def isfinite(self) -> Tensor:
+        return Tensor._const(np.isfinite(self.data))
+
     # -- elementwise ------------------------------------------------------------
     def exp(self):
         return ops.Exp.apply(self)
@@ -549,10 +751,23 @@ class Tensor:
     def minimum(self, other):
         return self._binary(ops.Minimum, other)
 
-    def clip(self, lo=None, hi=None):
-        return ops.Clip.apply(self, lo=lo, hi=hi)
+    def clamp(self, min=None, max=None):  # noqa: A002  (PyTorch's keyword names)
+        """Limit to [min, max]; the gradient passes where min <= x <= max (PyTorch's rule).
 
-    clamp = clip
+        Bounds may be tensors (broadcast against x); they then get the gradient where they are the result.
+        """
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of min= and max= must be given")
+        if isinstance(min, Tensor) or isinstance(max, Tensor):
+            out = self
+            if min is not None:
+                out = Tensor.where(_data(out) < _data(min), min, out)
+            if max is not None:
+                out = Tensor.where(_data(out) > _data(max), max, out)
+            return out
+        return ops.Clip.apply(self, lo=min, hi=max)
+
+    clip = clamp
 
     def square(self):
         return self * self
@@ -570,35 +785,90 @@ class Tensor:
         return ops.Where.apply(a, b, cond=cond)
 
     # -- reductions -------------------------------------------------------------
-    def sum(self, axis=None, keepdim: bool = False):
-        return ops.Sum.apply(self, axis=_norm_axes(axis, self.ndim, "sum"), keepdim=keepdim)
+    # PyTorch's dim=/keepdim=; NumPy's axis=/keepdims= are accepted as aliases (checked only when given).
+    def sum(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        if axis is not None or keepdims is not None:
+            dim, keepdim = _dim_alias("sum", dim, axis, keepdim, keepdims)
+        return ops.Sum.apply(self, axis=_norm_axes(dim, self.ndim, "sum"), keepdim=keepdim)
 
-    def mean(self, axis=None, keepdim: bool = False):
-        axes = _norm_axes(axis, self.ndim, "mean")
-        n = self.size if axes is None else math.prod(self.shape[a] for a in axes)
+    def mean(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        if axis is not None or keepdims is not None:
+            dim, keepdim = _dim_alias("mean", dim, axis, keepdim, keepdims)
+        axes = _norm_axes(dim, self.ndim, "mean")
+        n = self.data.size if axes is None else math.prod(self.shape[a] for a in axes)
         if n == 0:
-            raise ValueError(f"mean: reducing an empty set of elements (shape {self.shape}, axis {axis})")
+            raise ValueError(f"mean: reducing an empty set of elements (shape {self.shape}, dim {dim})")
         return self.sum(axes, keepdim) * (1.0 / n)
 
-    def max(self, axis=None, keepdim: bool = False):
-        """Largest values; the gradient is split equally among ties."""
-        return ops.Max.apply(self, axis=_norm_axes(axis, self.ndim, "max"), keepdim=keepdim)
+    def amax(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """Largest values over dim (an int or a tuple; None: all); ties share the gradient equally."""
+        if axis is not None or keepdims is not None:
+            dim, keepdim = _dim_alias("amax", dim, axis, keepdim, keepdims)
+        return ops.Max.apply(self, axis=_norm_axes(dim, self.ndim, "amax"), keepdim=keepdim)
 
-    def min(self, axis=None, keepdim: bool = False):
-        """Smallest values; the gradient is split equally among ties."""
-        return ops.Min.apply(self, axis=_norm_axes(axis, self.ndim, "min"), keepdim=keepdim)
+    def amin(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """Smallest values over dim (an int or a tuple; None: all); ties share the gradient equally."""
+        if axis is not None or keepdims is not None:
+            dim, keepdim = _dim_alias("amin", dim, axis, keepdim, keepdims)
+        return ops.Min.apply(self, axis=_norm_axes(dim, self.ndim, "amin"), keepdim=keepdim)
 
-    def var(self, axis=None, keepdim: bool = False, correction: int = 1):
-        axes = _norm_axes(axis, self.ndim, "var")
-        n = self.size if axes is None else math.prod(self.shape[a] for a in axes)
+    def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """As torch.max: x.max() is the largest value (ties share the gradient);
+        x.max(dim) is a (values, indices) named tuple (the gradient goes to the element at indices);
+        x.max(other_tensor) is the elementwise maximum."""
+        if axis is not None or keepdims is not None:
+            dim, keepdim = _dim_alias("max", dim, axis, keepdim, keepdims)
+        if dim is None:
+            return ops.Max.apply(self, axis=None, keepdim=keepdim)
+        return self._extremum(dim, keepdim, "max", np.argmax)
+
+    def min(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """As torch.min: x.min(), x.min(dim) -> (values, indices), x.min(other_tensor)."""
+        if axis is not None or keepdims is not None:
+            dim, keepdim = _dim_alias("min", dim, axis, keepdim, keepdims)
+        if dim is None:
+            return ops.Min.apply(self, axis=None, keepdim=keepdim)
+        return self._extremum(dim, keepdim, "min", np.argmin)
+
+    def _extremum(self, dim, keepdim, op, arg):
+        if isinstance(dim, Tensor):  # torch.max(a, b): the elementwise maximum
+            return self.maximum(dim) if op == "max" else self.minimum(dim)
+        if isinstance(dim, (tuple, list)):
+            raise TypeError(f"{op}: dim must be one int (it returns values and indices); "
+                            f"for several dims use a{op}(dim={tuple(dim)}), which returns the values")
+        d = _one_dim(dim, self.ndim, op)
+        if self.ndim == 0:
+            return getattr(return_types, op)(self, Tensor._const(np.zeros((), int64)))
+        if self.shape[d] == 0:
+            raise IndexError(f"{op}: dim {dim} has size 0 (shape {self.shape}): there is no {op}")
+        idx = np.expand_dims(arg(self.data, axis=d), d)
+        values = self.gather(d, idx)
+        if not keepdim:
+            values, idx = values.squeeze(d), idx.squeeze(d)
+        return getattr(return_types, op)(values, Tensor._const(idx))
+
+    def var(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None, axis=None, keepdims=None):
+        """Variance with Bessel's correction by default (unbiased=True, i.e. correction=1), as PyTorch."""
+        if axis is not None or keepdims is not None:
+            dim, keepdim = _dim_alias("var", dim, axis, keepdim, keepdims)
+        if correction is None:
+            correction = 1 if unbiased is None or unbiased else 0
+        elif unbiased is not None:
+            raise TypeError("var: pass either unbiased= or correction=, not both")
+        axes = _norm_axes(dim, self.ndim, "var")
+        n = self.data.size if axes is None else math.prod(self.shape[a] for a in axes)
         d = self - self.mean(axes, keepdim=True)
         return (d * d).sum(axes, keepdim) * (1.0 / (n - correction) if n > correction else math.nan)
 
-    def std(self, axis=None, keepdim: bool = False, correction: int = 1):
-        return self.var(axis, keepdim, correction).sqrt()
+    def std(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None, axis=None, keepdims=None):
+        if axis is not None or keepdims is not None:
+            dim, keepdim = _dim_alias("std", dim, axis, keepdim, keepdims)
+        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
 
-    def logsumexp(self, axis=None, keepdim: bool = False):
-        axes = _norm_axes(axis, self.ndim, "logsumexp")
+    def logsumexp(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        if axis is not None or keepdims is not None:
+            dim, keepdim = _dim_alias("logsumexp", dim, axis, keepdim, keepdims)
+        axes = _norm_axes(dim, self.ndim, "logsumexp")
         m = np.max(self.data, axis=axes, keepdims=True)
         m = np.where(np.isfinite(m), m, 0).astype(self.data.dtype)  # all -inf rows stay -inf
         out = (self - m).exp().sum(axes, keepdim=True).log() + m
@@ -606,11 +876,77 @@ class Tensor:
             return out
         return out.reshape(()) if axes is None else out.squeeze(axes)
 
-    def argmax(self, axis=None, keepdim: bool = False) -> Tensor:
-        return Tensor._const(np.asarray(np.argmax(self.data, axis=axis, keepdims=keepdim)))
+    def argmax(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
+        """Index of the largest value (the first on ties); dim None: into the flattened tensor."""
+        if axis is not None or keepdims is not None:
+            dim, keepdim = _dim_alias("argmax", dim, axis, keepdim, keepdims)
+        d = None if dim is None else _one_dim(dim, self.ndim, "argmax")
+        return Tensor._const(np.asarray(np.argmax(self.data, axis=d, keepdims=keepdim), int64))
 
-    def argmin(self, axis=None, keepdim: bool = False) -> Tensor:
-        return Tensor._const(np.asarray(np.argmin(self.data, axis=axis, keepdims=keepdim)))
+    def argmin(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
+        if axis is not None or keepdims is not None:
+            dim, keepdim = _dim_alias("argmin", dim, axis, keepdim, keepdims)
+        d = None if dim is None else _one_dim(dim, self.ndim, "argmin")
+        return Tensor._const(np.asarray(np.argmin(self.data, axis=d, keepdims=keepdim), int64))
+
+    def prod(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """Product over one dim (None: all elements)."""
+        if axis is not None or keepdims is not None:
+            dim, keepdim = _dim_alias("prod", dim, axis, keepdim, keepdims)
+        if dim is None:
+            out = ops.Prod.apply(self.reshape(-1), axis=0)
+            return out.reshape((1,) * self.ndim) if keepdim else out
+        d = _one_dim(dim, self.ndim, "prod")
+        out = ops.Prod.apply(self, axis=d) if self.ndim else self
+        return out.unsqueeze(d) if keepdim and self.ndim else out
+
+    def cumsum(self, dim=None, *, axis=None):
+        """Running sums along dim (required, as in PyTorch)."""
+        if axis is not None:
+            dim, _ = _dim_alias("cumsum", dim, axis)
+        if dim is None:
+            raise TypeError("cumsum: dim is required, e.g. x.cumsum(0) (flatten first for a running sum over all)")
+        if self.ndim == 0:
+            return self
+        return ops.Cumsum.apply(self, axis=_one_dim(dim, self.ndim, "cumsum"), reverse=False)
+
+    def norm(self, p="fro", dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """Vector p-norm over dim (None: all elements); p: 2 (= 'fro'), 1, inf, -inf, 0 or any number.
+
+        The gradient at an all-zero input is 0 (PyTorch's subgradient), not nan.
+        """
+        if axis is not None or keepdims is not None:
+            dim, keepdim = _dim_alias("norm", dim, axis, keepdim, keepdims)
+        if p == "fro":
+            p = 2
+        if isinstance(p, str):
+            raise ValueError(f"norm: p={p!r} is not supported (use 2, 'fro', 1, inf, -inf, 0 or a number)")
+        axes = _norm_axes(dim, self.ndim, "norm")
+        a = self.abs()
+        if p == math.inf:
+            return a.amax(axes, keepdim)
+        if p == -math.inf:
+            return a.amin(axes, keepdim)
+        if p == 0:
+            return (a != 0).cast(self.data.dtype).sum(axes, keepdim)
+        if p == 1:
+            return a.sum(axes, keepdim)
+        s = (self * self if p == 2 else a ** p).sum(axes, keepdim)
+        # s ** (1/p) where s > 0; the inner where keeps the gradient finite at s = 0
+        pos = s.data > 0
+        safe = Tensor.where(pos, s, 1.0)
+        root = safe.sqrt() if p == 2 else safe ** (1.0 / p)
+        return Tensor.where(pos, root, 0.0)
+
+    def any(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
+        if axis is not None or keepdims is not None:
+            dim, keepdim = _dim_alias("any", dim, axis, keepdim, keepdims)
+        return Tensor._const(np.asarray(np.any(self.data, axis=_norm_axes(dim, self.ndim, "any"), keepdims=keepdim)))
+
+    def all(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
+        if axis is not None or keepdims is not None:
+            dim, keepdim = _dim_alias("all", dim, axis, keepdim, keepdims)
+        return Tensor._const(np.asarray(np.all(self.data, axis=_norm_axes(dim, self.ndim, "all"), keepdims=keepdim)))
 
     # -- shape ----------------------------------------------------------------
     def reshape(self, *shape):
@@ -619,7 +955,12 @@ class Tensor:
             return self
         return ops.Reshape.apply(self, shape=shape)
 
-    view = reshape
+    view = reshape  # -1 allowed; like reshape it copies only when NumPy must
+
+    def reshape_as(self, other: Tensor):
+        return self.reshape(other.shape)
+
+    view_as = reshape_as
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1):
         if self.ndim == 0:
@@ -637,16 +978,32 @@ class Tensor:
             return self
         return ops.Permute.apply(self, order=order)
 
-    def transpose(self, a: int = -2, b: int = -1):
-        if not (-self.ndim <= a < self.ndim and -self.ndim <= b < self.ndim):
-            raise IndexError(f"transpose: axes ({a}, {b}) out of range for shape {self.shape}")
+    def transpose(self, dim0: int = -2, dim1: int = -1):
+        if not (-self.ndim <= dim0 < self.ndim and -self.ndim <= dim1 < self.ndim):
+            raise IndexError(f"transpose: dims ({dim0}, {dim1}) out of range for shape {self.shape}")
         order = list(range(self.ndim))
-        order[a], order[b] = order[b], order[a]
+        order[dim0], order[dim1] = order[dim1], order[dim0]
         return self.permute(order)
+
+    swapaxes = swapdims = transpose
+
+    def t(self):
+        """Transpose of a matrix; 0-d and 1-d tensors come back as they are (torch.t)."""
+        if self.ndim > 2:
+            raise ValueError(f"t: expects a tensor with <= 2 dimensions, got shape {self.shape}; "
+                             f"use .mT or transpose(-2, -1) for a batch of matrices")
+        return self.permute(tuple(reversed(range(self.ndim))))
 
     @property
     def T(self):
         return self.permute(tuple(reversed(range(self.ndim))))
+
+    @property
+    def mT(self):  # noqa: N802  (PyTorch's name)
+        """Transpose of the last two dims (a batch of matrices)."""
+        if self.ndim < 2:
+            raise ValueError(f"mT: needs at least 2 dimensions, got shape {self.shape}")
+        return self.transpose(-2, -1)
 
     def expand(self, *shape):
         shape = _shape_arg(shape)
@@ -658,6 +1015,20 @@ class Tensor:
 
     broadcast_to = expand
 
+    def expand_as(self, other: Tensor):
+        return self.expand(other.shape)
+
+    def repeat(self, *sizes):
+        """Tile the tensor sizes[i] times along each dim (torch.repeat, np.tile)."""
+        sizes = _shape_arg(sizes)
+        if len(sizes) < self.ndim:
+            raise ValueError(f"repeat: needs at least one size per dim ({self.ndim}), got {sizes}")
+        shape = (1,) * (len(sizes) - self.ndim) + self.shape
+        # (1, s0, 1, s1, ...) -> expand to (r0, s0, r1, s1, ...) -> merge each pair
+        x = self.reshape(tuple(v for s in shape for v in (1, s)))
+        x = x.expand(tuple(v for r, s in zip(sizes, shape) for v in (r, s)))
+        return x.reshape(tuple(r * s for r, s in zip(sizes, shape)))
+
     def sum_to(self, shape):
         """Sum broadcast axes away so the result has `shape` (the adjoint of expand)."""
         shape = tuple(shape)
@@ -665,18 +1036,22 @@ class Tensor:
             return self
         return ops.SumTo.apply(self, shape=shape)
 
-    def squeeze(self, axis=None):
-        if axis is None:
+    def squeeze(self, dim=None, *, axis=None):
+        """Drop size-1 dims (all of them, or those in dim); a dim of another size is left alone, as PyTorch."""
+        if axis is not None:
+            dim, _ = _dim_alias("squeeze", dim, axis)
+        if dim is None:
             return self.reshape(tuple(s for s in self.shape if s != 1))
-        axes = _norm_axes(axis, self.ndim, "squeeze")
-        for a in axes:
-            if self.shape[a] != 1:
-                raise ValueError(f"squeeze: axis {a} has size {self.shape[a]}, not 1 (shape {self.shape})")
-        return self.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
+        axes = _norm_axes(dim, self.ndim, "squeeze")
+        return self.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes or s != 1))
 
-    def unsqueeze(self, axis: int):
-        axis = axis % (self.ndim + 1)
-        return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
+    def unsqueeze(self, dim=None, *, axis=None):
+        if axis is not None:
+            dim, _ = _dim_alias("unsqueeze", dim, axis)
+        if dim is None:
+            raise TypeError("unsqueeze: dim is required, e.g. x.unsqueeze(0)")
+        d = _one_dim(dim, self.ndim + 1, "unsqueeze")
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def pad(self, pad_width, value: float = 0.0):
         """Constant padding, `pad_width` per axis as in np.pad: ((before, after), ...)."""
@@ -688,24 +1063,98 @@ class Tensor:
     def __getitem__(self, index):
         return ops.GetItem.apply(self, index=_index_arg(index))
 
+    def _slice(self, d: int, start: int, stop: int):
+        return ops.GetItem.apply(self, index=(slice(None),) * d + (slice(start, stop),))
+
+    def split(self, split_size_or_sections, dim=None, *, axis=None) -> tuple:
+        """Pieces along dim (default 0): of split_size each (the last may be smaller), or of the listed sizes."""
+        dim = _dim_alias("split", dim, axis)[0] if axis is not None else 0 if dim is None else dim
+        d = _one_dim(dim, self.ndim, "split")
+        n = self.shape[d]
+        if isinstance(split_size_or_sections, (int, np.integer)):
+            step = int(split_size_or_sections)
+            if step <= 0:
+                raise ValueError(f"split: split_size must be positive, got {step}")
+            bounds = [(i, min(i + step, n)) for i in range(0, n, step)] or [(0, 0)]
+        else:
+            sizes = [int(v) for v in split_size_or_sections]
+            if sum(sizes) != n or min(sizes, default=0) < 0:
+                raise ValueError(f"split: sizes {sizes} don't add up to {n}, the length of dim {dim} "
+                                 f"(shape {self.shape})")
+            ends = np.cumsum([0] + sizes).tolist()
+            bounds = list(zip(ends[:-1], ends[1:]))
+        return tuple(self._slice(d, a, b) for a, b in bounds)
+
+    def chunk(self, chunks: int, dim=None, *, axis=None) -> tuple:
+        """Up to `chunks` pieces of ceil(n / chunks) along dim (default 0; fewer when they run out, as PyTorch)."""
+        dim = _dim_alias("chunk", dim, axis)[0] if axis is not None else 0 if dim is None else dim
+        if chunks <= 0:
+            raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+        n = self.shape[_one_dim(dim, self.ndim, "chunk")]
+        return self.split(max(-(-n // chunks), 1), dim)
+
+    def unbind(self, dim: int = 0) -> tuple:
+        d = _one_dim(dim, self.ndim, "unbind")
+        return tuple(ops.GetItem.apply(self, index=(slice(None),) * d + (i,)) for i in range(self.shape[d]))
+
+    def gather(self, dim: int, index, *, axis=None):
+        """out[i][j] = self[index[i][j]][j] for dim 0 (and so on), as torch.gather; the gradient scatters back."""
+        if axis is not None:
+            dim, _ = _dim_alias("gather", dim, axis)
+        idx = _int_index(index, "gather")
+        d = _one_dim(dim, self.ndim, "gather")
+        if idx.ndim != self.ndim:
+            raise ValueError(f"gather: index must have as many dims as the input ({self.ndim}), got shape {idx.shape}")
+        if any(i > s for k, (i, s) in enumerate(zip(idx.shape, self.shape)) if k != d):
+            raise ValueError(f"gather: index shape {idx.shape} is larger than the input {self.shape} "
+                             f"outside dim {d}")
+        _check_index_range(idx, self.shape[d], "gather")
+        grids = list(np.indices(idx.shape, sparse=True))
+        grids[d] = idx
+        return ops.GetItem.apply(self, index=tuple(grids))
+
+    def index_select(self, dim: int, index, *, axis=None):
+        """The entries at the 1-D `index` along dim (repeats allowed)."""
+        if axis is not None:
+            dim, _ = _dim_alias("index_select", dim, axis)
+        idx = _int_index(index, "index_select")
+        if idx.ndim > 1:
+            raise ValueError(f"index_select: index must be 1-D, got shape {idx.shape}")
+        d = _one_dim(dim, self.ndim, "index_select")
+        _check_index_range(idx, self.shape[d], "index_select")
+        return ops.GetItem.apply(self, index=(slice(None),) * d + (idx.reshape(-1),))
+
+    def masked_fill(self, mask, value):
+        """`value` where mask is True, self elsewhere; mask must be boolean and broadcast to self's shape."""
+        m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+        if m.dtype != np.bool_:
+            raise TypeError(f"masked_fill: mask must be a bool tensor, got {m.dtype} (compare first, e.g. x > 0)")
+        if np.broadcast_shapes(m.shape, self.shape) != self.shape:
+            raise ValueError(f"masked_fill: mask of shape {m.shape} doesn't broadcast to {self.shape}")
+        if isinstance(value, Tensor) and value.ndim:
+            raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
+        return Tensor.where(m, value if isinstance(value, Tensor) else self._lift(value), self)
+
     @staticmethod
-    def cat(tensors, axis: int = 0) -> Tensor:
+    def cat(tensors, dim=None, *, axis=None) -> Tensor:
+        dim = _dim_alias("cat", dim, axis)[0] if axis is not None else 0 if dim is None else dim
         tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
         if not tensors:
             raise ValueError("cat: needs at least one tensor")
         dtype = np.result_type(*[t.data.dtype for t in tensors])
         tensors = [t.cast(dtype) for t in tensors]
-        return ops.Cat.apply(*tensors, axis=axis)
+        return ops.Cat.apply(*tensors, axis=dim)
 
     @staticmethod
-    def stack(tensors, axis: int = 0) -> Tensor:
+    def stack(tensors, dim=None, *, axis=None) -> Tensor:
+        dim = _dim_alias("stack", dim, axis)[0] if axis is not None else 0 if dim is None else dim
         tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
         if not tensors:
             raise ValueError("stack: needs at least one tensor")
         shapes = {t.shape for t in tensors}
         if len(shapes) > 1:
             raise ValueError(f"stack: all tensors must have the same shape, got {sorted(shapes)}")
-        return Tensor.cat([t.unsqueeze(axis) for t in tensors], axis=axis)
+        return Tensor.cat([t.unsqueeze(dim) for t in tensors], dim=dim)
 
     # -- linear algebra ------------------------------------------------------------
     def matmul(self, other) -> Tensor:
@@ -742,11 +1191,14 @@ class Tensor:
         return ops.Linear.apply(self, weight) if bias is None else ops.Linear.apply(self, weight, bias)
 
     # -- neural-network functions -------------------------------------------------------
-    def softmax(self, axis: int = -1):
-        return self.log_softmax(axis).exp()
+    def softmax(self, dim=None, *, axis=None):
+        """exp(log_softmax): dim defaults to the last."""
+        dim = _dim_alias("softmax", dim, axis)[0] if axis is not None else -1 if dim is None else dim
+        return self.log_softmax(dim).exp()
 
-    def log_softmax(self, axis: int = -1):
-        return ops.LogSoftmax.apply(self, axis=_norm_axes(axis, self.ndim, "log_softmax")[0])
+    def log_softmax(self, dim=None, *, axis=None):
+        dim = _dim_alias("log_softmax", dim, axis)[0] if axis is not None else -1 if dim is None else dim
+        return ops.LogSoftmax.apply(self, axis=_one_dim(dim, self.ndim, "log_softmax"))
 
     def cross_entropy(self, labels, reduction: str = "mean"):
         """Softmax cross-entropy of logits (N, C) against class indices (N,) or targets (N, C)."""
@@ -829,7 +1281,7 @@ class Tensor:
 
     def max_pool2d(self, kernel=2, stride=None, padding=0):
         """Max over windows; ties share the gradient equally (see Tensor.max)."""
-        return self._pool(kernel, stride, padding, lambda t, ax: t.max(ax), -np.inf)
+        return self._pool(kernel, stride, padding, lambda t, ax: t.amax(ax), -np.inf)
 
     def avg_pool2d(self, kernel=2, stride=None, padding=0):
         """Mean over windows (zero padding counts, as PyTorch's default)."""
@@ -854,6 +1306,24 @@ class Tensor:
 
 def _dtype_of(t):
     return t.data.dtype if isinstance(t, Tensor) else np.asarray(t).dtype
+
+
+def _data(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _int_index(index, op: str) -> np.ndarray:
+    idx = index.data if isinstance(index, Tensor) else np.asarray(index)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"{op}: index must be an integer tensor, got {idx.dtype}")
+    return idx
+
+
+def _check_index_range(idx: np.ndarray, n: int, op: str) -> None:
+    """PyTorch rejects negative and too-large indices here (NumPy would wrap the negative ones)."""
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        bad = idx[(idx < 0) | (idx >= n)].ravel()[0]
+        raise IndexError(f"{op}: index {bad} is out of range for a dim of size {n}")
 
 
 def _pair(v, what: str) -> tuple:

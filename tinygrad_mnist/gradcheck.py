@@ -73,13 +73,13 @@ def analytical_jacobian(fn: Callable, inputs: Sequence) -> list[np.ndarray]:
     out = fn(*inputs)
     rows = [[] for _ in wrt]
     seed = np.zeros(out.shape, np.float64)
-    for k in range(out.size):
+    for k in range(out.data.size):
         seed.reshape(-1)[k] = 1.0
         grads = grad(out, wrt, grad_outputs=seed.copy(), retain_graph=True, allow_unused=True)
         seed.reshape(-1)[k] = 0.0
         for r, g, t in zip(rows, grads, wrt):
-            r.append(np.zeros(t.size) if g is None else g.data.astype(np.float64).ravel())
-    return [np.stack(r, axis=0) if r else np.zeros((0, t.size)) for r, t in zip(rows, wrt)]
+            r.append(np.zeros(t.data.size) if g is None else g.data.astype(np.float64).ravel())
+    return [np.stack(r, axis=0) if r else np.zeros((0, t.data.size)) for r, t in zip(rows, wrt)]
 
 
 def gradcheck(fn: Callable, inputs: Sequence, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,

@@ -45,6 +45,7 @@ class Parameter(Tensor):
     """
 
     __slots__ = ()
+    _copies_data = False  # shares the array or tensor it wraps, as torch.nn.Parameter
 
     def __init__(self, data, requires_grad: bool = True, dtype=None):
         super().__init__(data, requires_grad=requires_grad, dtype=dtype)
@@ -143,7 +144,7 @@ class Module:
         return [m for _, m in self.named_children()]
 
     def num_parameters(self) -> int:
-        return sum(p.size for p in self.parameters())
+        return sum(p.numel() for p in self.parameters())
 
     # -- modes and gradients ---------------------------------------------------------
     def train(self, mode: bool = True) -> Module:

@@ -254,6 +254,16 @@ class Clip(Function):
         return (g * const(inside.astype(g.dtype)),)
 
 
+class Clone(Function):
+    """A copy in new memory (Tensor.clone); the gradient passes through unchanged."""
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, g):
+        return (g,)
+
+
 class Cast(Function):
     def forward(self, x, dtype):
         return x.astype(dtype)
@@ -308,6 +318,47 @@ class Max(Function):
 
 class Min(Max):
     reduce = np.minimum.reduce
+
+
+class Prod(Function):
+    """Product along one axis.
+
+    d prod / d x_i is the product of the other entries: out / x_i when no entry
+    is zero (written with tensor ops, so it can be differentiated again).  With
+    zeros, the products of the others come from cumulative products from both
+    sides, as constants: right first derivatives, but no grad of grad there.
+    """
+
+    def forward(self, x, axis):
+        self.axis = axis
+        return np.prod(x, axis=axis)
+
+    def backward(self, g):
+        x = self.parents[0]
+        g = g.unsqueeze(self.axis)
+        if np.all(x.data != 0):
+            return (g * Prod.apply(x, axis=self.axis).unsqueeze(self.axis) / x,)
+        if is_grad_enabled():
+            raise NotImplementedError("prod: grad of grad (create_graph=True) is not supported where the input "
+                                      "has zeros; compute the product with exp(log(...)) or mask the zeros")
+        a = np.moveaxis(x.data, self.axis, -1)
+        ones = np.ones(a.shape[:-1] + (1,), a.dtype)
+        left = np.cumprod(np.concatenate([ones, a[..., :-1]], -1), -1)  # product of the entries before i
+        right = np.cumprod(np.concatenate([ones, a[..., :0:-1]], -1), -1)[..., ::-1]  # and after i
+        return (g * const(np.moveaxis(left * right, -1, self.axis)),)
+
+
+class Cumsum(Function):
+    """Running sum along an axis (reverse: from the end); its adjoint is the running sum the other way."""
+
+    def forward(self, x, axis, reverse):
+        self.axis, self.reverse = axis, reverse
+        if reverse:
+            return np.flip(np.cumsum(np.flip(x, axis), axis=axis), axis).copy()
+        return np.cumsum(x, axis=axis)
+
+    def backward(self, g):
+        return (Cumsum.apply(g, axis=self.axis, reverse=not self.reverse),)
 
 
 class LogSoftmax(Function):

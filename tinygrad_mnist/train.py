@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from . import __version__, losses, nn, optim
 from .data import Dataset, iterate_minibatches, one_hot
-from .engine import Tensor, no_grad
+from .engine import Tensor, from_numpy, no_grad
 from .models import MODELS
 
 
@@ -87,7 +87,7 @@ def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> n
     was_training = model.training
     model.eval()
     with no_grad():
-        outs = [model(Tensor(x[i:i + batch_size])).data for i in range(0, len(x), batch_size)]
+        outs = [model(from_numpy(x[i:i + batch_size])).data for i in range(0, len(x), batch_size)]
     model.train(was_training)
     return np.concatenate(outs) if outs else np.zeros((0, 10), np.float32)
 
@@ -145,7 +145,7 @@ def fit(model: nn.Module, ds: Dataset, recipe: Recipe, *, x_eval=None, y_eval=No
         bar = tqdm(total=n, desc=f"epoch {epoch}/{recipe.epochs}", unit="img", unit_scale=True, leave=False,
                    disable=not progress, file=sys.stderr, mininterval=0.5)
         for step, (xb, yb) in enumerate(iterate_minibatches(ds.x_train, ds.y_train, recipe.batch_size, rng=rng)):
-            out = model(Tensor(xb))
+            out = model(from_numpy(xb))  # the batch is shared, not copied
             loss = compute_loss(recipe, out, yb)
             opt.zero_grad()
             loss.backward()

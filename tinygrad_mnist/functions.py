@@ -1,0 +1,253 @@
+"""The torch.* free functions, re-exported at the package root.
+
+    import tinygrad_mnist as tg
+    x = tg.tensor([[1.0, 2.0]], requires_grad=True)   # copies, as torch.tensor
+    w = tg.randn(2, 3, dtype=tg.float64)
+    y = tg.softmax(x @ tg.zeros(2, 3), dim=1)
+
+Each is a thin spelling of a Tensor method or factory; `device` may be
+None or "cpu" (anything else is a clear error: this engine runs on NumPy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .engine import Tensor, _as_array, _check_device, _shape_arg, from_numpy  # noqa: F401  (from_numpy re-exported)
+
+# ---------------------------------------------------------------------------
+# making tensors
+# ---------------------------------------------------------------------------
+
+
+def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A new leaf holding a copy of `data` (lists, numbers, arrays, tensors), as torch.tensor.
+
+    Python floats become float32, Python ints int64; an ndarray keeps its dtype.
+    """
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """Like tensor(), but an ndarray or Tensor of the right dtype is shared, not copied (torch.as_tensor)."""
+    _check_device(device, "as_tensor")
+    if isinstance(data, Tensor) and (dtype is None or np.dtype(dtype) == data.dtype):
+        return data
+    return Tensor._const(_as_array(data, dtype, copy=False))
+
+
+def is_tensor(obj) -> bool:
+    return isinstance(obj, Tensor)
+
+
+def numel(input: Tensor) -> int:  # noqa: A002  (torch's argument names)
+    return input.numel()
+
+
+def _shape(size):
+    return _shape_arg(size)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return Tensor.zeros(_shape(size), dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return Tensor.ones(_shape(size), dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Zero-filled (uninitialised memory would only hide bugs)."""
+    return Tensor.empty(_shape(size), dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return Tensor.full(size, fill_value, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def zeros_like(input, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+    return Tensor.zeros_like(input, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def ones_like(input, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+    return Tensor.ones_like(input, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def full_like(input, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+    return Tensor.full_like(input, fill_value, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def empty_like(input, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+    return Tensor.zeros_like(input, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def randn(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return Tensor.randn(_shape(size), dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def rand(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return Tensor.rand(_shape(size), dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def randn_like(input, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+    return randn(input.shape, dtype=dtype or input.dtype, device=device, requires_grad=requires_grad)
+
+
+def rand_like(input, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+    return rand(input.shape, dtype=dtype or input.dtype, device=device, requires_grad=requires_grad)
+
+
+def randint(low, high=None, size=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """randint(low, high, size) or randint(high, size): int64 values in [low, high)."""
+    return Tensor.randint(low, high, size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def randperm(n: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    from .engine import rng
+
+    return Tensor._leaf(rng().permutation(int(n)).astype(dtype or np.int64), requires_grad, device)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return Tensor.arange(start, end, step, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return Tensor.linspace(start, end, steps, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return Tensor.eye(n, m, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+# ---------------------------------------------------------------------------
+# joining and choosing
+# ---------------------------------------------------------------------------
+
+
+def cat(tensors, dim: int = 0, *, axis=None) -> Tensor:
+    return Tensor.cat(tensors, dim, axis=axis)
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim: int = 0, *, axis=None) -> Tensor:
+    return Tensor.stack(tensors, dim, axis=axis)
+
+
+def where(condition, input=None, other=None) -> Tensor:  # noqa: A002
+    """Elementwise `input if condition else other`; the gradient flows to input and other."""
+    if input is None and other is None:
+        raise TypeError("where(condition) with one argument (torch.nonzero) is not supported; "
+                        "use where(condition, input, other), or np.nonzero(condition.numpy())")
+    return Tensor.where(condition, input, other)
+
+
+def _lift(x) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+# ---------------------------------------------------------------------------
+# math, as torch.exp(x) and friends
+# ---------------------------------------------------------------------------
+
+
+def exp(input) -> Tensor:  # noqa: A002
+    return _lift(input).exp()
+
+
+def log(input) -> Tensor:  # noqa: A002
+    return _lift(input).log()
+
+
+def sqrt(input) -> Tensor:  # noqa: A002
+    return _lift(input).sqrt()
+
+
+def abs(input) -> Tensor:  # noqa: A001, A002
+    return _lift(input).abs()
+
+
+def tanh(input) -> Tensor:  # noqa: A002
+    return _lift(input).tanh()
+
+
+def sigmoid(input) -> Tensor:  # noqa: A002
+    return _lift(input).sigmoid()
+
+
+def relu(input) -> Tensor:  # noqa: A002
+    return _lift(input).relu()
+
+
+def matmul(input, other) -> Tensor:  # noqa: A002
+    return _lift(input).matmul(other)
+
+
+mm = matmul
+
+
+def softmax(input, dim: int, dtype=None) -> Tensor:  # noqa: A002
+    x = _lift(input)
+    return (x if dtype is None else x.cast(dtype)).softmax(dim)
+
+
+def log_softmax(input, dim: int, dtype=None) -> Tensor:  # noqa: A002
+    x = _lift(input)
+    return (x if dtype is None else x.cast(dtype)).log_softmax(dim)
+
+
+def clamp(input, min=None, max=None) -> Tensor:  # noqa: A002
+    return _lift(input).clamp(min, max)
+
+
+clip = clamp
+
+
+def maximum(input, other) -> Tensor:  # noqa: A002
+    return _lift(input).maximum(other)
+
+
+def minimum(input, other) -> Tensor:  # noqa: A002
+    return _lift(input).minimum(other)
+
+
+def sum(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001, A002
+    return _lift(input).sum(dim, keepdim)
+
+
+def mean(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
+    return _lift(input).mean(dim, keepdim)
+
+
+def max(input, dim=None, keepdim: bool = False):  # noqa: A001, A002
+    return _lift(input).max(dim, keepdim)
+
+
+def min(input, dim=None, keepdim: bool = False):  # noqa: A001, A002
+    return _lift(input).min(dim, keepdim)
+
+
+def argmax(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
+    return _lift(input).argmax(dim, keepdim)
+
+
+def flatten(input, start_dim: int = 0, end_dim: int = -1) -> Tensor:  # noqa: A002
+    return _lift(input).flatten(start_dim, end_dim)
+
+
+def reshape(input, shape) -> Tensor:  # noqa: A002
+    return _lift(input).reshape(shape)
+
+
+def transpose(input, dim0: int, dim1: int) -> Tensor:  # noqa: A002
+    return _lift(input).transpose(dim0, dim1)
+
+
+def allclose(input, other, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> bool:  # noqa: A002
+    return _lift(input).allclose(other, rtol, atol, equal_nan)
+
+
+def equal(input, other) -> bool:  # noqa: A002
+    return _lift(input).equal(other)
