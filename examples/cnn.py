@@ -21,9 +21,9 @@ from tinygrad_mnist.data import images_2d, iterate_minibatches, load_mnist  # no
 
 class SmallCNN(nn.Module):
     def __init__(self):
-        self.conv1 = nn.Conv2d(1, 8, kernel_size=5)  # 1x28x28 -> 8x24x24, pooled to 8x12x12
-        self.conv2 = nn.Conv2d(8, 16, kernel_size=5)  # -> 16x8x8, pooled to 16x4x4
-        self.fc = nn.Linear(16 * 4 * 4, 10)
+        self.conv1 = nn.Conv2d(1, 8, kernel_size=5, init="kaiming")  # He init; 1x28x28 -> 8x24x24, pooled to 8x12x12
+        self.conv2 = nn.Conv2d(8, 16, kernel_size=5, init="kaiming")  # -> 16x8x8, pooled to 16x4x4
+        self.fc = nn.Linear(16 * 4 * 4, 10, init="kaiming")
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1(x).relu().max_pool2d(2)

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     ds = load_mnist(args.data)
     x_train, y_train = ds.x_train[:args.limit], ds.y_train[:args.limit]
     manual_seed(0)
-    model = nn.MLP([784, 128, 10], activation="relu")
+    model = nn.MLP([784, 128, 10], activation="relu", init="kaiming")  # He init
     opt = optim.Adam(model.parameters(), lr=1e-3)
     for epoch in range(1, args.epochs + 1):
         for xb, yb in iterate_minibatches(x_train, y_train, 64, rng=rng):

@@ -18,9 +18,9 @@ from tinygrad_mnist.data import iterate_minibatches, load_mnist  # noqa: E402
 class Net(nn.Module):
     def __init__(self):
         # Module finds parameters by looking at attributes: fc1.weight, fc1.bias, fc2.weight, ...
-        self.fc1 = nn.Linear(784, 100)
-        self.fc2 = nn.Linear(100, 200)
-        self.fc3 = nn.Linear(200, 10)
+        self.fc1 = nn.Linear(784, 100, init="kaiming")  # He init (PyTorch's default is U(+-1/sqrt(fan_in)))
+        self.fc2 = nn.Linear(100, 200, init="kaiming")
+        self.fc3 = nn.Linear(200, 10, init="kaiming")
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.fc1(x).relu()

@@ -61,7 +61,7 @@ def test_named_parameters_dotted_names_in_definition_order():
 
 def test_parameters_are_leaves_requiring_grad_and_match_named():
     net = Net()
-    params = net.parameters()
+    params = list(net.parameters())  # an iterator, as in PyTorch
     assert [id(p) for p in params] == [id(p) for _, p in net.named_parameters()]
     assert all(p.requires_grad and p.is_leaf for p in params)
     assert net.num_parameters() == sum(p.numel() for p in params) == 6 + 3 + 12 + 9 + 12 + 4 + 4 + 3 + 1 + 2 + 6 + 2
@@ -100,9 +100,9 @@ def test_modules_children_and_names():
                                                     "fc2"]
     names = [n for n, _ in net.named_modules()]
     assert names[:4] == ["", "fc1", "layers.0", "layers.1"] and "pair.0.fc" in names
-    assert net.modules()[0] is net and len(net.modules()) == len(names)
+    assert next(net.modules()) is net and len(list(net.modules())) == len(names)
     assert [n for n, _ in net.named_modules(prefix="net")][:2] == ["net", "net.fc1"]
-    assert net.children()[0] is net.fc1
+    assert next(net.children()) is net.fc1
 
 
 def test_parameter_is_a_tensor_subclass():
@@ -160,8 +160,8 @@ def test_state_dict_is_an_ordered_copy():
     net = Net()
     sd = net.state_dict()
     assert list(sd) == [n for n, _ in net.named_parameters()]
-    assert all(isinstance(v, np.ndarray) for v in sd.values())
-    sd["fc1.weight"][...] = 42
+    assert all(type(v) is Tensor and not v.requires_grad for v in sd.values())  # detached tensors, as PyTorch
+    sd["fc1.weight"].data[...] = 42
     assert not (net.fc1.weight.data == 42).any()
 
 
@@ -257,16 +257,22 @@ def test_linear_init_float32_and_reproducible(init):
 
 def test_init_distributions():
     tm.manual_seed(0)
-    w = nn.Linear(400, 300).weight.data  # He uniform: U(+-sqrt(6 / fan_in))
+    lin = nn.Linear(400, 300)  # PyTorch's default: weight and bias U(+-1 / sqrt(fan_in))
+    for p in (lin.weight.data, lin.bias.data):
+        assert np.abs(p).max() <= 1 / 20 and np.abs(p).max() > 0.95 / 20
+    assert abs(lin.weight.data.std() - 1 / 20 / np.sqrt(3)) < 0.02 / 20
+    conv = nn.Conv2d(8, 16, 3)  # fan_in = 8 * 3 * 3
+    assert np.abs(conv.weight.data).max() <= 1 / np.sqrt(72) and np.abs(conv.bias.data).max() <= 1 / np.sqrt(72)
+    w = nn.Linear(400, 300, init="kaiming").weight.data  # He uniform: U(+-sqrt(6 / fan_in))
     bound = np.sqrt(6 / 400)
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.99 * bound
     assert abs(w.std() - np.sqrt(2 / 400)) < 0.02 * np.sqrt(2 / 400)
-    assert (nn.Linear(400, 300).bias.data == 0).all()
+    assert (nn.Linear(400, 300, init="kaiming").bias.data == 0).all()
     w = nn.Linear(400, 300, init="xavier").weight.data
     assert abs(w.std() - np.sqrt(2 / 700)) < 0.02 * np.sqrt(2 / 700)
     lin = nn.Linear(400, 300, init="normal")
     assert abs(lin.weight.data.std() - 1) < 0.02 and abs(lin.bias.data.std() - 1) < 0.2
-    conv = nn.Conv2d(8, 16, 3)  # fan_in = 8 * 3 * 3
+    conv = nn.Conv2d(8, 16, 3, init="kaiming")
     assert np.abs(conv.weight.data).max() <= np.sqrt(6 / 72)
     t = Tensor(np.zeros((300, 200), np.float32))
     assert nn.init.kaiming_normal_(t) is t and abs(t.data.std() - np.sqrt(2 / 200)) < 0.03 * np.sqrt(2 / 200)
@@ -464,3 +470,139 @@ def test_2_3_1_sigmoid_network_learns_xor():
         pred = net(x).data
     np.testing.assert_array_equal(pred > 0.5, y > 0.5)
     assert all(p.dtype == np.float32 for p in net.parameters())
+
+
+# ---------------------------------------------------------------------------
+# PyTorch's containers and Module methods
+# ---------------------------------------------------------------------------
+
+
+def test_module_list_and_dict_name_parameters_like_torch():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList([nn.Linear(2, 3), nn.Linear(3, 3)])
+            self.heads = nn.ModuleDict({"a": nn.Linear(3, 1), "b": nn.Identity()})
+
+        def forward(self, x):
+            for block in self.blocks:
+                x = block(x)
+            return self.heads["a"](x)
+
+    net = Net()
+    assert list(net.state_dict()) == ["blocks.0.weight", "blocks.0.bias", "blocks.1.weight", "blocks.1.bias",
+                                      "heads.a.weight", "heads.a.bias"]
+    assert net(Tensor(rand(4, 2))).shape == (4, 1)
+    net.blocks.append(nn.Linear(3, 3))
+    net.blocks.insert(0, nn.ReLU())
+    assert len(net.blocks) == 4 and isinstance(net.blocks[0], nn.ReLU) and isinstance(net.blocks[-1], nn.Linear)
+    assert isinstance(net.blocks[1:], nn.ModuleList) and len(net.blocks[1:]) == 3
+    del net.blocks[0]
+    assert [n for n, _ in net.blocks.named_children()] == ["0", "1", "2"]
+    assert "a" in net.heads and list(net.heads.keys()) == ["a", "b"] and len(net.heads) == 2
+    net.heads["c"] = nn.Linear(1, 1)
+    assert list(net.heads) == ["a", "b", "c"] and net.heads.pop("c") is not None
+    with pytest.raises(NotImplementedError, match="no forward"):
+        net.blocks(Tensor(rand(1, 2)))
+    if torch is not None:
+        class TorchNet(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.blocks = torch.nn.ModuleList([torch.nn.Linear(2, 3), torch.nn.Linear(3, 3)])
+                self.heads = torch.nn.ModuleDict({"a": torch.nn.Linear(3, 1), "b": torch.nn.Identity()})
+        assert list(Net().state_dict()) == list(TorchNet().state_dict())
+
+
+def test_sequential_ordered_dict_indexing_and_editing():
+    from collections import OrderedDict
+    seq = nn.Sequential(OrderedDict([("fc1", nn.Linear(4, 3)), ("act", nn.ReLU()), ("fc2", nn.Linear(3, 2))]))
+    assert list(seq.state_dict()) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    assert seq.fc1 is seq[0] and seq[-1] is seq.fc2 and len(seq) == 3
+    seq[1] = nn.Tanh()
+    assert isinstance(seq.act, nn.Tanh)
+    with pytest.raises(IndexError, match="out of range"):
+        seq[3]
+    with pytest.raises(AttributeError):
+        _ = seq.nope
+
+
+def test_apply_visits_children_first_then_self():
+    seen = []
+    net = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.ReLU(), nn.Linear(2, 1)))
+    assert net.apply(lambda m: seen.append(type(m).__name__)) is net
+    assert seen == ["Linear", "ReLU", "Linear", "Sequential", "Sequential"]
+
+    def init_weights(m):
+        if isinstance(m, nn.Linear):
+            nn.init.zeros_(m.weight)
+            nn.init.ones_(m.bias)
+
+    net.apply(init_weights)
+    assert (net[0].weight.data == 0).all() and (net[1][1].bias.data == 1).all()
+
+
+def test_to_dtype_and_device():
+    net = nn.Sequential(nn.Linear(3, 2))
+    w = net[0].weight
+    net(Tensor(rand(2, 3))).sum().backward()
+    assert net.to(tm.float64) is net and w.dtype == np.float64 and w.grad.dtype == np.float64
+    assert net[0].weight is w  # the same Parameter objects, so an optimizer built earlier keeps working
+    assert net.float()[0].bias.dtype == np.float32 and net.double()[0].bias.dtype == np.float64
+    assert net.to("cpu") is net and net.cpu() is net and net.to(device="cpu", dtype=tm.float32) is net
+    assert w.dtype == np.float32
+    with pytest.raises(RuntimeError, match="CPU"):
+        net.cuda()
+    with pytest.raises(TypeError, match="floating point"):
+        net.to(tm.int64)
+    assert nn.Linear(2, 2, dtype=tm.float64).weight.dtype == np.float64
+
+
+def test_requires_grad_freezes_but_keeps_parameters():
+    net = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
+    net[0].requires_grad_(False)
+    names = [n for n, _ in net.named_parameters()]
+    assert names == ["0.weight", "0.bias", "1.weight", "1.bias"]  # frozen ones stay, as in PyTorch
+    assert list(net.state_dict()) == names
+    opt = optim.SGD(net.parameters(), lr=0.1)  # frozen leaves are allowed in an optimizer
+    before = net[0].weight.data.copy()
+    net(Tensor(rand(4, 3))).sum().backward()
+    assert net[0].weight.grad is None and net[1].weight.grad is not None
+    opt.step()
+    np.testing.assert_array_equal(net[0].weight.data, before)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    assert len(trainable) == 2
+
+
+def test_zero_grad_set_to_none_false_keeps_zeros():
+    lin = nn.Linear(2, 2)
+    lin(Tensor(rand(3, 2))).sum().backward()
+    lin.zero_grad(set_to_none=False)
+    assert (lin.weight.grad.data == 0).all() and lin.weight.grad.shape == (2, 2)
+    opt = optim.SGD(lin.parameters(), lr=0.1)
+    opt.zero_grad()
+    assert lin.weight.grad is None
+
+
+@needs_torch
+def test_default_init_matches_torch_distribution_bounds():
+    lin, ref = nn.Linear(50, 7), torch.nn.Linear(50, 7)
+    for ours, theirs in ((lin.weight.data, ref.weight.detach().numpy()), (lin.bias.data, ref.bias.detach().numpy())):
+        assert np.abs(ours).max() <= 1 / np.sqrt(50) and np.abs(theirs).max() <= 1 / np.sqrt(50)
+    conv = nn.Conv2d(2, 4, 3)
+    assert np.abs(conv.bias.data).max() <= 1 / np.sqrt(18)
+
+
+def test_init_functions_match_torch_signatures():
+    t = Tensor(np.zeros((64, 32), np.float32))
+    assert nn.init.kaiming_uniform_(t, a=np.sqrt(5)) is t
+    assert np.abs(t.data).max() <= 1 / np.sqrt(32)
+    nn.init.kaiming_normal_(t, mode="fan_out", nonlinearity="relu")
+    assert abs(t.data.std() - np.sqrt(2 / 64)) < 0.1 * np.sqrt(2 / 64)
+    assert nn.init.calculate_gain("tanh") == 5 / 3 and nn.init.calculate_gain("relu") == np.sqrt(2)
+    nn.init.constant_(t, 0.5)
+    assert (t.data == 0.5).all()
+    nn.init.uniform_(t, -0.1, 0.1)
+    assert np.abs(t.data).max() <= 0.1
+    arr = np.zeros((3, 3), np.float32)
+    nn.init.eye_(nn.Parameter(arr))
+    np.testing.assert_array_equal(arr, np.eye(3))  # in place, into the shared array

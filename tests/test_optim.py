@@ -262,7 +262,7 @@ def test_param_groups_and_lr_attribute():
     lambda: optim.SGD([Tensor([1.0], requires_grad=True)], lr=0.1, momentum=-0.1),
     lambda: optim.SGD([Tensor([1.0], requires_grad=True)], lr=0.1, nesterov=True),
     lambda: optim.SGD([Tensor([1.0], requires_grad=True)], lr=0.1, momentum=0.9, nesterov=True, dampening=0.1),
-    lambda: optim.SGD([Tensor([1.0])], lr=0.1),
+    lambda: optim.SGD([Tensor([1.0], requires_grad=True) * 2], lr=0.1),  # not a leaf
     lambda: optim.Adam([Tensor([1.0], requires_grad=True)], betas=(1.0, 0.9)),
     lambda: optim.Adam([Tensor([1.0], requires_grad=True)], eps=-1),
     lambda: optim.Adam([Tensor([1.0], requires_grad=True)], weight_decay=-1),

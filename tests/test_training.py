@@ -43,7 +43,7 @@ def full_mnist() -> data.Dataset:
 
 def small_mlp_run(ds: data.Dataset, epochs: int, batch_size: int):
     manual_seed(0)
-    model = nn.MLP([784, 128, 10], activation="relu")
+    model = nn.MLP([784, 128, 10], activation="relu", init="kaiming")
     recipe = Recipe("mlp", epochs=epochs, batch_size=batch_size, lr=1e-3, optimizer="adam")
     history = fit(model, ds, recipe, progress=False, log=quiet)
     return model, history
@@ -72,7 +72,7 @@ def live_tensors() -> int:
 
 def test_training_frees_every_graph(sample):
     manual_seed(0)
-    model = nn.MLP([784, 32, 10], activation="relu")
+    model = nn.MLP([784, 32, 10], activation="relu", init="kaiming")
     opt = optim.Adam(model.parameters(), lr=1e-3)
     batches = data.iterate_minibatches(sample.x_train, sample.y_train, 4, seed=0)
     gc.collect()

@@ -95,6 +95,11 @@ uint8 = _np.dtype(_np.uint8)
 
 __version__ = "0.1.0"
 
+# the layers above the core, reachable as after `import torch`: tinygrad_mnist.nn.Linear, tinygrad_mnist.optim.SGD
+from . import nn, optim  # noqa: E402
+from .serialization import load_object as load  # noqa: E402
+from .serialization import save_object as save  # noqa: E402
+
 __all__ = [
     "Function", "Tensor", "autograd", "bool", "bool_", "device", "double", "enable_grad", "float", "float32",
     "float64", "from_numpy", "grad", "int", "int32", "int64", "is_grad_enabled", "long", "manual_seed", "no_grad",
@@ -104,4 +109,5 @@ __all__ = [
     "log_softmax", "matmul", "max", "maximum", "mean", "min", "minimum", "mm", "numel", "ones", "ones_like", "rand",
     "rand_like", "randint", "randn", "randn_like", "randperm", "relu", "reshape", "sigmoid", "softmax", "sqrt",
     "stack", "sum", "tanh", "tensor", "transpose", "where", "zeros", "zeros_like",
+    "load", "nn", "optim", "save",
 ]

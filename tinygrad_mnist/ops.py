@@ -14,6 +14,7 @@ abs, ...) are constants: their derivative is zero almost everywhere.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -164,6 +165,20 @@ class Sqrt(Function):
 
     def backward(self, g):
         return (g / (self.output() * 2),)
+
+
+class Erf(Function):
+    """The error function (for exact GELU); NumPy has none, so math.erf per element."""
+
+    def forward(self, x):
+        return _erf(x).astype(x.dtype, copy=False)
+
+    def backward(self, g):  # erf'(x) = 2/sqrt(pi) exp(-x^2), in Tensor ops so it differentiates again
+        x = self.parents[0]
+        return (g * (-(x * x)).exp() * (2.0 / math.sqrt(math.pi)),)
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 class Abs(Function):

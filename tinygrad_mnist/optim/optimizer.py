@@ -1,4 +1,4 @@
-"""Optimizers (SGD, Adam, AdamW) and learning-rate schedules, with PyTorch's update rules.
+"""Optimizers (SGD, Adam, AdamW) with PyTorch's update rules; schedulers are in lr_scheduler.py.
 
 Updates work directly on the parameters' ndarrays, in place: nothing is
 recorded and no Tensor is created.  Hyperparameters are cast to each
@@ -6,7 +6,7 @@ parameter's dtype first, so float32 parameters stay float32 and no float64
 temporaries appear.
 
     opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
-    sched = StepLR(opt, step_size=10, gamma=0.5)
+    sched = lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
     for epoch in ...:
         for x, y in batches:
             opt.zero_grad()
@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .engine import Tensor
+from ..engine import Tensor, enable_grad
 
 # ---------------------------------------------------------------------------
 # Optimizer base
@@ -56,9 +56,9 @@ class Optimizer:
         for p in group["params"]:
             if not isinstance(p, Tensor):
                 raise TypeError(f"{type(self).__name__}: parameters must be Tensors, got {type(p).__name__}")
-            if not (p.requires_grad and p.is_leaf):
-                raise ValueError(f"{type(self).__name__}: can't optimize a tensor that isn't a leaf requiring grad "
-                                 f"(shape {p.shape})")
+            if not p.is_leaf:  # a frozen (requires_grad=False) leaf is fine: it has no grad, step skips it
+                raise ValueError(f"{type(self).__name__}: can't optimize a non-leaf tensor (shape {p.shape}); "
+                                 f"optimize the leaves it was computed from")
             if id(p) in existing:
                 raise ValueError(f"{type(self).__name__}: a parameter appears in more than one group")
             existing.add(id(p))
@@ -86,11 +86,19 @@ class Optimizer:
         for g in self.param_groups:
             g["lr"] = value
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad = np.zeros_like(p.grad.data)
 
-    def step(self) -> None:
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; closure() (re)computes the loss first, as in PyTorch."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -98,6 +106,7 @@ class Optimizer:
                 g = p.grad.data  # the engine hands leaves contiguous gradients
                 # dt: Python floats -> the parameter's scalar type, so float32 math stays float32
                 self._update(p.data, g, self.state.setdefault(p, {}), group, p.data.dtype.type)
+        return loss
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict, dt) -> None:
         raise NotImplementedError
@@ -251,78 +260,3 @@ class AdamW(Adam):
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-
-
-# ---------------------------------------------------------------------------
-# learning-rate schedules
-# ---------------------------------------------------------------------------
-
-
-class LRScheduler:
-    """Sets each group's lr from its initial lr and the epoch count; call step() once per epoch.
-
-    The schedules use PyTorch's closed forms, so the values match
-    torch.optim.lr_scheduler up to rounding.  Like PyTorch, constructing a
-    scheduler sets the lr for epoch 0.
-    """
-
-    def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
-        self.optimizer = optimizer
-        for g in optimizer.param_groups:
-            if last_epoch == -1:
-                g["initial_lr"] = g["lr"]
-            elif "initial_lr" not in g:
-                raise KeyError("resuming a schedule (last_epoch != -1) needs 'initial_lr' in every param group")
-        self.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
-        self.last_epoch = last_epoch
-        self.step()
-
-    def lr_at(self, base_lr: float, epoch: int) -> float:
-        raise NotImplementedError
-
-    def get_lr(self) -> list[float]:
-        return [self.lr_at(base, self.last_epoch) for base in self.base_lrs]
-
-    def step(self) -> None:
-        self.last_epoch += 1
-        for g, lr in zip(self.optimizer.param_groups, self.get_lr()):
-            g["lr"] = lr
-        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
-
-    def get_last_lr(self) -> list[float]:
-        return list(self._last_lr)
-
-    def state_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.__dict__.update(state)
-
-
-class StepLR(LRScheduler):
-    """lr = initial_lr * gamma ** (epoch // step_size)."""
-
-    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
-        if step_size < 1:
-            raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
-        self.step_size, self.gamma = int(step_size), gamma
-        super().__init__(optimizer, last_epoch)
-
-    def lr_at(self, base_lr, epoch):
-        return base_lr * self.gamma ** (epoch // self.step_size)
-
-
-class CosineAnnealingLR(LRScheduler):
-    """lr = eta_min + (initial_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2.
-
-    Past T_max the cosine goes on and the lr rises again, as in PyTorch.
-    """
-
-    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
-        if T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: T_max must be >= 1, got {T_max}")
-        self.T_max, self.eta_min = T_max, eta_min
-        super().__init__(optimizer, last_epoch)
-
-    def lr_at(self, base_lr, epoch):
-        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2

@@ -1,0 +1,451 @@
+"""torch.nn.functional's names, signatures and semantics, on the engine's Tensor.
+
+    import tinygrad_mnist.nn.functional as F
+    loss = F.cross_entropy(model(x), y)            # mean over the batch
+    h = F.max_pool2d(F.relu(F.conv2d(x, w, b, padding=1)), 2)
+
+Everything here is a composition of engine ops, so the engine derives every
+gradient.  Arguments PyTorch has but this engine does not implement (dilation,
+groups, ceil_mode, ...) raise NotImplementedError when given a non-default
+value, never silently mean something else.  `inplace=True` is accepted and the
+result is computed out of place: use the returned tensor.
+
+This module is the one home of the losses; tinygrad_mnist.losses keeps its older
+names (mse is Nielsen's halved quadratic cost) on top of these.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from .. import engine as _core
+from .. import ops as _ops
+from ..engine import Tensor
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _composite(name: str):
+    """Record calls in the graph (Function.calls) where the engine offers it; otherwise a no-op."""
+    deco = getattr(_core, "composite", None)
+    return deco(name) if deco is not None else (lambda fn: fn)
+
+
+# ---------------------------------------------------------------------------
+# argument checks (the one place for them in nn)
+# ---------------------------------------------------------------------------
+
+
+def _unsupported(where: str, **args) -> None:
+    """Raise for an argument PyTorch has that this engine does not implement: name=(value, default)."""
+    for name, (value, default) in args.items():
+        if value is default or (type(value) is type(default) and value == default):
+            continue
+        if isinstance(default, int) and isinstance(value, (tuple, list)) and all(v == default for v in value):
+            continue  # dilation=(1, 1)
+        raise NotImplementedError(f"{where}: {name}={value!r} is not supported by this engine "
+                                  f"(only the default, {default!r})")
+
+
+def _check_reduction(name: str, reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _legacy(name: str, size_average, reduce) -> None:
+    if size_average is not None or reduce is not None:
+        raise NotImplementedError(f"{name}: size_average and reduce are deprecated in PyTorch and not supported; "
+                                  f"use reduction='mean' | 'sum' | 'none'")
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _array(x) -> np.ndarray:
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
+
+
+def check_class_indices(labels, n_classes: int, name: str, ignore_index=None) -> np.ndarray:
+    """Integer class labels as an ndarray, each in [0, n_classes) (or equal to ignore_index), else a clear error."""
+    y = _array(labels)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{name}: labels must be integer class indices, got {y.dtype}")
+    bad = (y < 0) | (y >= n_classes)
+    if ignore_index is not None:
+        bad &= y != ignore_index
+    if bad.any():
+        raise IndexError(f"{name}: label {y[bad].flat[0]} is out of range for {n_classes} classes")
+    return y
+
+
+def _target_like(input: Tensor, target, name: str, same_shape: bool = False) -> Tensor:
+    """A float target in input's dtype; a Tensor target stays in the graph (its gradient is defined too)."""
+    if not isinstance(target, Tensor):
+        target = Tensor(np.asarray(_array(target), dtype=input.dtype))
+    elif target.dtype != input.dtype:
+        target = target.cast(input.dtype)
+    if target.shape != input.shape:
+        if same_shape:
+            raise ValueError(f"{name}: target shape {target.shape} does not match input shape {input.shape} "
+                             f"(they must be the same)")
+        try:
+            np.broadcast_shapes(target.shape, input.shape)
+        except ValueError:
+            raise ValueError(f"{name}: target shape {target.shape} does not broadcast with input shape "
+                             f"{input.shape}") from None
+        warnings.warn(f"{name}: target size {target.shape} is different to the input size {input.shape}; they "
+                      f"broadcast, which is likely a mistake (as PyTorch warns)", UserWarning, stacklevel=3)
+    return target
+
+
+def _implicit_dim(name: str, ndim: int) -> int:
+    warnings.warn(f"{name}: implicit dimension choice is deprecated (as in PyTorch); pass dim=", UserWarning,
+                  stacklevel=3)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+# ---------------------------------------------------------------------------
+# activations
+# ---------------------------------------------------------------------------
+
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    return input.relu()
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    return input.leaky_relu(negative_slope)
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    return input.sigmoid()
+
+
+def tanh(input: Tensor) -> Tensor:
+    return input.tanh()
+
+
+@_composite("gelu")
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x), Phi the standard normal CDF; approximate="tanh" uses the tanh formula, as PyTorch."""
+    if approximate == "none":
+        return input * 0.5 * (_ops.Erf.apply(input * (1.0 / math.sqrt(2.0))) + 1.0)
+    if approximate == "tanh":
+        inner = (input + input * input * input * 0.044715) * math.sqrt(2.0 / math.pi)
+        return input * 0.5 * (inner.tanh() + 1.0)
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def softmax(input: Tensor, dim=None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    if dtype is not None:
+        input = input.cast(dtype)
+    return input.softmax(_implicit_dim("softmax", input.ndim) if dim is None else dim)
+
+
+def log_softmax(input: Tensor, dim=None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    if dtype is not None:
+        input = input.cast(dtype)
+    return input.log_softmax(_implicit_dim("log_softmax", input.ndim) if dim is None else dim)
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero elements with probability p and scale the rest by 1/(1-p); identity when not training."""
+    return input.dropout(p, training)
+
+
+# ---------------------------------------------------------------------------
+# layers as functions
+# ---------------------------------------------------------------------------
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """input @ weight.T + bias, weight (out_features, in_features); input (..., in) or (in,)."""
+    if input.ndim == 1:
+        out = input.reshape(1, -1).linear(weight, bias)
+        return out.reshape(out.shape[1:])
+    return input.linear(weight, bias)
+
+
+def _unbatched(fn, input: Tensor, batched_ndim: int, *args, **kwargs) -> Tensor:
+    """Run an (N, C, H, W) function on a (C, H, W) input, as PyTorch accepts both."""
+    if input.ndim == batched_ndim - 1:
+        out = fn(input.reshape(1, *input.shape), *args, **kwargs)
+        return out.reshape(out.shape[1:])
+    return fn(input, *args, **kwargs)
+
+
+def _same_padding(kernel) -> tuple[tuple[int, int], tuple[int, int]]:
+    """padding="same" for stride 1: k - 1 rows in all, the odd one at the end (as PyTorch)."""
+    return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel)
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """2-D cross-correlation of (N, C, H, W) (or (C, H, W)) input with weight (O, C, kh, kw).
+
+    padding: an int, a pair, "valid" (0) or "same" (stride 1 only; an even kernel pads one more at the end).
+    """
+    _unsupported("conv2d", dilation=(dilation, 1), groups=(groups, 1))
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = 0
+        elif padding == "same":
+            if stride not in (1, (1, 1), [1, 1]):
+                raise ValueError("conv2d: padding='same' is not supported for strided convolutions (as PyTorch)")
+            (t, b), (l, r) = _same_padding(weight.shape[2:])
+            if (t, l) == (b, r):
+                padding = (t, l)
+            else:
+                input, padding = pad(input, (l, r, t, b)), 0
+        else:
+            raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    return _unbatched(Tensor.conv2d, input, 4, weight, bias, stride=stride, padding=padding)
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False) -> Tensor:
+    _unsupported("max_pool2d", dilation=(dilation, 1), ceil_mode=(ceil_mode, False),
+                 return_indices=(return_indices, False))
+    stride = stride if stride not in ((), []) else None
+    return _unbatched(Tensor.max_pool2d, input, 4, kernel_size, stride, padding)
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override=None) -> Tensor:
+    _unsupported("avg_pool2d", ceil_mode=(ceil_mode, False), count_include_pad=(count_include_pad, True),
+                 divisor_override=(divisor_override, None))
+    stride = stride if stride not in ((), []) else None
+    return _unbatched(Tensor.avg_pool2d, input, 4, kernel_size, stride, padding)
+
+
+_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+@_composite("pad")
+def pad(input: Tensor, pad, mode: str = "constant", value=None) -> Tensor:
+    """Pad the last len(pad)//2 dimensions, last dimension first: (left, right, top, bottom, ...), as PyTorch.
+
+    Negative amounts crop.  mode: "constant" (with `value`, default 0), "reflect", "replicate", "circular".
+    """
+    pad = [int(p) for p in pad]
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(f"pad: the pad tuple must have an even length of at most 2 * {input.ndim} (the input's "
+                         f"dimensions), got {len(pad)}")
+    widths = [(0, 0)] * input.ndim
+    for i in range(len(pad) // 2):
+        widths[input.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    if mode != "constant":
+        if mode not in _PAD_MODES:
+            raise ValueError(f"pad: mode must be 'constant', 'reflect', 'replicate' or 'circular', got {mode!r}")
+        if value not in (None, 0, 0.0):
+            raise ValueError(f"pad: value= only applies to mode='constant', not {mode!r}")
+        out = input
+        for axis, (before, after) in enumerate(widths):
+            if before or after:  # gather along the axis with an index array: its gradient adds back (IndexAdd)
+                if min(before, after) < 0:
+                    raise ValueError(f"pad: negative padding is only supported in mode='constant', got {pad}")
+                idx = np.pad(np.arange(input.shape[axis]), (before, after), mode=_PAD_MODES[mode])
+                out = out[(slice(None),) * axis + (idx,)]
+        return out
+    grow = [(max(b, 0), max(a, 0)) for b, a in widths]
+    out = input.pad(grow, value=0.0 if value is None else value) if any(b or a for b, a in grow) else input
+    if any(b < 0 or a < 0 for b, a in widths):
+        out = out[tuple(slice(-min(b, 0), n + min(a, 0)) for (b, a), n in zip(widths, out.shape))]
+    return out
+
+
+# ---------------------------------------------------------------------------
+# labels
+# ---------------------------------------------------------------------------
+
+
+def one_hot(tensor, num_classes: int = -1) -> Tensor:
+    """Integer labels of any shape -> an int64 tensor of that shape + (num_classes,); -1 infers max + 1."""
+    y = _array(tensor)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: labels must be integers, got {y.dtype}")
+    if num_classes == -1:
+        num_classes = int(y.max()) + 1 if y.size else 0
+    check_class_indices(y, num_classes, "one_hot")
+    out = np.zeros((y.size, num_classes), np.int64)
+    out[np.arange(y.size), y.ravel()] = 1
+    return Tensor(out.reshape(*y.shape, num_classes))
+
+
+# ---------------------------------------------------------------------------
+# losses
+# ---------------------------------------------------------------------------
+
+
+def _classes_last(input: Tensor, target, prob_target: bool):
+    """(N, C, d1, ...) -> rows (N*d1*..., C), as PyTorch's K-dimensional losses; also the unbatched (C,) case."""
+    if input.ndim == 1:
+        t = target.reshape(1, -1) if prob_target else target.reshape(1)
+        return input.reshape(1, -1), t, ()
+    if input.ndim == 2:
+        return input, target, None
+    order = (0, *range(2, input.ndim), 1)
+    rows = input.permute(order).reshape(-1, input.shape[1])
+    t = target.permute(order).reshape(-1, input.shape[1]) if prob_target else target.reshape(-1)
+    return rows, t, (input.shape[0], *input.shape[2:])
+
+
+def _restore(loss: Tensor, shape, reduction: str) -> Tensor:
+    return loss.reshape(shape) if reduction == "none" and shape is not None else loss
+
+
+def _weights(weight, c: int, dtype, name: str):
+    if weight is None:
+        return None
+    w = np.asarray(_array(weight), dtype=dtype)
+    if w.shape != (c,):
+        raise ValueError(f"{name}: weight must have shape ({c},) (one per class), got {w.shape}")
+    return w
+
+
+@_composite("nll_loss")
+def nll_loss(input: Tensor, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+             reduction: str = "mean") -> Tensor:
+    """-input[i, target[i]] * weight[target[i]]; "mean" divides by the summed weights of the counted rows.
+
+    input holds log-probabilities (N, C) (or (C,), or (N, C, d1, ...)); rows whose target is ignore_index
+    count for nothing.
+    """
+    _legacy("nll_loss", size_average, reduce)
+    _check_reduction("nll_loss", reduction)
+    if _array(target).dtype.kind not in "iu":
+        raise TypeError(f"nll_loss: labels must be integer class indices, got {_array(target).dtype}")
+    rows, y, shape = _classes_last(input, _array(target), prob_target=False)
+    if rows.ndim != 2 or y.shape != (rows.shape[0],):
+        raise ValueError(f"nll_loss: expected target of shape {input.shape[:1] + input.shape[2:]} for input "
+                         f"{input.shape}, got {_array(target).shape}")
+    n, c = rows.shape
+    y = check_class_indices(y, c, "nll_loss", ignore_index)
+    keep = y != ignore_index
+    y_safe = np.where(keep, y, 0)
+    w = _weights(weight, c, rows.dtype, "nll_loss")
+    row_w = (np.ones(n, rows.dtype) if w is None else w[y_safe]) * keep
+    picked = rows[np.arange(n), y_safe]
+    loss = -picked if w is None and keep.all() else -picked * Tensor(row_w.astype(rows.dtype))
+    if reduction == "mean":
+        total = float(row_w.sum())
+        return loss.sum() * (1.0 / total) if total else loss.sum() * math.nan  # all ignored: nan, as PyTorch
+    return _restore(_reduce(loss, reduction), shape, reduction)
+
+
+@_composite("cross_entropy")
+def cross_entropy(input: Tensor, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy of logits (N, C) (or (C,), or (N, C, d1, ...)) against class indices or
+    class probabilities of the logits' shape, with PyTorch's weight, ignore_index and label_smoothing."""
+    _legacy("cross_entropy", size_average, reduce)
+    _check_reduction("cross_entropy", reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    y = _array(target)
+    prob_target = y.dtype.kind == "f"
+    if input.ndim == 2 and weight is None and label_smoothing == 0.0 and not (
+            isinstance(target, Tensor) and target.requires_grad):
+        if prob_target or not (y == ignore_index).any():  # the fused op: one node, exact gradient
+            return input.cross_entropy(target, reduction=reduction)
+    if not prob_target:
+        logp = log_softmax(input, 1 if input.ndim > 1 else 0)
+        loss = nll_loss(logp, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
+        if not label_smoothing:
+            return loss
+        rows, y_rows, shape = _classes_last(logp, y, prob_target=False)
+        c = rows.shape[1]
+        w = _weights(weight, c, rows.dtype, "cross_entropy")
+        smooth = -(rows if w is None else rows * Tensor(w)).sum(1)
+        keep = y_rows != ignore_index
+        if not keep.all():
+            smooth = smooth * Tensor(keep.astype(rows.dtype))
+        if reduction == "mean":
+            total = float((keep if w is None else w[np.where(keep, y_rows, 0)] * keep).sum())
+            smooth = smooth.sum() * (1.0 / total if total else math.nan)
+        else:
+            smooth = _restore(_reduce(smooth, reduction), shape, reduction)
+        return loss * (1.0 - label_smoothing) + smooth * (label_smoothing / c)
+    # class probabilities
+    t = _target_like(input, target, "cross_entropy", same_shape=True)
+    rows, t_rows, shape = _classes_last(input, t, prob_target=True)
+    c = rows.shape[1]
+    if label_smoothing:
+        t_rows = t_rows * (1.0 - label_smoothing) + label_smoothing / c
+    w = _weights(weight, c, rows.dtype, "cross_entropy")
+    per = t_rows * rows.log_softmax(1)
+    loss = -(per if w is None else per * Tensor(w)).sum(1)
+    if reduction == "mean":
+        return loss.mean()
+    return _restore(_reduce(loss, reduction), shape, reduction)
+
+
+@_composite("mse_loss")
+def mse_loss(input: Tensor, target, size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+    """(input - target)^2, averaged over every element for "mean" (PyTorch's; no 1/2)."""
+    _legacy("mse_loss", size_average, reduce)
+    _check_reduction("mse_loss", reduction)
+    d = input - _target_like(input, target, "mse_loss")
+    return _reduce(d ** 2, reduction)
+
+
+@_composite("l1_loss")
+def l1_loss(input: Tensor, target, size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+    """|input - target|, averaged over every element for "mean"."""
+    _legacy("l1_loss", size_average, reduce)
+    _check_reduction("l1_loss", reduction)
+    return _reduce((input - _target_like(input, target, "l1_loss")).abs(), reduction)
+
+
+def _weighted(loss: Tensor, weight) -> Tensor:
+    if weight is None:
+        return loss
+    return loss * (weight if isinstance(weight, Tensor) else Tensor(np.asarray(weight, dtype=loss.dtype)))
+
+
+@_composite("binary_cross_entropy")
+def binary_cross_entropy(input: Tensor, target, weight=None, size_average=None, reduce=None,
+                         reduction: str = "mean") -> Tensor:
+    """-(t log p + (1 - t) log(1 - p)), each log clamped at -100 as PyTorch does; input must lie in [0, 1].
+
+    Prefer binary_cross_entropy_with_logits: it is exact for any logit.
+    """
+    _legacy("binary_cross_entropy", size_average, reduce)
+    _check_reduction("binary_cross_entropy", reduction)
+    t = _target_like(input, target, "binary_cross_entropy", same_shape=True)
+    p = input.data
+    if p.size and not ((p >= 0) & (p <= 1)).all():
+        raise ValueError("binary_cross_entropy: all elements of input should be between 0 and 1 "
+                         "(use binary_cross_entropy_with_logits for logits)")
+    with np.errstate(divide="ignore"):  # log(0) = -inf, clamped to -100 just below
+        log_p, log_q = input.log().clip(-100.0, None), (1.0 - input).log().clip(-100.0, None)
+    loss = -(t * log_p + (1.0 - t) * log_q)
+    return _reduce(_weighted(loss, weight), reduction)
+
+
+@_composite("binary_cross_entropy_with_logits")
+def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, size_average=None, reduce=None,
+                                     reduction: str = "mean", pos_weight=None) -> Tensor:
+    """binary_cross_entropy(sigmoid(x), t), computed stably for any x; pos_weight scales the positive term.
+
+    The softmax of the pair (0, x) is (1 - sigmoid(x), sigmoid(x)), so its
+    log_softmax gives both logs without overflow for any x, and the gradient
+    is exactly sigmoid(x) - t, also at x = 0 (where the usual
+    max(x, 0) - x t + log(1 + exp(-|x|)) form gets a one-sided derivative).
+    """
+    _legacy("binary_cross_entropy_with_logits", size_average, reduce)
+    _check_reduction("binary_cross_entropy_with_logits", reduction)
+    t = _target_like(input, target, "binary_cross_entropy_with_logits", same_shape=True)
+    pair = Tensor.stack([Tensor.zeros_like(input), input], -1)  # (..., 2)
+    log_p = pair.log_softmax(-1)  # [..., 0] = log(1 - sigmoid x), [..., 1] = log sigmoid x
+    positive = t * log_p[..., 1]
+    loss = -(_weighted(positive, pos_weight) + (1.0 - t) * log_p[..., 0])
+    return _reduce(_weighted(loss, weight), reduction)
