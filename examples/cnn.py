@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 from tinygrad_mnist import Tensor, manual_seed, nn, no_grad, optim  # noqa: E402
@@ -54,13 +55,19 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     print(f"{model.num_parameters():,} parameters, {len(x_train):,} training images")
     for epoch in range(1, args.epochs + 1):
-        total = 0.0
+        total, seen = 0.0, 0
+        # a progress bar on stderr: an epoch takes minutes, so show it moving (refreshed every 0.5 s)
+        bar = tqdm(total=len(x_train), desc=f"epoch {epoch}", unit="img", leave=False, mininterval=0.5)
         for xb, yb in iterate_minibatches(x_train, y_train, 32, rng=rng):
             loss = model(Tensor(xb)).cross_entropy(yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += float(loss.data) * len(yb)
+            seen += len(yb)
+            bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
+            bar.update(len(yb))
+        bar.close()
         print(f"epoch {epoch}: train loss {total / len(x_train):.4f}  "
               f"test accuracy {accuracy(model, x_test, ds.y_test):.4f}")
     return 0

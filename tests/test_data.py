@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import urllib.error
 from dataclasses import replace
@@ -222,12 +223,34 @@ def test_search_order(tmp_path, monkeypatch, no_data):
     assert len(D.load_mnist(download=False).y_train) == 6
 
 
-def test_incomplete_env_dir_falls_through_to_cache(tmp_path, monkeypatch, no_data):
+def test_named_env_dir_missing_or_incomplete_is_an_error(tmp_path, monkeypatch, no_data):
+    # A data set the user named is used or reported, never silently replaced by the cache or the sample.
     env = make_set(tmp_path / "env", 4)
     (env / "train-images-idx3-ubyte.gz").unlink()
     monkeypatch.setenv(D.ENV_VAR, str(env))
     make_set(no_data / "tinygrad_mnist" / "mnist", 5)
-    assert len(D.load_mnist(download=False).y_train) == 5
+    with pytest.raises(DataError, match=r"\$TINYGRAD_MNIST_DATA \(.*env\): missing train-images-idx3-ubyte"):
+        D.load_mnist(download=False)
+    monkeypatch.setenv(D.ENV_VAR, str(tmp_path / "nonexistent"))
+    with pytest.raises(DataError, match=r"nonexistent\): no such directory.*unset TINYGRAD_MNIST_DATA"):
+        D.load_mnist(download=False)
+
+
+def test_fashion_and_mnist_files_are_told_apart(tmp_path):
+    """The two data sets share file names and formats; loading one as the other is an error naming both."""
+    sample = D.load_sample()
+    d = tmp_path / "mnist-files"
+    d.mkdir()
+    for name, arr in zip(D.FILES, [np.rint(sample.x_train[:30] * 255).astype(np.uint8).reshape(-1, 28, 28),
+                                   sample.y_train[:30].astype(np.uint8),
+                                   np.rint(sample.x_test[:5] * 255).astype(np.uint8).reshape(-1, 28, 28),
+                                   sample.y_test[:5].astype(np.uint8)]):
+        D.write_idx(d / name, arr)
+    assert D.identify(D.load_mnist(d, download=False).y_train) == "mnist"
+    with pytest.raises(DataError, match=r"holds MNIST, not Fashion-MNIST.*--dataset mnist"):
+        D.load_mnist(d, dataset="fashion", download=False)
+    other = make_set(tmp_path / "random", 30)
+    assert D.identify(D.load_mnist(other, dataset="fashion", download=False).y_train) is None  # loaded as asked
 
 
 def test_fashion_search(tmp_path, monkeypatch, no_data):
@@ -248,7 +271,7 @@ def test_fashion_from_debian_package():
     d = Path("/usr/share/datasets/fashion-mnist")
     if D._find_files(d)[1]:
         pytest.skip("Fashion-MNIST Debian package not installed (apt-get install dataset-fashion-mnist)")
-    ds = D.load_mnist(d, download=False)  # what load_mnist(dataset="fashion") finds by itself
+    ds = D.load_mnist(d, dataset="fashion", download=False)  # what load_mnist(dataset="fashion") finds by itself
     assert ds.x_train.shape == (60000, 784) and ds.x_test.shape == (10000, 784)
     assert np.bincount(ds.y_train).tolist() == [6000] * 10
 
@@ -256,22 +279,26 @@ def test_fashion_from_debian_package():
 def test_sample_fallback(no_data, capsys):
     ds = D.load_mnist(download=False)
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1
-    assert "full MNIST not found" in err and str(no_data) in err and "download disabled" in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and all(len(line) <= 120 for line in lines), err  # two short lines
+    assert "full MNIST not found (download disabled)" in err and "bundled sample" in err
     assert "10,000 train / 2,000 test digits" in err and D.DOWNLOAD_HINT in err
     assert ds.is_sample and "bundled sample" in ds.source
     assert ds.x_train.shape == (10000, 784) and ds.x_test.shape == (2000, 784)
     assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
     D.load_mnist(download=False, verbose=False)
     assert capsys.readouterr().err == ""
+    D.load_mnist(download=False, details=True)  # --debug: where it looked, too
+    err = capsys.readouterr().err
+    assert str(no_data) in err and "download disabled" in err
 
 
 def test_no_data_error_lists_places(tmp_path, monkeypatch, no_data):
-    monkeypatch.setenv(D.ENV_VAR, str(tmp_path / "env"))
     with pytest.raises(DataError) as e:
         D.load_mnist(download=False, allow_sample=False)
     msg = str(e.value)
-    assert str(tmp_path / "env") in msg and str(no_data / "tinygrad_mnist" / "mnist") in msg
+    assert "\n" not in msg  # the CLI prints it as one line
+    assert "TINYGRAD_MNIST_DATA (not set)" in msg and str(no_data / "tinygrad_mnist" / "mnist") in msg
     assert "download disabled" in msg and "train-images-idx3-ubyte" in msg and D.DOWNLOAD_HINT in msg
     with pytest.raises(DataError, match="fashion data not found"):  # no sample for fashion
         D.load_mnist(dataset="fashion", download=False)
@@ -342,9 +369,9 @@ def test_download_checksum_mismatch_leaves_nothing(monkeypatch, no_data, fake_re
         D.download_mnist(dest, verbose=False)
     assert os.listdir(dest) == []  # train-images comes first: no file, no temp file, nothing after it
     # load_mnist reports the failure, then falls back to the sample (or raises without it).
-    assert D.load_mnist(verbose=True).is_sample
+    assert D.load_mnist(verbose=True, details=True).is_sample
     assert "sha256 mismatch" in capsys.readouterr().err
-    with pytest.raises(DataError, match="download failed: could not download"):
+    with pytest.raises(DataError, match="download failed 0 min ago, not retried .*sha256 mismatch"):
         D.load_mnist(allow_sample=False, verbose=False)
     assert "train-images-idx3-ubyte.gz" not in os.listdir(dest)
     assert not [n for n in os.listdir(dest) if n.endswith(".tmp")]
@@ -357,6 +384,33 @@ def test_download_offline_and_disabled(monkeypatch, no_data):
     monkeypatch.setenv(D.OFFLINE_ENV, "1")
     assert D.load_mnist(verbose=False).is_sample and calls == []
     assert D.load_mnist(download=False, verbose=False).is_sample and calls == []
+
+
+def test_failed_download_is_remembered(monkeypatch, no_data, fake_remote, capsys):
+    """A dead network costs one wait, not one per run; `download` (or time) tries again."""
+    timeouts = []
+    served = {}
+
+    def urlopen(url, timeout=None):
+        timeouts.append(timeout)
+        if url not in served:
+            raise urllib.error.URLError("timed out")
+        return FakeResponse(served[url])
+
+    monkeypatch.setattr(D, "urlopen", urlopen)
+    assert D.load_mnist(verbose=False).is_sample
+    assert timeouts == [D.CONNECT_TIMEOUT_S] * 2 and D.CONNECT_TIMEOUT_S <= 15
+    assert D.load_mnist(verbose=True).is_sample and len(timeouts) == 2  # no second wait on the network
+    assert "download failed" in capsys.readouterr().err
+    with pytest.raises(DataError, match="download failed 0 min ago.*timed out"):
+        D.load_mnist(allow_sample=False, verbose=False)
+    # an hour later it tries again
+    marker = no_data / "tinygrad_mnist" / "mnist" / D.FAILED_MARKER
+    note = json.loads(marker.read_text())
+    note["time"] -= D.RETRY_DOWNLOAD_AFTER_S + 1
+    marker.write_text(json.dumps(note))
+    served.update({f"https://b.invalid/{n}": b for n, b in fake_remote.items()})
+    assert not D.load_mnist(verbose=False).is_sample and not marker.exists()
 
 
 # --- full MNIST (skipped without it) -----------------------------------------------------------------

@@ -213,3 +213,27 @@ def test_compare_with_reference_leaves_inputs_alone():
     compare_with_reference(lambda a: a * a, torch_reference(lambda a: a * a), [x])
     assert x.grad is None
     np.testing.assert_array_equal(x.data, [1.0, 2.0])
+
+
+class CubeOffBy(Function):
+    """x^3 whose derivative is off by a relative factor `rel` (set on the class)."""
+
+    rel = 0.0
+
+    def forward(self, x):
+        return x ** 3
+
+    def backward(self, g):
+        x = self.parents[0]
+        return (g * x * x * (3 * (1 + self.rel)),)
+
+
+@pytest.mark.parametrize("rel, passes", [(1e-2, False), (2e-3, False), (1e-5, True), (0.0, True)])
+def test_default_tolerance_is_pinned(monkeypatch, rel, passes):
+    """gradcheck's defaults catch a Jacobian 1% (even 0.2%) off and accept one 1e-5 off: loosening the default
+    rtol (1e-3) to, say, 0.2 would let wrong gradients through, and this test would say so."""
+    monkeypatch.setattr(CubeOffBy, "rel", rel)
+    x = Tensor(np.array([0.7, -1.3, 2.1]), requires_grad=True)  # derivatives ~1.5 to 13: atol=1e-5 doesn't matter
+    assert gradcheck(lambda t: CubeOffBy.apply(t), [x], raise_exception=False) is passes
+    defaults = inspect.signature(gradcheck).parameters
+    assert defaults["rtol"].default == 1e-3 and defaults["atol"].default == 1e-5

@@ -3,7 +3,8 @@
 Images come back as float32 arrays of shape (N, 784) scaled to [0, 1]; use ``images_2d(x)`` to get the
 (N, 1, 28, 28) layout a CNN wants. Labels are int64.
 
-This module imports nothing else from the package, so it can be used (and tested) on its own.
+This module imports nothing else from the package but ``fileio`` (atomic writes), so it can be used (and
+tested) on its own.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import json
 import os
-import secrets
 import struct
 import sys
+import time
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -26,9 +27,14 @@ from urllib.request import urlopen  # module global so tests can monkeypatch it 
 import numpy as np
 from tqdm import tqdm
 
+from .fileio import atomic_write, write_text_atomic
+
 ENV_VAR = "TINYGRAD_MNIST_DATA"  # a directory holding the four MNIST files
 OFFLINE_ENV = "TINYGRAD_MNIST_OFFLINE"  # set to 1 (e.g. in CI) to never download
 DOWNLOAD_HINT = "python -m tinygrad_mnist download"
+CONNECT_TIMEOUT_S = 10  # per socket operation: a dead network fails in seconds, not minutes
+RETRY_DOWNLOAD_AFTER_S = 3600  # after a failed automatic download, don't wait on the network again for this long
+FAILED_MARKER = ".download-failed"  # in the cache dir: when and why the last automatic download failed
 SAMPLE_DIR = Path(__file__).with_name("sample_data")
 
 # The four files of MNIST-format data sets; each may be gzipped (.gz) or raw.
@@ -100,29 +106,13 @@ def write_idx(path, array) -> None:
         raise DataError(f"{path}: IDX needs 1 to 255 dimensions, got {array.ndim}")
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     data = header + array.astype(_IDX_DTYPES[code]).tobytes()
-    with _atomic_file(path) as f:
+    with atomic_write(path, "wb", make_parents=False) as f:
         if str(path).endswith(".gz"):
             # GzipFile rather than gzip.compress: some Python versions ignore gzip.compress(mtime=0).
             with gzip.GzipFile(filename="", mode="wb", compresslevel=9, fileobj=f, mtime=0) as gz:
                 gz.write(data)
         else:
             f.write(data)
-
-
-@contextmanager
-def _atomic_file(path):
-    """Yield a file beside ``path`` that replaces it only if the block succeeds; otherwise it is removed."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # plain open: permissions follow the umask, unlike mkstemp's 0600
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -238,13 +228,34 @@ def _images_and_labels(img_path: Path, lbl_path: Path) -> tuple[np.ndarray, np.n
     return x, labels.astype(np.int64)
 
 
-def _load_dir(d: Path, source: str, is_sample: bool = False) -> Dataset:
+# The first 20 training labels of each data set: enough to tell MNIST files from Fashion-MNIST files
+# (the two use the same file names and formats, so a mix-up otherwise goes unnoticed).
+_FIRST_TRAIN_LABELS = {
+    "mnist": [5, 0, 4, 1, 9, 2, 1, 3, 1, 4, 3, 5, 3, 6, 1, 7, 2, 8, 6, 9],
+    "fashion": [9, 0, 0, 3, 0, 2, 7, 2, 5, 5, 0, 9, 5, 5, 7, 9, 1, 0, 6, 4],
+}
+
+
+def identify(y_train: np.ndarray) -> str | None:
+    """"mnist" or "fashion" when the labels start like that data set's training labels, else None."""
+    head = y_train[:20].tolist()
+    return next((name for name, first in _FIRST_TRAIN_LABELS.items() if len(head) == 20 and head == first), None)
+
+
+def _load_dir(d: Path, source: str, is_sample: bool = False, dataset: str | None = None) -> Dataset:
     found, missing = _find_files(d)
     if missing:
         raise DataError(f"{d}: missing {', '.join(missing)}")
     x_train, y_train = _images_and_labels(found[FILES[0]], found[FILES[1]])
     x_test, y_test = _images_and_labels(found[FILES[2]], found[FILES[3]])
+    actual = identify(y_train)
+    if dataset is not None and actual is not None and actual != dataset:
+        raise DataError(f"{d} holds {_TITLES[actual]}, not {_TITLES[dataset]} (its labels start like "
+                        f"{_TITLES[actual]}'s); pass --dataset {actual} or point --data at the {dataset} files")
     return Dataset(x_train, y_train, x_test, y_test, source=source, is_sample=is_sample)
+
+
+_TITLES = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}
 
 
 def load_sample() -> Dataset:
@@ -254,65 +265,97 @@ def load_sample() -> Dataset:
     return replace(ds, source=f"bundled sample ({counts}, {SAMPLE_DIR})")
 
 
+def _recent_failure(dataset: str) -> str | None:
+    """Why the last automatic download failed, if it failed less than RETRY_DOWNLOAD_AFTER_S ago."""
+    marker = cache_dir(dataset) / FAILED_MARKER
+    try:
+        note = json.loads(marker.read_text())
+        age = time.time() - float(note["time"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not 0 <= age < RETRY_DOWNLOAD_AFTER_S:
+        return None
+    return f"download failed {age / 60:.0f} min ago, not retried until {RETRY_DOWNLOAD_AFTER_S // 60} min have " \
+           f"passed ({note.get('error', '?')})"
+
+
+def _remember_failure(dataset: str, error: str) -> None:
+    try:
+        write_text_atomic(cache_dir(dataset) / FAILED_MARKER, json.dumps({"time": time.time(), "error": error}))
+    except OSError:  # an unwritable cache only means the next run tries again
+        pass
+
+
 def load_mnist(data_dir=None, dataset: str = "mnist", download: bool = True, allow_sample: bool = True,
-               verbose: bool = True) -> Dataset:
+               verbose: bool = True, details: bool = False) -> Dataset:
     """Load MNIST (or dataset="fashion" for Fashion-MNIST) from the first place that has all four files.
 
-    Order: ``data_dir`` (an error if given but incomplete), $TINYGRAD_MNIST_DATA (for fashion: its
-    ``fashion`` subdirectory), the per-user cache dir, OS package dirs (fashion: Debian's
-    /usr/share/datasets/fashion-mnist), a download into the cache dir, then (mnist only, if
-    ``allow_sample``) the bundled sample. Local files need not match the checksums (they may be raw
-    copies) but their structure is checked.
+    A place the user named is used or is an error, never skipped: ``data_dir``, then $TINYGRAD_MNIST_DATA
+    (for fashion: its ``fashion`` subdirectory, skipped if absent). Otherwise the search goes on: the
+    per-user cache dir, OS package dirs (fashion: Debian's /usr/share/datasets/fashion-mnist), a download
+    into the cache dir (a failure is remembered for RETRY_DOWNLOAD_AFTER_S, so later runs don't wait on
+    the network again), then (mnist only, if ``allow_sample``) the bundled sample, announced in two short
+    lines on stderr (``details=True`` adds where it looked). Local files need not match the checksums
+    (they may be raw copies) but their structure is checked, and MNIST files loaded as Fashion-MNIST (or
+    the other way round) are an error.
     """
     spec = _spec(dataset)
+    files = f"the four {_TITLES[dataset]} files {', '.join(FILES)} (each gzipped .gz or raw)"
     if data_dir is not None:
         d = Path(data_dir).expanduser()
         found, missing = _find_files(d)
         if missing:
             why = "no such directory" if not d.is_dir() else f"missing {', '.join(missing)}"
-            raise DataError(f"--data {d}: {why}; expected the four {dataset} files {', '.join(FILES)} "
-                            "(each gzipped .gz or raw)")
-        return _load_dir(d, f"{d} (--data)")
+            raise DataError(f"--data {d}: {why}; expected {files}")
+        return _load_dir(d, f"{d} (--data)", dataset=dataset)
 
     env = os.environ.get(ENV_VAR)
-    env_dir = None if not env else Path(env).expanduser() / ("" if dataset == "mnist" else dataset)
-    places = [(f"${ENV_VAR}", env_dir), ("cache", cache_dir(dataset))]
-    places += [("OS package", d) for d in spec.system_dirs]
-    looked = []  # short notes on each place, for the messages below
-    for label, d in places:
-        if d is None:
-            looked.append(f"${ENV_VAR} (not set)")
-            continue
+    if env:
+        d = Path(env).expanduser() / ("" if dataset == "mnist" else dataset)
         found, missing = _find_files(d)
         if not missing:
-            return _load_dir(d, f"{d} ({label})")
+            return _load_dir(d, f"{d} (${ENV_VAR})", dataset=dataset)
+        if dataset == "mnist" or d.is_dir():  # $TINYGRAD_MNIST_DATA names MNIST; fashion/ below it is optional
+            why = "no such directory" if not d.is_dir() else f"missing {', '.join(missing)}"
+            raise DataError(f"${ENV_VAR} ({d}): {why}; expected {files} (or unset {ENV_VAR} to search elsewhere)")
+
+    looked = [f"${ENV_VAR} ({'not set' if not env else f'no {dataset} subdirectory'})"]
+    for label, d in [("cache", cache_dir(dataset))] + [("OS package", d) for d in spec.system_dirs]:
+        found, missing = _find_files(d)
+        if not missing:
+            return _load_dir(d, f"{d} ({label})", dataset=dataset)
         why = "no such directory" if not d.is_dir() else f"{len(missing)} of 4 files missing"
         looked.append(f"{d} ({why})")
 
+    failure = None
     if not download or os.environ.get(OFFLINE_ENV):
-        looked.append("download disabled")
-    else:
+        failure = "download disabled"
+    elif (failure := _recent_failure(dataset)) is None:
         try:
             d = download_mnist(cache_dir(dataset), dataset, verbose=verbose)
-            return _load_dir(d, f"{d} (downloaded)")
+            return _load_dir(d, f"{d} (downloaded)", dataset=dataset)
         except (DataError, OSError) as e:
-            looked.append(f"download failed: {e}")
+            failure = f"download failed: {e}"
+            _remember_failure(dataset, str(e))
+    looked.append(failure)
 
     where = "; ".join(looked)
     hint = DOWNLOAD_HINT if dataset == "mnist" else f"{DOWNLOAD_HINT} --dataset {dataset}"
     if allow_sample and dataset == "mnist":
         ds = load_sample()
         if verbose:
-            print(f"tinygrad_mnist: full MNIST not found (looked in {where}); training on the bundled sample "
-                  f"({len(ds.y_train):,} train / {len(ds.y_test):,} test digits). Get the full set: {hint}  "
-                  f"(or set {ENV_VAR}=DIR)", file=sys.stderr)
+            short = "download disabled" if failure == "download disabled" else "download failed"
+            print(f"tinygrad_mnist: full MNIST not found ({short}); using the bundled sample "
+                  f"({len(ds.y_train):,} train / {len(ds.y_test):,} test digits)\n"
+                  f"  get the full set: {hint}  (or set {ENV_VAR}=DIR)"
+                  + (f"\n  looked in: {where}" if details else "  (--debug: details)"), file=sys.stderr)
         return ds
     raise DataError(
-        f"{dataset} data not found. Looked in:\n  " + "\n  ".join(looked) + "\n"
-        f"Put the four files {', '.join(FILES)} (each gzipped .gz or raw) in one directory and pass "
-        f"--data DIR or set {ENV_VAR}=DIR{'' if dataset == 'mnist' else f' (fashion: DIR/{dataset})'}, "
+        f"{dataset} data not found. Looked in: {where}. "
+        f"Put {files} in one directory and pass --data DIR or set {ENV_VAR}=DIR"
+        f"{'' if dataset == 'mnist' else f' (fashion: DIR/{dataset})'}, "
         f"or put them in {cache_dir(dataset)}, or run: {hint}"
-        + ("\n(or: apt-get install dataset-fashion-mnist)" if dataset == "fashion" else "")
+        + (" (or: apt-get install dataset-fashion-mnist)" if dataset == "fashion" else "")
     )
 
 
@@ -333,7 +376,7 @@ def _download(urls: list[str], dest: Path, hash_name: str, expected: str, verbos
     errors = []
     for url in urls:
         try:
-            with urlopen(url, timeout=60) as resp, _atomic_file(dest) as f:
+            with urlopen(url, timeout=CONNECT_TIMEOUT_S) as resp, atomic_write(dest, "wb") as f:
                 h = hashlib.new(hash_name)
                 total = int(resp.headers.get("Content-Length") or 0) or None
                 with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
@@ -342,7 +385,7 @@ def _download(urls: list[str], dest: Path, hash_name: str, expected: str, verbos
                         f.write(chunk)
                         h.update(chunk)
                         bar.update(len(chunk))
-                if h.hexdigest() != expected:  # raising here makes _atomic_file delete the temp file
+                if h.hexdigest() != expected:  # raising here makes atomic_write delete the temp file
                     raise DataError(f"{hash_name} mismatch: expected {expected}, got {h.hexdigest()}")
             return
         except (OSError, http.client.HTTPException, DataError) as e:  # URLError/timeouts are OSErrors
@@ -364,6 +407,10 @@ def download_mnist(dest_dir=None, dataset: str = "mnist", *, verbose: bool = Tru
         if target.is_file() and _file_digest(target, spec.hash_name) == expected:
             continue
         _download([m + name for m in spec.mirrors], target, spec.hash_name, expected, verbose)
+    try:  # the network works again: let automatic downloads try again
+        (cache_dir(dataset) / FAILED_MARKER).unlink(missing_ok=True)
+    except OSError:
+        pass
     return dest
 
 

@@ -1,21 +1,26 @@
 """Training and evaluation loops for the MNIST demo (used by the CLI, examples and benchmarks).
 
-The loop is the textbook one: forward, loss, zero_grad, backward, step.
+The loop is the textbook one: forward, loss, zero_grad, backward, step.  Around it, what a long run
+needs: a checkpoint after every epoch (and on request between steps) that resumes bit-identically,
+and a stop at the first non-finite loss instead of training on NaNs.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__, losses, nn, optim
-from .data import Dataset, iterate_minibatches, one_hot
+from . import __version__, engine, losses, nn, optim, serialization
+from .data import Dataset, one_hot
 from .engine import Tensor, from_numpy, no_grad
+from .fileio import atomic_write
 from .models import MODELS
 
 
@@ -114,57 +119,213 @@ class History:
     data_source: str
     is_sample: bool
     eval_split: str
+    train_size: int = 0
+    eval_size: int = 0
     epochs: list = field(default_factory=list)
     test_acc: float | None = None
+    status: str = "running"  # running | completed | diverged | interrupted
+    stopped_at: dict | None = None  # {"epoch", "step", "reason"} when diverged or interrupted
     environment: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain JSON types only, NaN and infinities as None: strict JSON readers accept the result."""
+        return _finite_or_none(asdict(self))
+
+
+def _finite_or_none(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+class Diverged(ArithmeticError):
+    """The loss or the parameters became NaN or infinite; training stopped before using them."""
+
+    def __init__(self, epoch: int, step: int, what: str, lr: float):
+        self.epoch, self.step, self.what, self.lr = epoch, step, what, lr
+        super().__init__(f"training diverged at epoch {epoch}, step {step}: {what} (learning rate {lr:g})")
+
+
+class Interrupted(Exception):
+    """Training stopped on request (Ctrl-C) after finishing a step; `checkpoint` is where it can resume."""
+
+    def __init__(self, epoch: int, step: int, checkpoint=None):
+        self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
+        super().__init__(f"interrupted at epoch {epoch}, step {step}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checkpoints: one .npz (no pickle) with the arrays (model weights under "model.", optimizer state under
+# "optim.<param index>.") and a JSON metadata entry with everything else: recipe, position, RNG states,
+# scalar optimizer and schedule state, the metrics so far.  serialization.load reads it.
+
+CHECKPOINT_FORMAT = "tinygrad_mnist.checkpoint/1"
+
+
+def _write_npz(path, arrays: dict, metadata: dict) -> None:
+    meta = json.dumps(metadata, allow_nan=False)  # a checkpoint is only written when everything is finite
+    with atomic_write(path, "wb") as f:
+        np.savez(f, allow_pickle=False, **arrays, **{serialization.METADATA_KEY: np.array(meta)})
+
+
+def load_checkpoint(path) -> tuple[dict, dict]:
+    """(arrays, metadata) of a training checkpoint; SerializationError if the file is not one."""
+    arrays, meta = serialization.load(path)
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        what = "a model file, not a training checkpoint" if "model" in meta else "not a training checkpoint"
+        raise serialization.SerializationError(f"{path}: {what} (expected format {CHECKPOINT_FORMAT})")
+    return arrays, meta
+
+
+def _finite(params) -> bool:
+    return all(np.isfinite(p.data).all() for p in params)
+
+
+@dataclass
+class _Position:
+    """Where a run is: `epoch` epochs done, `step` steps of the next one done, with its running sums."""
+
+    epoch: int = 0
+    step: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+    batch_rng: dict | None = None  # the batch generator's state at the start of epoch `epoch + 1`
 
 
 def fit(model: nn.Module, ds: Dataset, recipe: Recipe, *, x_eval=None, y_eval=None, eval_split="test",
-        progress: bool = True, log=print) -> History:
+        progress: bool = True, log=print, checkpoint=None, checkpoint_meta: dict | None = None, resume=None,
+        should_stop=None) -> History:
     """Train `model` on ds.x_train with `recipe`; evaluate after every epoch on (x_eval, y_eval).
 
     Evaluation data default to the test set (Nielsen reports test accuracy per
     epoch too); pass a validation split to keep the test set untouched.
+
+    checkpoint: a path; after every epoch (and when stopping early) the whole state is written there
+    atomically, with `checkpoint_meta` added to its metadata.  resume: (arrays, metadata) from
+    load_checkpoint; the run goes on exactly where it stopped (same weights, batches, dropout masks).
+    should_stop: called after every step; when it returns True the step's state is checkpointed and
+    Interrupted is raised.  A non-finite loss raises Diverged before the step is taken, and no
+    checkpoint with non-finite parameters is ever written.
     """
     if x_eval is None:
         x_eval, y_eval = ds.x_test, ds.y_test
-    opt = make_optimizer(recipe, model.parameters())
+    params = model.parameters()
+    opt = make_optimizer(recipe, params)
     schedule = make_schedule(recipe, opt)
     rng = np.random.default_rng(recipe.seed)
     history = History(recipe=asdict(recipe), data_source=ds.source, is_sample=ds.is_sample, eval_split=eval_split,
+                      train_size=len(ds.x_train), eval_size=len(x_eval),
                       environment={"python": platform.python_version(), "numpy": np.__version__,
                                    "tinygrad_mnist": __version__, "platform": platform.platform()})
-    n = len(ds.x_train)
-    for epoch in range(1, recipe.epochs + 1):
-        model.train()
-        start = time.perf_counter()
-        loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(total=n, desc=f"epoch {epoch}/{recipe.epochs}", unit="img", unit_scale=True, leave=False,
-                   disable=not progress, file=sys.stderr, mininterval=0.5)
-        for step, (xb, yb) in enumerate(iterate_minibatches(ds.x_train, ds.y_train, recipe.batch_size, rng=rng)):
-            out = model(from_numpy(xb))  # the batch is shared, not copied
-            loss = compute_loss(recipe, out, yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.data) * len(yb)
-            correct += int((out.data.argmax(axis=1) == yb).sum())
-            seen += len(yb)
-            bar.update(len(yb))
-            if step % 50 == 0:  # formatting the postfix every step would cost more than a small step
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
-        bar.close()
-        seconds = time.perf_counter() - start
-        lr = opt.lr
-        if schedule is not None:
-            schedule.step()
-        acc = evaluate(model, x_eval, y_eval)
-        stats = EpochStats(epoch, loss_sum / max(seen, 1), correct / max(seen, 1), acc, seconds,
-                           seen / seconds if seconds else 0.0, lr)
-        history.epochs.append(stats)
-        log(f"epoch {epoch:>2}/{recipe.epochs}: loss {stats.train_loss:.4f}  train acc {stats.train_acc:.4f}  "
-            f"{eval_split} acc {acc:.4f}  ({seconds:.1f}s, {stats.samples_per_s:,.0f} img/s, lr {lr:.3g})")
+    pos = _Position(batch_rng=rng.bit_generator.state)
+    if resume is not None:
+        pos = _restore(resume, model, opt, schedule, rng, history)
+
+    def save_state(p: _Position) -> None:
+        if checkpoint is None:
+            return
+        if not _finite(params):
+            raise Diverged(p.epoch + (p.step > 0), p.step, "the parameters became NaN or infinite", opt.lr)
+        arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
+        osd = opt.state_dict()
+        scalars = {}
+        for i, st in osd["state"].items():
+            scalars[i] = {}
+            for k, v in st.items():
+                if isinstance(v, np.ndarray):
+                    arrays[f"optim.{i}.{k}"] = v
+                else:
+                    scalars[i][k] = v
+        meta = {**(checkpoint_meta or {}), "format": CHECKPOINT_FORMAT, "recipe": asdict(recipe),
+                "position": asdict(p), "engine_rng": engine.rng().bit_generator.state,
+                "optimizer": {"state": scalars, "param_groups": osd["param_groups"]},
+                "schedule": schedule.state_dict() if schedule is not None else None,
+                "history": {k: v for k, v in asdict(history).items() if k in ("epochs", "environment")}}
+        _write_npz(checkpoint, arrays, meta)
+
+    try:
+        n = len(ds.x_train)
+        n_steps = -(-n // recipe.batch_size)
+        for epoch in range(pos.epoch + 1, recipe.epochs + 1):
+            model.train()
+            rng.bit_generator.state = pos.batch_rng
+            order = rng.permutation(n)  # the epoch's batches: the same as data.iterate_minibatches(rng=...) gives
+            first, loss_sum, correct, seen, prior = pos.step, pos.loss_sum, pos.correct, pos.seen, pos.seconds
+            start = last_shown = time.perf_counter()
+            bar = tqdm(total=n, initial=seen, desc=f"epoch {epoch}/{recipe.epochs}", unit="img", unit_scale=True,
+                       leave=False, disable=not progress, file=sys.stderr, mininterval=0.2)
+            for step in range(first, n_steps):
+                idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+                xb, yb = ds.x_train[idx], ds.y_train[idx]
+                out = model(from_numpy(xb))  # the batch is shared, not copied
+                loss = compute_loss(recipe, out, yb)
+                value = float(loss.data)
+                if not math.isfinite(value):  # stop before this step touches the weights
+                    bar.close()
+                    raise Diverged(epoch, step + 1, f"loss is {value}", opt.lr)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                loss_sum += value * len(yb)
+                correct += int((out.data.argmax(axis=1) == yb).sum())
+                seen += len(yb)
+                bar.update(len(yb))
+                now = time.perf_counter()
+                if now - last_shown >= 0.2 or step + 1 == n_steps:  # by time: fresh numbers however long a step is
+                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
+                    last_shown = now
+                if should_stop is not None and step + 1 < n_steps and should_stop():
+                    bar.close()
+                    save_state(_Position(epoch - 1, step + 1, loss_sum, correct, seen, prior + now - start,
+                                         pos.batch_rng))
+                    raise Interrupted(epoch, step + 1, checkpoint)
+            bar.close()
+            seconds = prior + time.perf_counter() - start
+            lr = opt.lr
+            if not _finite(params):
+                raise Diverged(epoch, n_steps, "the parameters became NaN or infinite", lr)
+            if schedule is not None:
+                schedule.step()
+            acc = evaluate(model, x_eval, y_eval)
+            stats = EpochStats(epoch, loss_sum / max(seen, 1), correct / max(seen, 1), acc, seconds,
+                               seen / seconds if seconds else 0.0, lr)
+            history.epochs.append(stats)
+            log(f"epoch {epoch:>2}/{recipe.epochs}: loss {stats.train_loss:.4f}  train acc {stats.train_acc:.4f}  "
+                f"{eval_split} acc {acc:.4f}  ({seconds:.1f}s, {stats.samples_per_s:,.0f} img/s, lr {lr:.3g})")
+            pos = _Position(epoch, batch_rng=rng.bit_generator.state)
+            save_state(pos)
+            if should_stop is not None and epoch < recipe.epochs and should_stop():
+                raise Interrupted(epoch + 1, 0, checkpoint)
+    except (Diverged, Interrupted) as e:
+        history.status = "diverged" if isinstance(e, Diverged) else "interrupted"
+        history.stopped_at = {"epoch": e.epoch, "step": e.step, "reason": str(e)}
+        e.history = history  # the metrics so far, for the caller to write
+        raise
+    history.status = "completed"
     return history
+
+
+def _restore(resume, model, opt, schedule, rng, history) -> _Position:
+    arrays, meta = resume
+    model.load_state_dict({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
+    osd = meta["optimizer"]
+    state = {int(i): dict(s) for i, s in osd["state"].items()}
+    for key, v in arrays.items():
+        if key.startswith("optim."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": osd["param_groups"]})
+    if schedule is not None:
+        schedule.load_state_dict(meta["schedule"])
+    engine.rng().bit_generator.state = meta["engine_rng"]
+    names = {f.name for f in fields(EpochStats)}
+    history.epochs = [EpochStats(**{k: v for k, v in e.items() if k in names}) for e in meta["history"]["epochs"]]
+    pos = _Position(**meta["position"])
+    rng.bit_generator.state = pos.batch_rng
+    return pos

@@ -19,12 +19,10 @@ def _positive_int(text: str) -> int:
     return v
 
 
-def _max_nodes(text: str) -> int | None:
-    if text.lower() in ("none", "0"):
-        return None
+def _max_nodes(text: str) -> int:
     v = _positive_int(text)
     if v < 3:
-        raise argparse.ArgumentTypeError(f"must be at least 3 (or 0 for no limit), got {v}")
+        raise argparse.ArgumentTypeError(f"must be at least 3, got {v}")
     return v
 
 
@@ -51,12 +49,14 @@ def add_graph_arguments(p: argparse.ArgumentParser) -> None:
                    help="draw the forward pass (default) or the backward pass")
     p.add_argument("--rankdir", choices=["LR", "TB"], default="TB")
     p.add_argument("--max-nodes", type=_max_nodes, default=200, metavar="N",
-                   help="summarize past N nodes (default 200; 0: no limit)")
+                   help="summarize the graph past N nodes (default 200)")
     p.add_argument("--no-legend", action="store_true", help="leave out the legend")
 
 
-def run_graph_command(args) -> int:
-    """Build the model, run one training step on a few sample images, draw it."""
+def draw_step(args):
+    """Build the model, run one training step on a few sample images, draw it (a viz.VizGraph).
+
+    Raises ValueError for an --expand or --highlight name the graph does not have."""
     from .. import data, viz
     from ..engine import Tensor, manual_seed
     from ..train import RECIPES, build_model, compute_loss
@@ -66,27 +66,30 @@ def run_graph_command(args) -> int:
     sample = data.load_sample()
     x = Tensor(sample.x_test[:args.batch_size])
     labels = Tensor(sample.y_test[:args.batch_size])
+    x.name, labels.name = "x", "labels"
     with viz.trace_modules(model) as trace:  # records module calls so each draws as one box
         loss = compute_loss(RECIPES[args.model], model(x), labels)
     if not args.no_grads:
         # a plain backward frees what ops saved but keeps the structure; --saved draws it before that
         loss.backward(retain_graph=args.saved)
     expand = args.expand or []
+    return viz.draw_graph(loss, params=model, names={"x": x, "labels": labels}, output_name="loss",
+                          trace=trace, expand=True if "all" in expand else expand, depth=args.depth,
+                          fold_repeats=not args.no_fold, show_values=args.values, show_grads=not args.no_grads,
+                          highlight=args.highlight, backward_order=args.backward_order, show_saved=args.saved,
+                          direction=args.direction, rankdir=args.rankdir, max_nodes=args.max_nodes,
+                          legend=not args.no_legend,
+                          title=f"one training step of {args.model} on {args.batch_size} images")
+
+
+def run_graph_command(args) -> int:
+    """draw_step, then render to args.output (what cli.py does, without its argument checks)."""
+    from . import GraphvizNotFound, render_graph
+
     try:
-        dot = viz.draw_graph(loss, params=model, names={"x": x, "labels": labels}, output_name="loss",
-                             trace=trace, expand=True if "all" in expand else expand, depth=args.depth,
-                             fold_repeats=not args.no_fold, show_values=args.values,
-                             show_grads=not args.no_grads, highlight=args.highlight,
-                             backward_order=args.backward_order, show_saved=args.saved,
-                             direction=args.direction, rankdir=args.rankdir, max_nodes=args.max_nodes,
-                             legend=not args.no_legend,
-                             title=f"one training step of {args.model} on {args.batch_size} images")
-        path = viz.render_graph(dot, args.output)
-    except viz.GraphvizNotFound as e:
+        path = render_graph(draw_step(args), args.output)
+    except (ValueError, GraphvizNotFound) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:  # an unknown --expand or --highlight name, an unusable output path
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {path} ({dot.info['nodes']} nodes)")
+    print(f"wrote {path}")
     return 0
