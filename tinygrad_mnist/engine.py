@@ -28,6 +28,7 @@ bool_ = np.dtype(np.bool_)
 
 _grad_enabled = True
 _rng = np.random.default_rng()
+_clock = 0  # in-place writes so far (inplace.py); while 0, recording and backward skip all version bookkeeping
 
 
 def manual_seed(seed: int) -> None:
@@ -80,7 +81,9 @@ class Function:
     """
 
     saves_output = False
+    saves_inputs = True  # backward reads its inputs' values (True, or a tuple of input indices)
     parents: tuple | None = ()
+    _t = 0  # the in-place clock when this op was recorded (stamped only once the clock runs)
 
     def forward(self, *arrays, **params):
         raise NotImplementedError
@@ -115,6 +118,8 @@ class Function:
         out._retain = False
         if record:
             ctx.parents = inputs
+            if _clock:
+                ctx._t = _clock
             if cls.saves_output:
                 ctx._out = weakref.ref(out)
             out._ctx = ctx
@@ -1135,6 +1140,51 @@ class Tensor:
             raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
         return Tensor.where(m, value if isinstance(value, Tensor) else self._lift(value), self)
 
+    # -- in-place ops: they write into self.data; the autograd rules live in inplace.py ----
+    def __setitem__(self, index, value) -> None:
+        inplace.setitem(self, index, value)
+
+    def add_(self, other, alpha=1) -> Tensor:
+        return inplace.binary(self, "add", other, "add_", alpha)
+
+    def sub_(self, other, alpha=1) -> Tensor:
+        return inplace.binary(self, "sub", other, "sub_", alpha)
+
+    def mul_(self, other) -> Tensor:
+        return inplace.binary(self, "mul", other, "mul_")
+
+    def div_(self, other) -> Tensor:
+        return inplace.binary(self, "div", other, "div_")
+
+    def __iadd__(self, other):
+        return inplace.binary(self, "add", other, "+=")
+
+    def __isub__(self, other):
+        return inplace.binary(self, "sub", other, "-=")
+
+    def __imul__(self, other):
+        return inplace.binary(self, "mul", other, "*=")
+
+    def __itruediv__(self, other):
+        return inplace.binary(self, "div", other, "/=")
+
+    def clamp_(self, min=None, max=None) -> Tensor:  # noqa: A002  (PyTorch's keyword names)
+        return inplace.clamp(self, min, max)
+
+    def fill_(self, value) -> Tensor:
+        return inplace.fill(self, value, "fill_")
+
+    def zero_(self) -> Tensor:
+        return inplace.fill(self, 0, "zero_")
+
+    def copy_(self, src) -> Tensor:
+        return inplace.copy(self, src)
+
+    @property
+    def _version(self) -> int:
+        """In-place writes into this tensor's memory so far (shared by its views), as in PyTorch."""
+        return inplace.version(self)
+
     @staticmethod
     def cat(tensors, dim=None, *, axis=None) -> Tensor:
         dim = _dim_alias("cat", dim, axis)[0] if axis is not None else 0 if dim is None else dim
@@ -1365,6 +1415,7 @@ def _index_arg(index):
 def _toposort(roots) -> list:
     """Nodes that require grad, parents before children (iterative DFS)."""
     order, seen = [], set()
+    clock = _clock
     stack = [(r, False) for r in roots]
     while stack:
         node, expanded = stack.pop()
@@ -1381,6 +1432,8 @@ def _toposort(roots) -> list:
                 raise RuntimeError(
                     f"backward: the graph through {ctx.name} was already released by an earlier backward(); "
                     f"pass retain_graph=True to the first backward() to go through it twice")
+            if clock and ctx._t < clock:  # recorded before an in-place write: see what it really read
+                inplace.resolve(ctx)
             for p in ctx.parents:
                 if p._requires_grad and id(p) not in seen:
                     stack.append((p, False))
@@ -1425,6 +1478,7 @@ def _backprop(roots, gradients, retain_graph, create_graph, inputs=None):
                 leaf_arrays.add(id(g.data if g.data.base is None else g.data.base))
             grads[id(r)] = grads[id(r)] + g if id(r) in grads else g
         order = _toposort(roots)
+        clock = _clock
         wanted = None if inputs is None else {id(t): None for t in inputs}
         for t in reversed(order):
             g = grads.pop(id(t), None)
@@ -1438,6 +1492,8 @@ def _backprop(roots, gradients, retain_graph, create_graph, inputs=None):
                 _accumulate(t, g, create_graph, leaf_arrays)
             if ctx is None:
                 continue
+            if clock and ctx._t < clock:  # something was written in place since this op was recorded
+                inplace.check(ctx, t)
             parents = ctx.parents
             in_grads = ctx.backward(g)
             if not retain_graph:
@@ -1501,4 +1557,4 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     return tuple(result)
 
 
-from . import ops  # noqa: E402  (the primitives subclass Function, defined above)
+from . import inplace, ops  # noqa: E402  (the primitives subclass Function, defined above)

@@ -31,6 +31,8 @@ def const(arr) -> Tensor:
 
 
 class Add(Function):
+    saves_inputs = False
+
     def forward(self, x, y):
         return x + y
 
@@ -39,6 +41,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    saves_inputs = False
+
     def forward(self, x, y):
         return x - y
 
@@ -114,6 +118,8 @@ class Minimum(Function):
 
 
 class Where(Function):
+    saves_inputs = False
+
     def forward(self, a, b, cond):
         self.cond = cond
         return np.where(cond, a, b)
@@ -132,6 +138,8 @@ class Where(Function):
 
 
 class Neg(Function):
+    saves_inputs = False
+
     def forward(self, x):
         return -x
 
@@ -140,6 +148,7 @@ class Neg(Function):
 
 
 class Exp(Function):
+    saves_inputs = False
     saves_output = True
 
     def forward(self, x):
@@ -158,6 +167,7 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    saves_inputs = False
     saves_output = True
 
     def forward(self, x):
@@ -208,6 +218,7 @@ class LeakyRelu(Function):
 
 
 class Sigmoid(Function):
+    saves_inputs = False
     saves_output = True
 
     def forward(self, x):
@@ -234,6 +245,7 @@ class SigmoidGrad(Function):
 
 
 class Tanh(Function):
+    saves_inputs = False
     saves_output = True
 
     def forward(self, x):
@@ -272,6 +284,8 @@ class Clip(Function):
 class Clone(Function):
     """A copy in new memory (Tensor.clone); the gradient passes through unchanged."""
 
+    saves_inputs = False
+
     def forward(self, x):
         return x.copy()
 
@@ -280,6 +294,8 @@ class Clone(Function):
 
 
 class Cast(Function):
+    saves_inputs = False
+
     def forward(self, x, dtype):
         return x.astype(dtype)
 
@@ -300,6 +316,8 @@ def _keep_shape(shape, axis):
 
 
 class Sum(Function):
+    saves_inputs = False
+
     def forward(self, x, axis, keepdim):
         self.axis = axis
         return np.add.reduce(x, axis=axis, keepdims=keepdim)  # np.sum minus its Python-level dispatch
@@ -366,6 +384,8 @@ class Prod(Function):
 class Cumsum(Function):
     """Running sum along an axis (reverse: from the end); its adjoint is the running sum the other way."""
 
+    saves_inputs = False
+
     def forward(self, x, axis, reverse):
         self.axis, self.reverse = axis, reverse
         if reverse:
@@ -377,6 +397,7 @@ class Cumsum(Function):
 
 
 class LogSoftmax(Function):
+    saves_inputs = False
     saves_output = True
 
     def forward(self, x, axis):
@@ -425,6 +446,8 @@ class CrossEntropy(Function):
 
 
 class Reshape(Function):
+    saves_inputs = False
+
     def forward(self, x, shape):
         return x.reshape(shape)
 
@@ -433,6 +456,8 @@ class Reshape(Function):
 
 
 class Permute(Function):
+    saves_inputs = False
+
     def forward(self, x, order):
         self.order = order
         return x.transpose(order)
@@ -442,6 +467,8 @@ class Permute(Function):
 
 
 class Expand(Function):
+    saves_inputs = False
+
     def forward(self, x, shape):
         lead = len(shape) - x.ndim
         if lead < 0 or any(a != b and a != 1 for a, b in zip(x.shape, shape[lead:])):
@@ -462,6 +489,8 @@ class Expand(Function):
 class SumTo(Function):
     """Sum the broadcast axes of x away to reach `shape` (the adjoint of Expand)."""
 
+    saves_inputs = False
+
     def forward(self, x, shape):
         lead = x.ndim - len(shape)
         if lead < 0:
@@ -475,6 +504,8 @@ class SumTo(Function):
 
 
 class Pad(Function):
+    saves_inputs = False
+
     def forward(self, x, pad_width, value):
         self.inner = tuple(slice(b, b + s) for (b, _), s in zip(pad_width, x.shape))
         shape = tuple(b + s + a for (b, a), s in zip(pad_width, x.shape))
@@ -493,6 +524,8 @@ def _is_basic(index) -> bool:
 
 
 class GetItem(Function):
+    saves_inputs = False
+
     def forward(self, x, index):
         self.index = index
         return x[index]
@@ -503,6 +536,8 @@ class GetItem(Function):
 
 class IndexAdd(Function):
     """zeros(shape) with g added at `index` (repeated indices accumulate); adjoint of GetItem."""
+
+    saves_inputs = False
 
     def forward(self, g, shape, index):
         self.index = index
@@ -517,7 +552,38 @@ class IndexAdd(Function):
         return (GetItem.apply(gg, index=self.index),)
 
 
+class SetItem(Function):
+    """x with x[index] = v: what an in-place write leaves, as a graph node (PyTorch's CopySlices).
+
+    inplace.py writes the result into x's own memory afterwards; here x is the
+    value before the write.  copy_, fill_ and zero_ use index Ellipsis.
+    """
+
+    saves_inputs = False
+
+    def forward(self, x, v, index):
+        self.index = index
+        out = x.copy()
+        out[index] = v
+        return out
+
+    def backward(self, g):
+        x, v = self.parents
+        gx = gv = None
+        if x._requires_grad:  # the overwritten elements had no say in the result
+            keep = np.ones(g.shape, bool)
+            keep[self.index] = False
+            gx = Mul.apply(g, const(keep))
+        if v._requires_grad:
+            gv = g[self.index]
+            if gv.ndim < v.ndim:  # v may carry extra leading 1s that assignment ignores
+                gv = gv.reshape((1,) * (v.ndim - gv.ndim) + gv.shape)
+        return gx, gv
+
+
 class Cat(Function):
+    saves_inputs = False
+
     def forward(self, *xs, axis):
         self.axis = axis
         return np.concatenate(xs, axis=axis)
@@ -563,6 +629,8 @@ class Matmul(Function):
 class Linear(Function):
     """x @ w.T + b (nn.Linear's forward) as one op: one node instead of three, the bias added in place."""
 
+    saves_inputs = (0, 1)  # the bias's value is never read back
+
     def forward(self, x, w, b=None):
         out = np.matmul(x, w.T)
         if b is not None:
@@ -586,6 +654,8 @@ class Unfold(Function):
     (O, C*kh*kw) @ (C*kh*kw, N*OH*OW) with a long contiguous inner dimension,
     and pooling reduces over the leading axis, elementwise across slabs.
     """
+
+    saves_inputs = False
 
     def forward(self, x, kernel, stride):
         self.kernel, self.stride = kernel, stride
@@ -613,6 +683,8 @@ class Fold(Function):
     matrix that adds every (offset, window) value onto its pixel: two GEMMs,
     no loops over pixels or kernel offsets.
     """
+
+    saves_inputs = False
 
     def forward(self, cols, shape, kernel, stride):
         self.kernel, self.stride = kernel, stride
