@@ -16,29 +16,8 @@ from .. import engine
 
 
 def walk(roots, constants: bool = True) -> list:
-    """Nodes reachable from roots through grad_fn.inputs, parents before children."""
-    if hasattr(engine, "walk"):
-        return engine.walk(roots, constants=constants)
-    return _compat_walk(roots, constants)  # TEMP until the engine branch lands
-
-
-def _compat_walk(roots, constants):
-    order, seen = [], set()
-    stack = [(r, False) for r in reversed(list(roots))]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        fn = node.grad_fn
-        for p in reversed(inputs(fn) if fn is not None else ()):
-            if id(p) not in seen and (constants or p.requires_grad):
-                stack.append((p, False))
-    return order
+    """Nodes reachable from roots through grad_fn.inputs, parents before children (the engine's own walk)."""
+    return engine.walk(list(roots), constants=constants)
 
 
 def key(t) -> int:
@@ -48,40 +27,32 @@ def key(t) -> int:
     fn = t.grad_fn
     if fn is not None:
         return id(fn)
-    return id(engine.node_of(t)) if hasattr(engine, "node_of") else id(t)
+    return id(engine.node_of(t))
 
 
 def inputs(fn) -> tuple:
-    if not hasattr(fn, "inputs"):  # TEMP
-        return tuple(fn.parents or ())
     return tuple(fn.inputs)
 
 
 def calls(fn) -> tuple:
     """Composite calls (conv2d, cross_entropy, ...) this op was made in, innermost first."""
-    return tuple(getattr(fn, "calls", ()))  # TEMP getattr
+    return tuple(fn.calls)
 
 
 def released(fn) -> bool:
-    if not hasattr(fn, "released"):  # TEMP
-        return fn.parents is None
     return bool(fn.released)
 
 
 def saved_arrays(fn) -> list:
-    if not hasattr(fn, "saved_arrays"):  # TEMP
-        if fn.parents is None:
-            return []
-        return [p.data for p in fn.parents] + [v for v in vars(fn).values() if isinstance(v, np.ndarray)]
     return list(fn.saved_arrays())
 
 
 def backward_of(fn):
-    return getattr(fn, "backward_of", None)  # TEMP getattr
+    return fn.backward_of
 
 
 def name(t) -> str | None:
-    return getattr(t, "name", None)
+    return t.name
 
 
 def data(t):
