@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import threading
 import weakref
 
 import numpy as np
@@ -33,7 +34,8 @@ import numpy as np
 from . import engine, ops
 from .engine import Tensor, _index_arg, _is_float, is_grad_enabled
 
-_ticks = itertools.count(1)  # next() is atomic: threads writing at once still get distinct stamps
+_ticks = itertools.count(1)
+_lock = threading.Lock()  # writes from several threads: the clock only moves forward, versions count every write
 _KEEP = 64  # write stamps kept per block of memory: versions are exact for ops recorded within the last 64 writes
 
 
@@ -63,18 +65,19 @@ def _note_write(arr: np.ndarray, recorded: bool) -> int:
     """Advance the clock and the version of arr's memory; returns this write's stamp."""
     owner = _owner(arr)
     key = id(owner)
-    w = _writes.get(key)
-    if w is None:
-        w = _writes[key] = _Writes()
-        weakref.finalize(owner, _writes.pop, key, None)
-    stamp = next(_ticks)
-    w.version += 1
-    w.stamps.append(stamp)
-    del w.stamps[:-_KEEP]
-    if recorded:
-        w.recorded.append(stamp)
-        del w.recorded[:-_KEEP]
-    engine._clock = stamp
+    with _lock:
+        w = _writes.get(key)
+        if w is None:
+            w = _writes[key] = _Writes()
+            weakref.finalize(owner, _writes.pop, key, None)
+        stamp = next(_ticks)
+        w.version += 1
+        w.stamps.append(stamp)
+        del w.stamps[:-_KEEP]
+        if recorded:
+            w.recorded.append(stamp)
+            del w.recorded[:-_KEEP]
+        engine._clock = stamp
     return stamp
 
 
