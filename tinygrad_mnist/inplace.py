@@ -117,7 +117,8 @@ def check(ctx, node) -> None:
     saved = ctx.saves_inputs
     if saved and raw:
         for i in (range(len(raw)) if saved is True else saved):
-            _check_saved(ctx, raw[i].data, t, f"input {i}")
+            if type(raw[i]) is Tensor:  # not a record of a released graph
+                _check_saved(ctx, raw[i].data, t, f"input {i}")
     if ctx.saves_output:
         out = ctx._out()
         if out is not None:
@@ -125,7 +126,8 @@ def check(ctx, node) -> None:
     for v in list(vars(ctx).values()):  # arrays the op kept (Max keeps its output, Where its condition)
         if isinstance(v, np.ndarray):
             _check_saved(ctx, v, t, "a saved array")
-    _check_fresh(ctx, node, "backward")
+    if type(node) is Tensor:
+        _check_fresh(ctx, node, "backward")
 
 
 def _check_saved(ctx, arr: np.ndarray, t: int, what: str) -> None:
@@ -162,7 +164,7 @@ def _check_fresh(ctx, node: Tensor, who: str) -> None:
 def _node_of(t: Tensor, copy: bool = False) -> Tensor:
     """A hidden tensor standing for t's current value and graph node."""
     node = Tensor._const(t.data.copy() if copy else t.data)
-    node._ctx, node._requires_grad = t._ctx, t._requires_grad
+    node._ctx, node._requires_grad, node._name = t._ctx, t._requires_grad, t.name
     return node
 
 
@@ -179,6 +181,7 @@ def _rebase(t: Tensor, ctx, old: Tensor, stamp: int) -> None:
     if ctx.saves_output:
         ctx._out = weakref.ref(t)
     t._ctx, t._requires_grad = ctx, True
+    t._record = None  # records handed out so far stand for the old node; a later release makes a new one
 
 
 _VIEWS = (ops.Reshape, ops.Permute, ops.GetItem)
@@ -196,7 +199,7 @@ def _view_chain(t: Tensor, name: str) -> list:
                     f"and a leaf can't be modified in place while gradients are recorded; wrap the update in "
                     f"`with no_grad():`, or .clone() the view first")
             return chain
-        if ctx.parents is None:  # released by a backward: nothing will flow through it again
+        if ctx.released:  # its inputs are records now: nothing to rebase through it
             return chain
         _check_fresh(ctx, node, name)
         if "_write" in vars(ctx):  # written before: its input is its own old value; is it a view of something?

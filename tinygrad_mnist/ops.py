@@ -9,6 +9,10 @@ return the broadcast gradient.
 
 Masks and weights that depend only on which branch was taken (relu, max,
 abs, ...) are constants: their derivative is zero almost everywhere.
+
+`saves_inputs = False` marks ops whose backward never reads an input's
+values (only shapes, dtypes, requires_grad): after backward releases the
+graph they can be backpropagated again.  See Function's docstring.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ def const(arr) -> Tensor:
 
 
 class Add(Function):
-    saves_inputs = False
+    saves_inputs = False  # backward needs the inputs' shapes, not their values
 
     def forward(self, x, y):
         return x + y
@@ -119,6 +123,7 @@ class Minimum(Function):
 
 class Where(Function):
     saves_inputs = False
+    saved = ("cond",)
 
     def forward(self, a, b, cond):
         self.cond = cond
@@ -148,8 +153,8 @@ class Neg(Function):
 
 
 class Exp(Function):
-    saves_inputs = False
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x):
         return np.exp(x)
@@ -167,8 +172,8 @@ class Log(Function):
 
 
 class Sqrt(Function):
-    saves_inputs = False
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x):
         return np.sqrt(x)
@@ -218,8 +223,8 @@ class LeakyRelu(Function):
 
 
 class Sigmoid(Function):
-    saves_inputs = False
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x):
         # the tanh form never overflows, unlike 1 / (1 + exp(-x))
@@ -245,8 +250,8 @@ class SigmoidGrad(Function):
 
 
 class Tanh(Function):
-    saves_inputs = False
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x):
         return np.tanh(x)
@@ -332,6 +337,7 @@ class Sum(Function):
 class Max(Function):
     """Gradient split equally among tied maxima (PyTorch's rule for max/min/amax)."""
 
+    saved = ("extremum",)
     reduce = np.maximum.reduce
 
     def forward(self, x, axis, keepdim):
@@ -397,8 +403,8 @@ class Cumsum(Function):
 
 
 class LogSoftmax(Function):
-    saves_inputs = False
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x, axis):
         self.axis = axis
@@ -418,6 +424,8 @@ class CrossEntropy(Function):
     When the backward itself is recorded (create_graph=True), softmax is
     recomputed with tensor ops so the gradient stays differentiable.
     """
+
+    saved = ("target", "dlogits")
 
     def forward(self, x, target, reduction):
         self.target, self.reduction = target, reduction
@@ -528,6 +536,8 @@ class GetItem(Function):
 
     def forward(self, x, index):
         self.index = index
+        if not _is_basic(index):  # index arrays are saved data; slices are not
+            self.saved = ("index",)
         return x[index]
 
     def backward(self, g):
@@ -541,6 +551,8 @@ class IndexAdd(Function):
 
     def forward(self, g, shape, index):
         self.index = index
+        if not _is_basic(index):
+            self.saved = ("index",)
         out = np.zeros(shape, g.dtype)
         if _is_basic(index) or (not isinstance(index, tuple) and np.asarray(index).dtype == bool):
             out[index] = g
@@ -563,6 +575,8 @@ class SetItem(Function):
 
     def forward(self, x, v, index):
         self.index = index
+        if not _is_basic(index):
+            self.saved = ("index",)  # arrays: freed by release, as GetItem's
         out = x.copy()
         out[index] = v
         return out
@@ -576,8 +590,8 @@ class SetItem(Function):
             gx = Mul.apply(g, const(keep))
         if v._requires_grad:
             gv = g[self.index]
-            if gv.ndim < v.ndim:  # v may carry extra leading 1s that assignment ignores
-                gv = gv.reshape((1,) * (v.ndim - gv.ndim) + gv.shape)
+            if gv.ndim < len(v.shape):  # v may carry extra leading 1s that assignment ignores
+                gv = gv.reshape((1,) * (len(v.shape) - gv.ndim) + gv.shape)
         return gx, gv
 
 
