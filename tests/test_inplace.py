@@ -652,3 +652,26 @@ def test_writes_between_backwards_through_released_graphs():
     ours = run(lambda v: Tensor(v, requires_grad=True))
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(a.data, b.numpy())
+
+
+@requires_torch
+@pytest.mark.parametrize("opt", ["SGD", "Adam"])
+def test_optimizer_step_between_forward_and_backward_raises_as_in_pytorch(opt):
+    from tinygrad_mnist import optim
+
+    def run(tensor, optimizers):
+        w = tensor([[0.5, -0.25], [1.0, 2.0]])
+        x = tensor([[1.0, 2.0]])
+        first = (x @ w).sum()
+        (x @ w).sum().backward()
+        getattr(optimizers, opt)([w], lr=0.1).step()
+        try:
+            first.backward()  # Matmul saved w, which the step wrote
+        except RuntimeError as e:
+            return str(e)
+        return None
+
+    ours = run(lambda v: Tensor(v, requires_grad=True), optim)
+    theirs = run(lambda v: torch.tensor(v, requires_grad=True), torch.optim)
+    assert theirs is not None and "modified by an inplace operation" in theirs
+    assert ours is not None and "modified by an in-place operation" in ours and "Matmul" in ours

@@ -81,6 +81,11 @@ def _note_write(arr: np.ndarray, recorded: bool) -> int:
     return stamp
 
 
+def written(t: Tensor) -> None:
+    """Count a write made straight into t.data (an optimizer step): ops that saved t then refuse backward."""
+    _note_write(t.data, recorded=False)
+
+
 def version(t: Tensor) -> int:
     """How many in-place writes t's memory has had (PyTorch's `t._version`)."""
     w = _writes.get(id(_owner(t.data)))
