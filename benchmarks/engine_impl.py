@@ -19,8 +19,10 @@ def _is_linear_weight(name: str, value: np.ndarray) -> bool:
 
 
 class _Model:
+    stores_in_out = False  # True: dense weights kept (in, out), as the references do, for h @ W + b
+
     def __init__(self, params: dict[str, np.ndarray], lr: float):
-        self.p = {k: Tensor(np.array(v.T if _is_linear_weight(k, v) else v, dtype=np.float32, order="C"),
+        self.p = {k: Tensor(np.array(v.T if self._transposed(k, v) else v, dtype=np.float32, order="C"),
                             requires_grad=True)
                   for k, v in params.items()}
         self.plist = list(self.p.values())
@@ -53,8 +55,11 @@ class _Model:
             p.grad = None
         return out
 
+    def _transposed(self, name: str, value: np.ndarray) -> bool:
+        return _is_linear_weight(name, value) and not self.stores_in_out
+
     def params(self) -> dict[str, np.ndarray]:
-        return {k: np.array(v.data.T if _is_linear_weight(k, v.data) else v.data, copy=True)
+        return {k: np.array(v.data.T if self._transposed(k, v.data) else v.data, copy=True)
                 for k, v in self.p.items()}
 
     @staticmethod
@@ -82,6 +87,30 @@ class ReluMLP(_Model):
             h = h.linear(w, b).relu()
         w, b = self.layers[-1]
         return h.linear(w, b).cross_entropy(labels)
+
+
+class ReluMLPMatmul(ReluMLP):
+    """The same network the way the README's ten lines teach: W stored (in, out), h @ W + b."""
+
+    stores_in_out = True
+
+    def loss(self, x, labels):
+        h = x
+        for w, b in self.layers[:-1]:
+            h = (h @ w + b).relu()
+        w, b = self.layers[-1]
+        return (h @ w + b).cross_entropy(labels)
+
+
+class ReluMLPMatmulT(ReluMLP):
+    """The same network with W stored (out, in) as nn.Linear does, written h @ W.T + b."""
+
+    def loss(self, x, labels):
+        h = x
+        for w, b in self.layers[:-1]:
+            h = (h @ w.T + b).relu()
+        w, b = self.layers[-1]
+        return (h @ w.T + b).cross_entropy(labels)
 
 
 class SmallCNN(_Model):
@@ -129,6 +158,13 @@ class OpChain:
         return float(loss.data)
 
 
-def build(w: Workload, params: dict[str, np.ndarray]):
+SPELLINGS = {"linear": ReluMLP, "matmul": ReluMLPMatmul, "matmul_t": ReluMLPMatmulT}
+
+
+def build(w: Workload, params: dict[str, np.ndarray], spelling: str = "linear"):
+    if spelling != "linear":
+        if w.kind != "relu_ce":
+            raise ValueError(f"spelling {spelling!r} exists for the ReLU MLPs only, not {w.kind!r}")
+        return SPELLINGS[spelling](params, w.lr)
     cls = {"sigmoid_mse": NielsenMLP, "relu_ce": ReluMLP, "cnn": SmallCNN, "chain": OpChain}[w.kind]
     return cls(params, w.lr)

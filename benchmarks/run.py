@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 SYSTEMS = ("engine", "numpy", "torch")
 PAIRS = (("engine", "numpy"), ("engine", "torch"), ("torch", "numpy"))
+# the engine timed in other spellings of the same math (Workload.spellings); "linear" is plain "engine"
+SPELLING_NAMES = {"linear": "engine", "matmul": "engine@", "matmul_t": "engine@T"}
 CHECK_STEPS = 3
 LOSS_RTOL = 1e-4  # float32 losses after a few steps, different summation orders
 UPDATE_RTOL = 1e-3  # ||dW - dW_numpy|| / ||dW_numpy|| over the first steps, per parameter
@@ -43,7 +45,8 @@ UPDATE_RTOL = 1e-3  # ||dW - dW_numpy|| / ||dW_numpy|| over the first steps, per
 TARGETS = {
     "W1": {"engine/numpy": 2.0, "engine/torch": 1.0},
     "W2": {"engine/numpy": 1.15, "engine/torch": 1.0},
-    "W3": {"engine/numpy": 1.15, "engine/torch": 1.0},
+    "W3": {"engine/numpy": 1.15, "engine/torch": 1.0, "engine@/numpy": 1.15, "engine@T/numpy": 1.15,
+           "engine@/engine": 1.05, "engine@T/engine": 1.05},
     "W4": {"engine/torch": 1.0},
     "W5": {"engine/numpy": 1.5, "engine/torch": 1.0},
 }
@@ -103,6 +106,31 @@ def setup_threads(threads: int | None):
     return limiter, counts
 
 
+def system_names(w: Workload) -> list[str]:
+    """The systems timed for `w`: the engine (in each of its spellings), NumPy, PyTorch."""
+    extra = [SPELLING_NAMES[s] for s in w.spellings if s != "linear"]
+    return ["engine", *extra, "numpy", "torch"]
+
+
+def pairs(w: Workload) -> list[tuple[str, str]]:
+    out = list(PAIRS)
+    for name in system_names(w)[1:-2]:  # each other spelling against NumPy and against `linear`
+        out += [(name, "numpy"), (name, "engine")]
+    return out
+
+
+def build(systems, name: str, w: Workload, params):
+    """Build system `name` (an engine spelling builds the engine module with that spelling)."""
+    if name in SYSTEMS:
+        return systems[name][0].build(w, params)
+    spelling = next(s for s, n in SPELLING_NAMES.items() if n == name)
+    return systems["engine"][0].build(w, params, spelling=spelling)
+
+
+def _base(name: str) -> str:
+    return "engine" if name.startswith("engine") else name
+
+
 # ------------------------------------------------------------------------------------- checking
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -116,16 +144,15 @@ def check_workload(w: Workload, params, batches, systems, names) -> dict:
     losses and the parameter updates with NumPy's."""
     per: dict[str, dict] = {}
     for name in names:
-        mod = systems[name][0]
         try:
-            model = mod.build(w, params)
+            model = build(systems, name, w, params)
             losses = []
             for i in range(CHECK_STEPS):
                 args = model.prepare(*batches[i % len(batches)])
                 losses.append(model.loss_float(model.step(*args)))
             entry = {"losses": losses, "params": model.params()}
             if hasattr(model, "dtypes"):  # engine only: no float64 may creep in
-                fresh = mod.build(w, params)
+                fresh = build(systems, name, w, params)
                 entry["dtypes"] = fresh.dtypes(*fresh.prepare(*batches[0]))
         except Exception as e:
             entry = {"error": _err(e), "traceback": traceback.format_exc()}
@@ -212,7 +239,7 @@ def time_workload(w: Workload, models: dict, st: Settings, res: dict) -> None:
         final = model.loss_float(model.step(*prepared[0]))
         res["systems"][name] = {"status": "ok", "k": ks[name], "per_repeat_s": times[name],
                                 **_summary(times[name]), "final_loss": final}
-    for a, b in PAIRS:
+    for a, b in pairs(w):
         if a in times and b in times:
             ratios = [x / y for x, y in zip(times[a], times[b])]
             res["ratios"][f"{a}/{b}"] = {"per_repeat": ratios, **_summary(ratios)}
@@ -223,8 +250,8 @@ def run_workload(w: Workload, systems, st: Settings) -> dict:
     batches = make_batches(w)
     res: dict = {"title": w.title, "unit": w.unit, "per": w.per, "systems": {}, "ratios": {}}
     available = []
-    for name in SYSTEMS:
-        mod, reason = systems[name]
+    for name in system_names(w):
+        mod, reason = systems[_base(name)]
         if mod is None:
             res["systems"][name] = {"status": "skipped", "reason": reason}
         else:
@@ -235,7 +262,7 @@ def run_workload(w: Workload, systems, st: Settings) -> dict:
         if "error" in res["check"].get(name, {}):
             res["systems"][name] = {"status": "error", "reason": res["check"][name]["error"]}
             continue
-        model = systems[name][0].build(w, params)
+        model = build(systems, name, w, params)
         models[name] = (model, [model.prepare(*b) for b in batches])
     time_workload(w, models, st, res)
     if w.key in TARGETS:
@@ -256,19 +283,18 @@ def _fmt_t(seconds: float, unit: str) -> str:
 def print_workload(key: str, res: dict) -> None:
     unit = "us/op" if res["unit"] == "op" else "ms/step"
     print(f"\n{key}  {res['title']}")
-    print(f"  {'system':<7} {'median ' + unit:>15} {'min-max':>21} {'K/block':>8}  final loss")
-    for name in SYSTEMS:
-        s = res["systems"].get(name, {})
+    print(f"  {'system':<8} {'median ' + unit:>15} {'min-max':>21} {'K/block':>8}  final loss")
+    for name, s in res["systems"].items():
         if s.get("status") != "ok":
-            print(f"  {name:<7} {s.get('status', '-')}: {s.get('reason', '')}")
+            print(f"  {name:<8} {s.get('status', '-')}: {s.get('reason', '')}")
             continue
         u = res["unit"]
-        print(f"  {name:<7} {_fmt_t(s['median'], u):>15} {_fmt_t(s['min'], u).strip():>10}-"
+        print(f"  {name:<8} {_fmt_t(s['median'], u):>15} {_fmt_t(s['min'], u).strip():>10}-"
               f"{_fmt_t(s['max'], u).strip():<10} {s['k']:>8}  {s['final_loss']:.5g}")
     for pair, r in res["ratios"].items():
         target = res.get("targets", {}).get(pair)
         tgt = "" if target is None else f"   target <= {target['max']}: {'met' if target['met'] else 'MISSED'}"
-        print(f"  ratio {pair:<13} {r['median']:6.3f}  [{r['min']:.3f}-{r['max']:.3f}]{tgt}")
+        print(f"  ratio {pair:<15} {r['median']:6.3f}  [{r['min']:.3f}-{r['max']:.3f}]{tgt}")
     ref = res["check"].get("numpy", {})
     if "losses" in ref:
         print(f"  check, losses of the first {CHECK_STEPS} steps (tolerance rel {LOSS_RTOL:g} on losses, "
@@ -279,11 +305,11 @@ def print_workload(key: str, res: dict) -> None:
             continue
         losses = " ".join(f"{x:.7g}" for x in c["losses"])
         if name == "numpy":
-            print(f"    {name:<7} {losses}")
+            print(f"    {name:<8} {losses}")
             continue
         flag = "OK" if c["ok"] else "!!! MISMATCH"
         extra = f"  dtypes: {c['dtype_problem']}" if c.get("dtype_problem") else ""
-        print(f"    {name:<7} {losses}   {flag} (loss rel {c['loss_rel']:.1e}, "
+        print(f"    {name:<8} {losses}   {flag} (loss rel {c['loss_rel']:.1e}, "
               f"update rel {c['update_rel']:.1e}){extra}")
 
 
@@ -304,6 +330,13 @@ def print_summary(results: dict) -> None:
         ok = all(c.get("ok", False) for c in res["check"].values())
         print(f"  {key:<4}{cells[0]:>11}{cells[1]:>11}{cells[2]:>11}{rcells[0]:>9}{rcells[1]:>11}{rcells[2]:>10}"
               f"  {'OK' if ok else '!!! FAILED'}")
+        for name in res["systems"]:  # the engine in its other spellings: time, /numpy, /engine (linear)
+            s, r = res["systems"][name], res["ratios"].get(f"{name}/numpy")
+            if name in SYSTEMS or s.get("status") != "ok" or r is None:
+                continue
+            same = res["ratios"].get(f"{name}/engine", {}).get("median")
+            print(f"  {'':<4}{_fmt_t(s['median'], res['unit']).strip() + 'ms':>11}{'':>22}{r['median']:>9.3f}"
+                  f"{'':>21}  {name} ({name}/engine {same:.3f})")
 
 
 # ------------------------------------------------------------------------------------------ main

@@ -76,6 +76,15 @@ DRIVER = textwrap.dedent("""
             if count[0] == at:
                 self.params[0].data[0, 0] = float("nan")
         optim.Adam.step = step
+    elif mode == "disk-full-in-save":  # the `at`-th checkpoint write finds the disk full
+        real_fsync = os.fsync
+        def fsync(fd):
+            if os.readlink(f"/proc/self/fd/{fd}").split("/")[-1].startswith(".m.ckpt.npz."):
+                count[0] += 1
+                if count[0] == at:
+                    raise OSError(28, "No space left on device")
+            return real_fsync(fd)
+        os.fsync = fsync
     elif mode == "kill-in-save":  # SIGKILL inside the `at`-th checkpoint write, before its rename
         real_replace = os.replace
         def replace(src, dst):
@@ -397,6 +406,26 @@ def test_kill_during_checkpoint_save(tiny_dir, uninterrupted, tmp_path):
     assert_same_run(uninterrupted["mlp"], save, tmp_path / "m.json")
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to tell which file is synced")
+def test_disk_full_during_checkpoint(tiny_dir, tmp_path):
+    save, ckpt = tmp_path / "m.npz", tmp_path / "m.ckpt.npz"
+    p = run_driver("disk-full-in-save", 2, *RESUME_RUN, "--data", tiny_dir, "--save", save)
+    one_error_line(p, cli.EXIT_IO, "can't write the checkpoint", "No space left on device",
+                   f"resume it with --resume {ckpt}")
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["m.ckpt.npz"]  # the epoch-1 checkpoint, no temp file
+    assert load_checkpoint(ckpt)[1]["position"]["epoch"] == 1
+
+
+def test_fresh_run_does_not_overwrite_an_unfinished_one(tiny_dir, tmp_path):
+    save, ckpt = tmp_path / "m.npz", tmp_path / "m.ckpt.npz"
+    p = run_driver("sigint-after-step", 3, *RESUME_RUN, "--data", tiny_dir, "--save", save)
+    assert p.returncode == 130
+    before = ckpt.read_bytes()
+    p = run_module(*RESUME_RUN, "--data", tiny_dir, "--save", save)
+    one_error_line(p, cli.EXIT_USAGE, "unfinished run", f"--resume {ckpt}", "delete it to start over")
+    assert ckpt.read_bytes() == before
+
+
 def test_real_ctrl_c(tmp_path):
     """A real SIGINT from outside, as a terminal sends it: the step finishes, the checkpoint is written."""
     save, ckpt = tmp_path / "cnn.npz", tmp_path / "cnn.ckpt.npz"
@@ -477,6 +506,7 @@ def test_closed_stdout_does_not_kill_the_run(tiny_dir, tmp_path):
     assert proc.stdout.readline().startswith("training mlp")
     proc.stdout.close()
     err = proc.stderr.read()
+    proc.stderr.close()
     assert proc.wait(timeout=600) == 0, err
     assert "Traceback" not in err and "BrokenPipe" not in err
     assert serialization.load(save)[1]["model"] == "mlp"
@@ -520,13 +550,16 @@ def test_output_paths_are_checked_first(tiny_dir, tmp_path):
         (["train", "--metrics-json", "a_dir"], "--metrics-json names a directory"),
         (["train", "--plot", "a_file"], "a_file is a file, not a directory"),
         (["train", "--save", "m.npz", "--metrics-json", "m.npz"], "same file"),
+        (["train", "--save", ""], "--save is empty"),
+        (["train", "--metrics-json", "/dev/null"], "not a regular file"),
         (["graph", "-o", "a_dir"], "-o names a directory"),
         (["download", "--dest", "a_file/sub"], "a_file is a file"),
     ]
     for args, needle in cases:
         extra = ["--data", str(tiny_dir)] if args[0] == "train" else []
         p = run_module(*args, *extra, cwd=tmp_path)
-        one_error_line(p, cli.EXIT_USAGE if "same file" in needle else cli.EXIT_IO, needle)
+        usage = "same file" in needle or "empty" in needle
+        one_error_line(p, cli.EXIT_USAGE if usage else cli.EXIT_IO, needle)
         assert "epoch" not in p.stdout, args  # refused before training
         assert sorted(f.name for f in tmp_path.iterdir()) == ["a_dir", "a_file"], args
     # a missing parent is created, and the run writes there

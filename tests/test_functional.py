@@ -18,6 +18,8 @@ LABELS = np.array([0, 3, 1, 1, 2])
 LABELS_IGN = np.array([0, -100, 1, 1, 2])
 W4 = np.array([0.5, 1.0, 2.0, 0.25])
 LABELS_2D = np.array([[0, 3, 1], [2, 2, 0]])
+RUN_MEAN, RUN_VAR = np.array([0.1, -0.2, 0.3]), np.array([0.5, 1.5, 2.0])
+EMB_IDX = np.array([[0, 1, 5], [1, 2, 2]])
 
 
 def _t(a):
@@ -41,6 +43,22 @@ CASES = {
     "softmax_dim0": ([(3, 4)], lambda a: F.softmax(a, dim=0), lambda a: TF.softmax(a, dim=0), None),
     "log_softmax_dim1": ([(3, 4)], lambda a: F.log_softmax(a, dim=1), lambda a: TF.log_softmax(a, dim=1), None),
     "log_softmax_3d": ([(2, 3, 4)], lambda a: F.log_softmax(a, -2), lambda a: TF.log_softmax(a, -2), None),
+    "silu": ([(3, 4)], F.silu, lambda a: TF.silu(a), None),
+    "elu": ([(3, 4)], lambda a: F.elu(a, 0.7), lambda a: TF.elu(a, 0.7), away(0.0)),
+    "softplus": ([(3, 4)], lambda a: F.softplus(a, beta=2.0, threshold=3.0),
+                 lambda a: TF.softplus(a, beta=2.0, threshold=3.0), away(1.5, low=-4, high=4)),
+    "layer_norm": ([(2, 3, 4), (3, 4), (3, 4)], lambda x, w, b: F.layer_norm(x, (3, 4), w, b),
+                   lambda x, w, b: TF.layer_norm(x, (3, 4), w, b), None),
+    "batch_norm_train": ([(4, 3, 2, 2), (3,), (3,)], lambda x, w, b: F.batch_norm(x, None, None, w, b, True),
+                         lambda x, w, b: TF.batch_norm(x, None, None, w, b, True), None),
+    "batch_norm_eval": ([(4, 3), (3,), (3,)],
+                        lambda x, w, b: F.batch_norm(x, RUN_MEAN, RUN_VAR, w, b, False),
+                        lambda x, w, b: TF.batch_norm(x, _t(RUN_MEAN).to(x.dtype), _t(RUN_VAR).to(x.dtype), w, b,
+                                                      False), None),
+    "embedding": ([(6, 3)], lambda w: F.embedding(EMB_IDX, w), lambda w: TF.embedding(_t(EMB_IDX), w), None),
+    # the padding row's gradient is zero by definition (not the numeric derivative): torch comparison only
+    "embedding_padding": ([(6, 3)], lambda w: F.embedding(EMB_IDX, w, padding_idx=1),
+                          lambda w: TF.embedding(_t(EMB_IDX), w, padding_idx=1), None),
     # layers as functions
     "linear": ([(4, 3), (5, 3), (5,)], F.linear, lambda x, w, b: TF.linear(x, w, b), None),
     "linear_1d_nobias": ([(3,), (5, 3)], F.linear, lambda x, w: TF.linear(x, w), None),
@@ -113,7 +131,7 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_functional_gradcheck_and_torch(name):
     shapes, fn, tfn, init = CASES[name]
-    check_op(shapes, fn, tfn, init)
+    check_op(shapes, fn, tfn, init, numeric=name != "embedding_padding")
 
 
 # ---------------------------------------------------------------------------
@@ -209,3 +227,48 @@ def test_bce_clamps_log_at_minus_100_like_torch():
     p = Tensor(np.array([0.0, 1.0], np.float32), requires_grad=True)
     loss = F.binary_cross_entropy(p, np.array([1.0, 0.0], np.float32), reduction="none")
     np.testing.assert_array_equal(loss.data, [100.0, 100.0])
+
+
+@pytest.mark.parametrize("fn", [F.gelu, lambda a: F.gelu(a, approximate="tanh"), F.silu, F.elu, F.softplus],
+                         ids=["gelu", "gelu_tanh", "silu", "elu", "softplus"])
+def test_second_derivatives(fn):
+    import tinygrad_mnist as tm
+    from tinygrad_mnist.gradcheck import gradcheck
+
+    x = Tensor(np.linspace(-3, 3, 6), requires_grad=True)  # 0, elu's kink, is not among the points
+    assert gradcheck(lambda a: tm.autograd.grad(fn(a).sum(), a, create_graph=True)[0], [x])
+
+
+@requires_torch
+@pytest.mark.parametrize("cls,shape", [("BatchNorm1d", (8, 3)), ("BatchNorm1d", (8, 3, 5)),
+                                       ("BatchNorm2d", (4, 3, 5, 5))])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batch_norm_modules_track_running_stats_like_torch(cls, shape, momentum):
+    ours, theirs = getattr(nn, cls)(3, momentum=momentum), getattr(torch.nn, cls)(3, momentum=momentum)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
+        xo, xt = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        yo, yt = ours(xo), theirs(xt)
+        np.testing.assert_allclose(yo.data, yt.detach().numpy(), rtol=1e-4, atol=1e-5)
+        (yo * yo).sum().backward()
+        (yt * yt).sum().backward()
+        np.testing.assert_allclose(xo.grad.data, xt.grad.numpy(), rtol=1e-3, atol=1e-4)
+    for k, v in theirs.state_dict().items():
+        np.testing.assert_allclose(ours.state_dict()[k].data, v.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+    ours.eval(), theirs.eval()
+    x = rng.standard_normal(shape).astype(np.float32)
+    np.testing.assert_allclose(ours(Tensor(x)).data, theirs(torch.tensor(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+@requires_torch
+def test_layer_norm_and_embedding_modules_like_torch():
+    ln, tln = nn.LayerNorm(4), torch.nn.LayerNorm(4)
+    assert list(ln.state_dict()) == list(tln.state_dict())
+    x = np.random.default_rng(1).standard_normal((2, 3, 4)).astype(np.float32)
+    np.testing.assert_allclose(ln(Tensor(x)).data, tln(torch.tensor(x)).detach().numpy(), rtol=1e-5, atol=1e-5)
+    emb = nn.Embedding(10, 3, padding_idx=0)
+    assert (emb.weight.data[0] == 0).all() and emb(Tensor(np.array([[1, 0]]))).shape == (1, 2, 3)
+    with pytest.raises(IndexError, match="index 10 is out of range for 10 rows"):
+        emb(np.array([10]))

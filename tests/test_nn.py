@@ -52,11 +52,35 @@ class Net(nn.Module):
         return self.fc2(self.fc1(x).relu())
 
 
-def test_named_parameters_dotted_names_in_definition_order():
+def test_named_parameters_dotted_names_in_pytorchs_order():
+    """A module's own parameters first, then its submodules' (and containers') in definition order."""
     names = [n for n, _ in Net().named_parameters()]
-    assert names == ["fc1.weight", "fc1.bias", "layers.0.weight", "layers.0.bias", "layers.1.weight",
-                     "pair.0.fc.weight", "pair.0.fc.bias", "pair.0.scale", "heads.a.weight", "heads.a.bias",
-                     "w", "fc2.weight", "fc2.bias"]
+    assert names == ["w", "fc1.weight", "fc1.bias", "layers.0.weight", "layers.0.bias", "layers.1.weight",
+                     "pair.0.scale", "pair.0.fc.weight", "pair.0.fc.bias", "heads.a.weight", "heads.a.bias",
+                     "fc2.weight", "fc2.bias"]
+
+
+@needs_torch
+def test_parameter_order_matches_torch():
+    class Ours(nn.Module):
+        def __init__(self):
+            self.fc = nn.Linear(2, 2)
+            self.scale = nn.Parameter(np.ones(2, np.float32))
+            self.blocks = nn.ModuleList([nn.Linear(2, 2)])
+            self.offset = nn.Parameter(np.zeros(2, np.float32))
+            self.register_buffer("mask", Tensor(np.ones(2, np.float32)))
+
+    class Theirs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(2, 2)
+            self.scale = torch.nn.Parameter(torch.ones(2))
+            self.blocks = torch.nn.ModuleList([torch.nn.Linear(2, 2)])
+            self.offset = torch.nn.Parameter(torch.zeros(2))
+            self.register_buffer("mask", torch.ones(2))
+
+    assert [n for n, _ in Ours().named_parameters()] == [n for n, _ in Theirs().named_parameters()]
+    assert list(Ours().state_dict()) == list(Theirs().state_dict())
 
 
 def test_parameters_are_leaves_requiring_grad_and_match_named():
@@ -69,7 +93,7 @@ def test_parameters_are_leaves_requiring_grad_and_match_named():
 
 def test_prefix_and_copies():
     net = Net()
-    assert [n for n, _ in net.named_parameters(prefix="net")][:2] == ["net.fc1.weight", "net.fc1.bias"]
+    assert [n for n, _ in net.named_parameters(prefix="net")][:2] == ["net.w", "net.fc1.weight"]
     for clone in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
         assert list(clone.state_dict()) == list(net.state_dict())
         assert isinstance(clone.fc1.weight, nn.Parameter) and clone.fc1.weight.requires_grad
@@ -606,3 +630,27 @@ def test_init_functions_match_torch_signatures():
     arr = np.zeros((3, 3), np.float32)
     nn.init.eye_(nn.Parameter(arr))
     np.testing.assert_array_equal(arr, np.eye(3))  # in place, into the shared array
+
+
+def test_buffers_are_saved_loaded_and_converted_but_not_trained():
+    class Masked(nn.Module):
+        def __init__(self):
+            self.fc = nn.Linear(3, 2)
+            self.register_buffer("mask", Tensor(np.array([1.0, 0.0], np.float32)))
+            self.register_buffer("cache", Tensor(np.zeros(2, np.float32)), persistent=False)
+
+        def forward(self, x):
+            return self.fc(x) * self.mask
+
+    m = Masked()
+    assert [n for n, _ in m.named_parameters()] == ["fc.weight", "fc.bias"]
+    assert [n for n, _ in m.named_buffers()] == ["mask", "cache"]
+    assert list(m.state_dict()) == ["mask", "fc.weight", "fc.bias"]  # own tensors first, non-persistent left out
+    sd = m.state_dict()
+    sd["mask"] = Tensor(np.array([0.0, 1.0], np.float32))
+    m.load_state_dict(sd)
+    np.testing.assert_array_equal(m.mask.data, [0.0, 1.0])
+    m.to(tm.float64)
+    assert m.mask.dtype == np.float64 and m.cache.dtype == np.float64
+    with pytest.raises(TypeError, match="must be a Tensor"):
+        m.register_buffer("bad", np.zeros(2))

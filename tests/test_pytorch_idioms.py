@@ -465,3 +465,34 @@ def test_errors_where_pytorch_errors(name, tmp_path):
     ours, theirs = run_both(RAISE_BOTH[name], tmp_path)
     assert isinstance(theirs, Exception), "PyTorch accepts this snippet: it does not belong here"
     assert isinstance(ours, Exception), f"the engine returned {ours!r} where PyTorch raises {theirs!r}"
+
+
+NN_EXTRA = {
+    "clip_grad": """
+        model = seeded(nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)), scale=2.0)
+        (model(torch.tensor(X)) ** 2).sum().backward()
+        before = nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        after = nn.utils.clip_grad_norm_(model.parameters(), max_norm=100.0)
+        nn.utils.clip_grad_value_(model.parameters(), 0.05)
+        inf = nn.utils.clip_grad_norm_(model.parameters(), 0.01, norm_type=float("inf"))
+        result = before, after, inf, [p.grad for p in model.parameters()]
+    """,
+    "buffers": """
+        class Masked(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 2)
+                self.register_buffer("mask", torch.tensor([1., 0.]))
+
+            def forward(self, x):
+                return self.fc(x) * self.mask
+
+        m = seeded(Masked())
+        result = m(torch.tensor(X)), list(m.state_dict()), [n for n, _ in m.named_buffers()]
+    """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(NN_EXTRA))
+def test_nn_utils_and_buffers(name, tmp_path):
+    _check(NN_EXTRA[name], tmp_path)

@@ -24,6 +24,7 @@ import tempfile
 import traceback
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -146,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     t = command("train", help="train a model and report test accuracy")
-    t.add_argument("--model", choices=sorted(RECIPES))
+    t.add_argument("--model", choices=sorted(RECIPES), help="default mlp")
     t.add_argument("--epochs", type=_int_at_least(1))
     t.add_argument("--batch-size", type=_int_at_least(1))
     t.add_argument("--lr", type=_finite_float_at_least_zero("the learning rate"))
@@ -218,10 +219,14 @@ def _writable_dir(d: Path, flag: str) -> None:
 
 
 def _output_file(path, flag: str) -> Path:
+    if not str(path).strip():
+        raise CLIError(f"{flag} is empty", "command line", "give a file name")
     p = Path(path).expanduser()
     if p.is_dir():
         raise CLIError(f"{flag} names a directory, expected a file", p, f"give a file name, e.g. {p / 'out'}",
                        EXIT_IO)
+    if p.exists() and not p.is_file():  # a device or a pipe: renaming a new file over it would replace it
+        raise CLIError(f"{flag} names something that is not a regular file", p, "give a file name", EXIT_IO)
     _writable_dir(p.parent, flag)
     return p
 
@@ -294,15 +299,21 @@ def cmd_train(args) -> int:
             schedule=args.schedule, weight_decay=args.weight_decay, seed=args.seed).items() if v is not None})
 
     # every output is checked (and its directory created) before the data are loaded or a step is taken
-    save = _output_file(args.save, "--save") if args.save else None
+    save = _output_file(args.save, "--save").resolve() if args.save is not None else None
     ckpt = checkpoint_path(save) if save else None
     if save and ckpt.is_dir():
         raise CLIError(f"--save: the checkpoint path {ckpt} is a directory", ckpt, "remove it or choose another "
                        "--save name", EXIT_IO)
-    metrics = _output_file(args.metrics_json, "--metrics-json") if args.metrics_json else None
-    if args.plot:
+    metrics = _output_file(args.metrics_json, "--metrics-json") if args.metrics_json is not None else None
+    if args.plot is not None:
+        if not args.plot.strip():
+            raise CLIError("--plot is empty", "command line", "give a directory name")
         _writable_dir(Path(args.plot).expanduser(), "--plot")
         _need_matplotlib()
+    if save and ckpt.exists() and resume is None:  # don't let a fresh run overwrite the progress of an older one
+        raise CLIError("an unfinished run left a checkpoint here", ckpt,
+                       f"continue it with: python -m tinygrad_mnist train --resume {ckpt}  (or delete it to start "
+                       "over)")
     outs = [p.resolve() for p in (save, ckpt, metrics) if p is not None]
     if len(set(outs)) < len(outs):
         raise CLIError("--save and --metrics-json name the same file", args.metrics_json, "give each its own path")
@@ -344,29 +355,33 @@ def cmd_train(args) -> int:
     # From here on Ctrl-C finishes the current step, writes the checkpoint and exits 130.
     previous = signal.signal(signal.SIGINT, on_signal)
     try:
-        return _train(args, recipe, resume, model, ds, train_ds, x_eval, y_eval, eval_split, save, ckpt, metrics,
-                      run_info, stop)
+        return _train(args, SimpleNamespace(recipe=recipe, resume=resume, model=model, ds=ds, train_ds=train_ds,
+                                            x_eval=x_eval, y_eval=y_eval, eval_split=eval_split, save=save, ckpt=ckpt,
+                                            metrics=metrics, info=run_info, stop=stop))
     finally:
         signal.signal(signal.SIGINT, previous)
 
 
-def _train(args, recipe, resume, model, ds, train_ds, x_eval, y_eval, eval_split, save, ckpt, metrics, run_info,
-           stop) -> int:
-    what = "resuming" if resume else "training"
+def _train(args, run) -> int:
+    """The run itself, once everything is checked: train, then test, save, write metrics and plots."""
+    recipe, model, ds, train_ds, save, ckpt, metrics = (run.recipe, run.model, run.ds, run.train_ds, run.save,
+                                                         run.ckpt, run.metrics)
+    what = "resuming" if run.resume else "training"
     say(f"{what} {recipe.model} ({model.num_parameters():,} parameters) on {len(train_ds.x_train):,} images "
         f"from {ds.source}: {recipe.epochs} epochs, batch {recipe.batch_size}, {recipe.optimizer} "
-        f"lr {recipe.lr:g}, {recipe.loss} loss" + (f" (held out for validation: {len(y_eval):,})"
+        f"lr {recipe.lr:g}, {recipe.loss} loss" + (f" (held out for validation: {len(run.y_eval):,})"
                                                    if args.validation else ""))
-    if resume:
-        pos = resume[1]["position"]
+    if run.resume:
+        pos = run.resume[1]["position"]
         say(f"resuming from {args.resume}: {pos['epoch']} epoch(s) and {pos['step']} step(s) of the next done")
 
     quiet_numpy = np.errstate(all="warn" if args.debug else "ignore")  # a divergence is reported in one line below
     try:
         with quiet_numpy:
-            history = fit(model, train_ds, recipe, x_eval=x_eval, y_eval=y_eval, eval_split=eval_split,
+            history = fit(model, train_ds, recipe, x_eval=run.x_eval, y_eval=run.y_eval, eval_split=run.eval_split,
                           progress=not args.no_progress, log=say, checkpoint=ckpt,
-                          checkpoint_meta={"run": run_info}, resume=resume, should_stop=lambda: stop["asked"])
+                          checkpoint_meta={"run": run.info}, resume=run.resume,
+                          should_stop=lambda: run.stop["asked"])
     except Diverged as e:
         if metrics:
             _write_metrics(metrics, e.history)
@@ -384,6 +399,11 @@ def _train(args, recipe, resume, model, ds, train_ds, x_eval, y_eval, eval_split
             say(f"interrupted at epoch {e.epoch}, step {e.step}: nothing saved (train with --save PATH to be able "
                 "to resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as e:  # only checkpoint writes touch the disk during training: a full disk, a lost mount
+        kept = f"the last complete checkpoint is kept; resume it with --resume {ckpt}" if ckpt.exists() else \
+            "no checkpoint was completed"
+        raise CLIError("can't write the checkpoint", ckpt, f"{e.strerror or e}; free space, then: {kept}",
+                       EXIT_IO) from None
     except KeyboardInterrupt:
         kept = f"; the last checkpoint is {ckpt}" if ckpt and ckpt.exists() else ""
         say(f"interrupted twice: stopped at once{kept}", file=sys.stderr)

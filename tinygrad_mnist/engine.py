@@ -183,13 +183,13 @@ class Function:
     """
 
     saves_output = False
-    saves_inputs = True
+    saves_inputs = True  # backward reads its inputs' values (True, or a tuple of input indices)
     parents: tuple = ()
     calls: tuple = ()
     backward_of: Function | None = None
     saved: tuple = ()
     released = False
-    _t = 0  # the in-place write clock when this op was recorded (stamped only once the clock runs; inplace.py)
+    _t = 0  # the in-place clock when this op was recorded (stamped only once the clock runs)
 
     def forward(self, *arrays, **params):
         raise NotImplementedError
@@ -251,7 +251,8 @@ class Function:
         """The ndarrays this op keeps alive for its backward ([] once released)."""
         if self.released:
             return []
-        out = [p.data for p in self.parents] if self.saves_inputs else []
+        read = self.saves_inputs
+        out = [p.data for i, p in enumerate(self.parents) if read is True or i in read] if read else []
         if self.saves_output:
             t = self._out()
             if t is not None:
@@ -270,15 +271,24 @@ class Function:
                 setattr(self, k, None)
         # edges stay, data goes: each input becomes its record (a parameter stays itself).  The
         # output's weak reference (saves_output) holds no data: it needs no clearing.
+        ps = self.parents
         try:
-            self.parents = tuple([p if p._ctx is None and p._requires_grad else p._record or _record_of(p)
-                                  for p in self.parents])
+            if len(ps) == 2:  # the common case spelled out: this runs once per op in every backward
+                a, b = ps
+                self.parents = (a if a._ctx is None and a._requires_grad else a._record or _record_of(a),
+                                b if b._ctx is None and b._requires_grad else b._record or _record_of(b))
+            else:
+                self.parents = tuple([p if p._ctx is None and p._requires_grad else p._record or _record_of(p)
+                                      for p in ps])
         except AttributeError:  # an input made without the usual constructors (no _record slot set)
-            self.parents = tuple([_record_of(p) for p in self.parents])
+            self.parents = tuple([_record_of(p) for p in ps])
         self.released = True
         if self.calls:
             for c in self.calls:
                 c._release()
+        if _clock:  # in-place bookkeeping (inplace.py) may hold the tensors as recorded
+            self.__dict__.pop("_raw_parents", None)
+            self.__dict__.pop("_view", None)
 
     def __repr__(self) -> str:
         return f"<{self.name}{' (released)' if self.released else ''}>"
@@ -1614,56 +1624,52 @@ class Tensor:
 
     @composite("conv2d")
     def conv2d(self, weight, bias=None, stride=1, padding=0):
-        """2-D cross-correlation on NCHW input with weight (O, C, kh, kw), via im2col + one GEMM."""
+        """2-D cross-correlation on NCHW input with weight (O, C, kh, kw): im2col + one GEMM (ops.Conv2d)."""
         if self.ndim != 4 or weight.ndim != 4:
             raise ValueError(f"conv2d: expected input (N, C, H, W) and weight (O, C, kh, kw), "
                              f"got {self.shape} and {weight.shape}")
-        n, c = self.shape[:2]
+        c = self.shape[1]
         o, wc, kh, kw = weight.shape
         if wc != c:
             raise ValueError(f"conv2d: input has {c} channels but weight {weight.shape} expects {wc}")
         if bias is not None and bias.shape != (o,):
             raise ValueError(f"conv2d: bias must have shape ({o},), got {bias.shape}")
         ph, pw = _pair(padding, "padding")
-        x = self.pad(((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else self
-        cols = x.unfold2d((kh, kw), stride)  # (C, kh, kw, N, OH, OW)
-        oh, ow = cols.shape[4:]
-        out = weight.reshape(o, c * kh * kw) @ cols.reshape(c * kh * kw, n * oh * ow)  # one GEMM
-        if bias is not None:
-            out = out + bias.reshape(o, 1)
-        # (O, N, OH, OW) in memory, NCHW to the user: later ops follow the memory order
-        return out.reshape(o, n, oh, ow).permute(1, 0, 2, 3)
+        sh, sw = _pair(stride, "stride")
+        if kh > self.shape[2] + 2 * ph or kw > self.shape[3] + 2 * pw:
+            raise ValueError(f"conv2d: kernel {(kh, kw)} is larger than the input {self.shape[2:]} "
+                             f"(after padding)")
+        x = self
+        if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
+            x, weight = _promote(x, weight)
+            bias = None if bias is None else bias.cast(x.dtype)
+        inputs = (x, weight) if bias is None else (x, weight, bias)
+        return ops.Conv2d.apply(*inputs, stride=(sh, sw), padding=(ph, pw))
 
-    def _pool(self, kernel, stride, padding, reduce, pad_value):
+    def _pool(self, kernel, stride, padding, kind):
         if self.ndim != 4:
             raise ValueError(f"pool2d: expected an (N, C, H, W) tensor, got shape {self.shape}")
         kh, kw = _pair(kernel, "kernel")
         sh, sw = _pair(kernel if stride is None else stride, "stride")
         ph, pw = _pair(padding, "padding")
-        x = self.pad(((0, 0), (0, 0), (ph, ph), (pw, pw)), value=pad_value) if ph or pw else self
-        n, c, h, w = x.shape
+        h, w = self.shape[2] + 2 * ph, self.shape[3] + 2 * pw
         if kh > h or kw > w:
             raise ValueError(f"pool2d: kernel {(kh, kw)} is larger than the input {(h, w)}")
-        oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
-        # Gather the kh*kw window positions as leading slabs, (kh*kw, N, C, OH, OW), and reduce
-        # over axis 0: elementwise across slabs.  (NumPy reduces the size-2 axes of an
-        # (N, C, OH, 2, OW, 2) view some 30x slower.)
-        if (kh, kw) == (sh, sw):  # windows tile the input: a reshape and one copy
-            x = x[:, :, :oh * kh, :ow * kw] if (oh * kh, ow * kw) != (h, w) else x
-            windows = x.reshape(n, c, oh, kh, ow, kw).permute(3, 5, 0, 1, 2, 4)
-        else:  # overlapping windows: im2col per channel
-            windows = x.reshape(n * c, 1, h, w).unfold2d((kh, kw), (sh, sw))
-        return reduce(windows.reshape(kh * kw, n, c, oh, ow), 0)
+        geometry = ops._PoolGeometry(self.shape, (kh, kw), (sh, sw), (ph, pw))
+        if kind == "max":
+            return ops.MaxPool2d.apply(self, geometry=geometry)
+        x = self if _is_float(self.dtype) else self.float()
+        return ops.PoolGather.apply(x, geometry=geometry, weights=1.0 / (kh * kw))
 
     @composite("max_pool2d")
     def max_pool2d(self, kernel=2, stride=None, padding=0):
         """Max over windows; ties share the gradient equally (see Tensor.max)."""
-        return self._pool(kernel, stride, padding, lambda t, ax: t.amax(ax), -np.inf)
+        return self._pool(kernel, stride, padding, "max")
 
     @composite("avg_pool2d")
     def avg_pool2d(self, kernel=2, stride=None, padding=0):
         """Mean over windows (zero padding counts, as PyTorch's default)."""
-        return self._pool(kernel, stride, padding, lambda t, ax: t.mean(ax), 0.0)
+        return self._pool(kernel, stride, padding, "avg")
 
     @composite("dropout")
     def dropout(self, p: float = 0.5, training: bool = True):
@@ -1766,7 +1772,7 @@ def walk(roots, *, constants: bool = True) -> list:
         stack.append((node, True))
         ctx = node._ctx
         if ctx is not None:
-            if clock and ctx._t < clock:  # recorded before an in-place write: the nodes it really read
+            if clock and ctx._t < clock:  # recorded before an in-place write: see what it really read
                 inplace.resolve(ctx)
             for p in reversed(ctx.parents):  # reversed onto the stack: popped in argument order
                 if (constants or p._requires_grad) and p not in seen:
@@ -1840,9 +1846,10 @@ def _gradients(roots, seeds, retain_graph: bool, create_graph: bool, inputs=None
                 found.append((t, g))
             if ctx is None:
                 continue
-            if ctx.released and (ctx.saves_inputs or ctx.saves_output or ctx.saved):
-                raise _released_error(ctx)
-            if clock and ctx._t < clock:  # something was written in place since this op was recorded
+            if ctx.released:
+                if ctx.saves_inputs or ctx.saves_output or ctx.saved:
+                    raise _released_error(ctx)
+            elif clock and ctx._t < clock:  # something was written in place since this op was recorded
                 inplace.check(ctx, t)
             parents = ctx.parents
             in_grads = ctx.backward(g)

@@ -100,7 +100,7 @@ def version(t: Tensor) -> int:
 def resolve(ctx) -> None:
     """Point an op recorded before a tensor was rebased at the node it really used."""
     parents = ctx.parents
-    if not _history or parents is None:
+    if not _history or ctx.released:
         return
     resolved, changed = [], False
     for p in parents:
@@ -122,8 +122,7 @@ def check(ctx, node) -> None:
     saved = ctx.saves_inputs
     if saved and raw:
         for i in (range(len(raw)) if saved is True else saved):
-            if type(raw[i]) is Tensor:  # not a record of a released graph
-                _check_saved(ctx, raw[i].data, t, f"input {i}")
+            _check_saved(ctx, raw[i].data, t, f"input {i}")
     if ctx.saves_output:
         out = ctx._out()
         if out is not None:
@@ -131,8 +130,7 @@ def check(ctx, node) -> None:
     for v in list(vars(ctx).values()):  # arrays the op kept (Max keeps its output, Where its condition)
         if isinstance(v, np.ndarray):
             _check_saved(ctx, v, t, "a saved array")
-    if type(node) is Tensor:
-        _check_fresh(ctx, node, "backward")
+    _check_fresh(ctx, node, "backward")
 
 
 def _check_saved(ctx, arr: np.ndarray, t: int, what: str) -> None:
@@ -204,7 +202,7 @@ def _view_chain(t: Tensor, name: str) -> list:
                     f"and a leaf can't be modified in place while gradients are recorded; wrap the update in "
                     f"`with no_grad():`, or .clone() the view first")
             return chain
-        if ctx.released:  # its inputs are records now: nothing to rebase through it
+        if ctx.released:  # released by a backward: nothing will flow through it again
             return chain
         _check_fresh(ctx, node, name)
         if "_write" in vars(ctx):  # written before: its input is its own old value; is it a view of something?

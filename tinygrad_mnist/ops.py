@@ -102,23 +102,31 @@ class PowConst(Function):
 class Maximum(Function):
     """Ties split the gradient equally, as in PyTorch."""
 
+    wins = staticmethod(np.greater)
+
     def forward(self, x, y):
         return np.maximum(x, y)
 
     def backward(self, g):
-        x, y = (p.data for p in self.parents)
-        wx = (x > y) + 0.5 * (x == y)
-        return g * const(wx.astype(g.dtype)), g * const((1 - wx).astype(g.dtype))
+        x, y = self.parents
+        xd, yd = x.data, y.data
+        win = self.wins(xd, yd)
+        tie = xd == yd
+        if not tie.any():  # 0/1 masks, as cheap as relu's: maximum(x, 0) costs what relu costs
+            gx = Mul.apply(g, const(win)) if x._requires_grad else None
+            gy = Mul.apply(g, const(~win)) if y._requires_grad else None
+            return gx, gy
+        wx = (win + 0.5 * tie).astype(g.dtype)
+        gx = g * const(wx) if x._requires_grad else None
+        gy = g * const(1 - wx) if y._requires_grad else None
+        return gx, gy
 
 
-class Minimum(Function):
+class Minimum(Maximum):
+    wins = staticmethod(np.less)
+
     def forward(self, x, y):
         return np.minimum(x, y)
-
-    def backward(self, g):
-        x, y = (p.data for p in self.parents)
-        wx = (x < y) + 0.5 * (x == y)
-        return g * const(wx.astype(g.dtype)), g * const((1 - wx).astype(g.dtype))
 
 
 class Where(Function):
@@ -153,6 +161,7 @@ class Neg(Function):
 
 
 class Exp(Function):
+    saves_inputs = False
     saves_output = True
     saves_inputs = False
 
@@ -172,6 +181,7 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    saves_inputs = False
     saves_output = True
     saves_inputs = False
 
@@ -223,6 +233,7 @@ class LeakyRelu(Function):
 
 
 class Sigmoid(Function):
+    saves_inputs = False
     saves_output = True
     saves_inputs = False
 
@@ -250,6 +261,7 @@ class SigmoidGrad(Function):
 
 
 class Tanh(Function):
+    saves_inputs = False
     saves_output = True
     saves_inputs = False
 
@@ -278,12 +290,10 @@ class Clip(Function):
 
     def backward(self, g):  # gradient passes where lo <= x <= hi, as PyTorch's clamp
         x = self.parents[0].data
-        inside = np.ones(x.shape, bool)
-        if self.lo is not None:
-            inside &= x >= self.lo
+        inside = None if self.lo is None else x >= self.lo
         if self.hi is not None:
-            inside &= x <= self.hi
-        return (g * const(inside.astype(g.dtype)),)
+            inside = x <= self.hi if inside is None else inside & (x <= self.hi)
+        return (g if inside is None else Mul.apply(g, const(inside)),)  # float * bool mask stays float
 
 
 class Clone(Function):
@@ -403,6 +413,7 @@ class Cumsum(Function):
 
 
 class LogSoftmax(Function):
+    saves_inputs = False
     saves_output = True
     saves_inputs = False
 
@@ -460,7 +471,44 @@ class Reshape(Function):
         return x.reshape(shape)
 
     def backward(self, g):
-        return (g.reshape(self.parents[0].shape),)
+        x = self.parents[0]
+        if type(x) is not Tensor:  # released: a TensorRecord keeps the shape, not the memory layout
+            return (g.reshape(x.shape),)
+        x = x.data
+        g = g.reshape(x.shape)
+        if x.ndim > 2 and not x.flags.c_contiguous and g.data.flags.c_contiguous and _memory_order(x):
+            # x was a permuted block (a conv/pool result in (C, H, W, N) order, say): hand back the
+            # gradient in that order, or every elementwise op behind it mixes two layouts (~10x slower)
+            g = Relayout.apply(g, like=x)
+        return (g,)
+
+
+class Relayout(Function):
+    """The same values, stored in the memory order of the array `like` (same shape); identity for gradients."""
+
+    def forward(self, x, like):
+        out = _like_layout(like, x.shape, x.dtype)
+        out[...] = x
+        return out
+
+    def backward(self, g):
+        return (g,)
+
+
+def _memory_order(a: np.ndarray):
+    """The axes of `a` outermost first, when `a` is a transposed view of one contiguous block; else None."""
+    order = sorted(range(a.ndim), key=lambda ax: -a.strides[ax])
+    return order if a.transpose(order).flags.c_contiguous else None
+
+
+def _like_layout(like: np.ndarray, shape, dtype, fill=None) -> np.ndarray:
+    """A new array of `shape` whose memory order of axes is that of `like` (same ndim)."""
+    order = sorted(range(like.ndim), key=lambda a: -like.strides[a])  # outermost axis first
+    mem_shape = tuple(shape[a] for a in order)
+    buf = np.zeros(mem_shape, dtype) if fill == 0 else np.empty(mem_shape, dtype)
+    if fill not in (None, 0):
+        buf.fill(fill)
+    return buf.transpose(np.argsort(order))
 
 
 class Permute(Function):
@@ -576,7 +624,7 @@ class SetItem(Function):
     def forward(self, x, v, index):
         self.index = index
         if not _is_basic(index):
-            self.saved = ("index",)  # arrays: freed by release, as GetItem's
+            self.saved = ("index",)
         out = x.copy()
         out[index] = v
         return out
@@ -590,8 +638,8 @@ class SetItem(Function):
             gx = Mul.apply(g, const(keep))
         if v._requires_grad:
             gv = g[self.index]
-            if gv.ndim < len(v.shape):  # v may carry extra leading 1s that assignment ignores
-                gv = gv.reshape((1,) * (len(v.shape) - gv.ndim) + gv.shape)
+            if gv.ndim < v.ndim:  # v may carry extra leading 1s that assignment ignores
+                gv = gv.reshape((1,) * (v.ndim - gv.ndim) + gv.shape)
         return gx, gv
 
 
@@ -633,11 +681,28 @@ class Matmul(Function):
         x, y = self.parents
         ta, tb = self.ta, self.tb
         gx = gy = None
-        if x._requires_grad:  # d/dA of op(A) @ op(B), transposed back when op(A) = A^T
-            gx = Matmul.apply(y, g, ta=tb, tb=True) if ta else Matmul.apply(g, y, tb=not tb)
+        # d/dA of op(A) @ op(B), transposed back when op(A) = A^T.  An operand stored transposed
+        # (h @ W.T: W.T's data is W's memory read column-first) gets its gradient computed in that
+        # layout too, as the transpose of a product: the gradient it hands back to W is then W's
+        # own C-order array instead of a transposing copy (~3x the GEMM's time for a 784x512 W).
+        if x._requires_grad:
+            if ta or (_transposed_2d(x.data) and y.ndim == 2):
+                gx = Matmul.apply(y, g, ta=tb, tb=True)
+                gx = gx if ta else gx.T
+            else:
+                gx = Matmul.apply(g, y, tb=not tb)
         if y._requires_grad:
-            gy = Matmul.apply(g, x, ta=True, tb=ta) if tb else Matmul.apply(x, g, ta=not ta)
+            if tb or (_transposed_2d(y.data) and x.ndim == 2):
+                gy = Matmul.apply(g, x, ta=True, tb=ta)
+                gy = gy if tb else gy.T
+            else:
+                gy = Matmul.apply(x, g, ta=not ta)
         return gx, gy
+
+
+def _transposed_2d(a: np.ndarray) -> bool:
+    """A matrix whose transpose is C-contiguous (and that is not C-contiguous itself)."""
+    return a.ndim == 2 and not a.flags.c_contiguous and a.flags.f_contiguous
 
 
 class Linear(Function):
@@ -713,3 +778,288 @@ class Fold(Function):
 
     def backward(self, gg):
         return (Unfold.apply(gg, kernel=self.kernel, stride=self.stride),)
+
+
+# ---------------------------------------------------------------------------
+# convolution and pooling as whole ops
+#
+# Inside these ops images live in (C, H, W, N) memory order: with the batch
+# last, every kernel offset (i, j) addresses one slab x[:, i:i+OH, j:j+OW, :]
+# whose rows are OW*N contiguous numbers, so im2col, col2im and the pooling
+# windows are kh*kw long, fast copies or adds, and the convolution GEMM writes
+# its (O, OH*OW*N) result straight into that order.  Callers see NCHW: the
+# results are transposed views, and the next op reads the memory order through
+# the strides (NumPy's elementwise ops keep it).  A user's NCHW array costs one
+# small transposing copy on the way in.
+# ---------------------------------------------------------------------------
+
+
+def _chwn(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> (C, H, W, N), a view."""
+    return x.transpose(1, 2, 3, 0)
+
+
+def _nchw(x: np.ndarray) -> np.ndarray:
+    """(C, H, W, N) -> (N, C, H, W), a view."""
+    return x.transpose(3, 0, 1, 2)
+
+
+def _out_size(size: int, k: int, s: int, p: int) -> int:
+    return (size + 2 * p - k) // s + 1
+
+
+def _window(i: int, j: int, oh: int, ow: int, stride) -> tuple:
+    """Index of the slab of a (C, H, W, N) array that kernel offset (i, j) reads for every output pixel."""
+    sh, sw = stride
+    return slice(None), slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw)
+
+
+def _padded_chwn(x: np.ndarray, padding, value=0) -> np.ndarray:
+    """x (N, C, H, W) as a C-contiguous (C, H+2ph, W+2pw, N) array (a view when it already is one)."""
+    ph, pw = padding
+    xc = _chwn(x)
+    if not (ph or pw):
+        return xc if xc.flags.c_contiguous else np.ascontiguousarray(xc)
+    c, h, w, n = xc.shape
+    out = np.full((c, h + 2 * ph, w + 2 * pw, n), value, x.dtype) if value else \
+        np.zeros((c, h + 2 * ph, w + 2 * pw, n), x.dtype)
+    out[:, ph:ph + h, pw:pw + w] = xc
+    return out
+
+
+def _im2col(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
+    """Columns (C*kh*kw, OH*OW*N) of x (N, C, H, W): one copy per kernel offset."""
+    xp = _padded_chwn(x, padding)
+    (kh, kw), (c, h, w, n) = kernel, xp.shape
+    oh, ow = (h - kh) // stride[0] + 1, (w - kw) // stride[1] + 1
+    cols = np.empty((c, kh, kw, oh, ow, n), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = xp[_window(i, j, oh, ow, stride)]
+    return cols.reshape(c * kh * kw, oh * ow * n)
+
+
+def _col2im(cols: np.ndarray, shape, kernel, stride, padding) -> np.ndarray:
+    """The adjoint of _im2col: columns added back onto an (N, C, H, W) image (overlaps add up)."""
+    n, c, h, w = shape
+    (kh, kw), (ph, pw) = kernel, padding
+    hp, wp = h + 2 * ph, w + 2 * pw
+    oh, ow = (hp - kh) // stride[0] + 1, (wp - kw) // stride[1] + 1
+    cols = cols.reshape(c, kh, kw, oh, ow, n)
+    out = np.zeros((c, hp, wp, n), cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[_window(i, j, oh, ow, stride)] += cols[:, i, j]
+    return _nchw(out[:, ph:ph + h, pw:pw + w] if ph or pw else out)
+
+
+def _rows(g: np.ndarray) -> np.ndarray:
+    """An (N, O, OH, OW) gradient as the (O, OH*OW*N) matrix the GEMMs use (free in (C, H, W, N) order)."""
+    gc = _chwn(g)
+    return gc.reshape(gc.shape[0], -1)
+
+
+class Conv2d(Function):
+    """conv2d of x (N, C, H, W) with w (O, C, kh, kw) and an optional bias (O,), as one op.
+
+    Fused for speed; it equals the composite
+    ``x.pad(...).unfold2d(kernel, stride)`` -> ``w.reshape(O, -1) @ cols`` -> ``+ b`` -> reshape and
+    permute to NCHW (tests/test_conv_pool.py checks values and gradients against it).  The
+    forward's columns are kept for the weight gradient; the input gradient is
+    ConvTranspose2d (one GEMM and a col2im) and is skipped for inputs that need none, such as
+    the image entering the first layer.  Every gradient is itself one of these three ops, so
+    gradients of gradients work.
+    """
+
+    saved = ("cols",)
+
+    def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0)):
+        self.stride, self.padding = stride, padding
+        o, kernel = w.shape[0], w.shape[2:]
+        cols = _im2col(x, kernel, stride, padding)
+        self.cols = cols  # reused by the weight gradient
+        out = w.reshape(o, -1) @ cols  # (O, OH*OW*N): one GEMM
+        if b is not None:
+            out += b[:, None]  # in place
+        oh = _out_size(x.shape[2], kernel[0], stride[0], padding[0])
+        ow = _out_size(x.shape[3], kernel[1], stride[1], padding[1])
+        return _nchw(out.reshape(o, oh, ow, x.shape[0]))
+
+    def backward(self, g):
+        x, w = self.parents[:2]
+        geometry = {"stride": self.stride, "padding": self.padding}
+        gx = ConvTranspose2d.apply(g, w, shape=x.shape, **geometry) if x._requires_grad else None
+        gw = Conv2dWeightGrad.apply(x, g, kernel=w.shape[2:], cols=self.cols, **geometry) \
+            if w._requires_grad else None
+        if len(self.parents) == 2:
+            return gx, gw
+        b = self.parents[2]
+        return gx, gw, (g.sum((0, 2, 3)) if b._requires_grad else None)
+
+
+class ConvTranspose2d(Function):
+    """The input gradient of Conv2d: g (N, O, OH, OW) and w (O, C, kh, kw) -> (N, C, H, W).
+
+    Equals the transpose of the composite's im2col GEMM: ``Fold(w.reshape(O, -1).T @ g)``.
+    Linear in g and in w; its own gradients are a Conv2d and a Conv2dWeightGrad.
+    """
+
+    def forward(self, g, w, shape, stride, padding):
+        self.shape, self.stride, self.padding = shape, stride, padding
+        o = w.shape[0]
+        gcols = w.reshape(o, -1).T @ _rows(g)  # (C*kh*kw, OH*OW*N)
+        return _col2im(gcols, shape, w.shape[2:], stride, padding)
+
+    def backward(self, gg):
+        g, w = self.parents
+        geometry = {"stride": self.stride, "padding": self.padding}
+        dg = Conv2d.apply(gg, w, **geometry) if g._requires_grad else None
+        dw = Conv2dWeightGrad.apply(gg, g, kernel=w.shape[2:], **geometry) if w._requires_grad else None
+        return dg, dw
+
+
+class Conv2dWeightGrad(Function):
+    """The weight gradient of Conv2d: x (N, C, H, W) and g (N, O, OH, OW) -> (O, C, kh, kw).
+
+    Equals the composite's ``g.reshape(O, -1) @ unfold(x).T``: one GEMM over the columns
+    (passed in as `cols` when the forward kept them).  Linear in x and in g.
+    """
+
+    def forward(self, x, g, kernel, stride, padding, cols=None):
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+        if cols is None:
+            cols = _im2col(x, kernel, stride, padding)
+        gw = _rows(g) @ cols.T  # (O, C*kh*kw)
+        return gw.reshape(gw.shape[0], x.shape[1], *kernel)
+
+    def backward(self, ggw):
+        x, g = self.parents
+        geometry = {"stride": self.stride, "padding": self.padding}
+        dx = ConvTranspose2d.apply(g, ggw, shape=x.shape, **geometry) if x._requires_grad else None
+        dg = Conv2d.apply(x, ggw, **geometry) if g._requires_grad else None
+        return dx, dg
+
+
+def _pad_hw(x: np.ndarray, padding, value) -> np.ndarray:
+    """Pad the H and W axes of (N, C, H, W), keeping x's memory order."""
+    ph, pw = padding
+    if not (ph or pw):
+        return x
+    n, c, h, w = x.shape
+    out = _like_layout(x, (n, c, h + 2 * ph, w + 2 * pw), x.dtype, fill=value)
+    out[:, :, ph:ph + h, pw:pw + w] = x
+    return out
+
+
+class _PoolGeometry:
+    """Windows of a 2-D pooling over (N, C, H, W): kernel, stride, padding and the slab of each offset."""
+
+    def __init__(self, shape, kernel, stride, padding):
+        self.shape, self.kernel, self.stride, self.padding = shape, kernel, stride, padding
+        n, c, h, w = shape
+        self.padded = (n, c, h + 2 * padding[0], w + 2 * padding[1])
+        self.out = (n, c, (self.padded[2] - kernel[0]) // stride[0] + 1,
+                    (self.padded[3] - kernel[1]) // stride[1] + 1)
+        self.overlap = kernel[0] > stride[0] or kernel[1] > stride[1]
+
+    def slabs(self):
+        """For each kernel offset, the index of the (N, C, OH, OW) slab of the padded input it reads."""
+        (kh, kw), (sh, sw), (oh, ow) = self.kernel, self.stride, self.out[2:]
+        return [(slice(None), slice(None), slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
+                for i in range(kh) for j in range(kw)]
+
+    def unpad(self, a: np.ndarray) -> np.ndarray:
+        (ph, pw), (h, w) = self.padding, self.shape[2:]
+        return a[:, :, ph:ph + h, pw:pw + w] if ph or pw else a
+
+
+def _scale(a: np.ndarray, weight) -> np.ndarray:
+    return a * weight if not isinstance(weight, float) else a * a.dtype.type(weight)
+
+
+class PoolGather(Function):
+    """out = sum over the window offsets k of weight_k * (window slab k of x): a weighted 2-D pooling.
+
+    With one scalar weight 1/(kh*kw) it is avg_pool2d (zero padding counted, as PyTorch's
+    default); it equals the composite ``x.pad(...).unfold2d(...)`` -> ``.mean(0)``.  Weights are
+    a float or one (N, C, OH, OW) array per offset.  Linear in x; the gradient is PoolScatter.
+    """
+
+    saved = ("weights",)  # max pooling's per-offset masks
+
+    def forward(self, x, geometry, weights):
+        self.geometry, self.weights = geometry, weights
+        xp = _pad_hw(x, geometry.padding, 0)
+        out = _like_layout(x, geometry.out, x.dtype)
+        for k, slab in enumerate(geometry.slabs()):
+            wk = weights if isinstance(weights, float) else weights[k]
+            if k == 0:
+                np.multiply(xp[slab], x.dtype.type(wk) if isinstance(wk, float) else wk, out=out)
+            else:
+                out += _scale(xp[slab], wk)
+        return out
+
+    def backward(self, g):
+        return (PoolScatter.apply(g, geometry=self.geometry, weights=self.weights, like=self.parents[0].data),)
+
+
+class PoolScatter(Function):
+    """The adjoint of PoolGather: each output gradient times weight_k goes back to window slab k.
+
+    Overlapping windows add up; the result has the pooled input's shape (N, C, H, W) and memory
+    order (`like`).  Linear in g; the gradient is PoolGather.
+    """
+
+    saved = ("weights",)
+
+    def forward(self, g, geometry, weights, like):
+        self.geometry, self.weights = geometry, weights
+        out = _like_layout(like, geometry.padded, g.dtype, fill=0)
+        if _memory_order(g) != _memory_order(out):  # one copy now, not a mixed-layout op per offset
+            buf = _like_layout(out, g.shape, g.dtype)
+            buf[...] = g
+            g = buf
+        for k, slab in enumerate(geometry.slabs()):
+            wk = weights if isinstance(weights, float) else weights[k]
+            if geometry.overlap:
+                out[slab] += _scale(g, wk)
+            else:  # disjoint windows: write each slab once
+                np.multiply(g, g.dtype.type(wk) if isinstance(wk, float) else wk, out=out[slab])
+        return geometry.unpad(out)
+
+    def backward(self, gg):
+        return (PoolGather.apply(gg, geometry=self.geometry, weights=self.weights),)
+
+
+class MaxPool2d(Function):
+    """Max over each 2-D window of x (N, C, H, W), padding with -inf; ties share the gradient equally.
+
+    Equals the composite ``x.pad(..., value=-inf).unfold2d(...)`` -> ``.max(0)`` (Tensor.max's tie
+    rule).  One elementwise maximum per window offset; the gradient is PoolScatter with the
+    0/1 (or tie-sharing) weight of each offset, found by comparing each slab with the result.
+    """
+
+    saves_output = True
+
+    def forward(self, x, geometry):
+        self.geometry = geometry
+        low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        xp = _pad_hw(x, geometry.padding, low)
+        slabs = geometry.slabs()
+        out = _like_layout(x, geometry.out, x.dtype)
+        np.maximum(xp[slabs[0]], xp[slabs[1]], out=out) if len(slabs) > 1 else np.copyto(out, xp[slabs[0]])
+        for slab in slabs[2:]:
+            np.maximum(out, xp[slab], out=out)
+        return out
+
+    def backward(self, g):
+        x, geometry = self.parents[0].data, self.geometry
+        xp = _pad_hw(x, geometry.padding, -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min)
+        out = self.output().data
+        hits = [xp[slab] == out for slab in geometry.slabs()]
+        if sum(np.count_nonzero(h) for h in hits) != out.size:  # ties: each of k tied maxima gets g / k
+            count = hits[0].astype(np.uint16 if len(hits) > 255 else np.uint8)
+            for h in hits[1:]:
+                count += h
+            g = g * const(np.reciprocal(count, dtype=g.dtype))
+        return (PoolScatter.apply(g, geometry=geometry, weights=hits, like=x),)

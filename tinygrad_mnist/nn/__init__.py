@@ -7,23 +7,28 @@
     loss = nn.CrossEntropyLoss()(model(x), y)        # or F.cross_entropy(model(x), y)
 """
 
-from . import functional, init
+from . import functional, init, utils
 from .modules import (
     ACTIVATIONS,
+    ELU,
     GELU,
     INITS,
     MLP,
     AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
     BCELoss,
     BCEWithLogitsLoss,
     Conv2d,
     CrossEntropyLoss,
     Dropout,
+    Embedding,
     Flatten,
     Identity,
     IncompatibleKeys,
     L1Loss,
     Lambda,
+    LayerNorm,
     LeakyReLU,
     Linear,
     LogSoftmax,
@@ -37,13 +42,16 @@ from .modules import (
     ReLU,
     Sequential,
     Sigmoid,
+    SiLU,
     Softmax,
+    Softplus,
     Tanh,
 )
 
 __all__ = [
-    "ACTIVATIONS", "GELU", "INITS", "MLP", "AvgPool2d", "BCELoss", "BCEWithLogitsLoss", "Conv2d", "CrossEntropyLoss",
-    "Dropout", "Flatten", "Identity", "IncompatibleKeys", "L1Loss", "Lambda", "LeakyReLU", "Linear", "LogSoftmax",
-    "MSELoss", "MaxPool2d", "Module", "ModuleDict", "ModuleList", "NLLLoss", "Parameter", "ReLU", "Sequential",
-    "Sigmoid", "Softmax", "Tanh", "functional", "init",
+    "ACTIVATIONS", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BCELoss", "BCEWithLogitsLoss", "Conv2d",
+    "CrossEntropyLoss", "Dropout", "ELU", "Embedding", "Flatten", "functional", "GELU", "Identity",
+    "IncompatibleKeys", "init", "INITS", "L1Loss", "Lambda", "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax",
+    "MaxPool2d", "MLP", "Module", "ModuleDict", "ModuleList", "MSELoss", "NLLLoss", "Parameter", "ReLU", "Sequential",
+    "Sigmoid", "SiLU", "Softmax", "Softplus", "Tanh", "utils",
 ]

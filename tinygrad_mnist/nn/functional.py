@@ -73,16 +73,18 @@ def _array(x) -> np.ndarray:
     return x.data if isinstance(x, Tensor) else np.asarray(x)
 
 
-def check_class_indices(labels, n_classes: int, name: str, ignore_index=None) -> np.ndarray:
+def check_class_indices(labels, n_classes: int, name: str, ignore_index=None, what: str = "label") -> np.ndarray:
     """Integer class labels as an ndarray, each in [0, n_classes) (or equal to ignore_index), else a clear error."""
     y = _array(labels)
     if y.dtype.kind not in "iu":
-        raise TypeError(f"{name}: labels must be integer class indices, got {y.dtype}")
+        raise TypeError(f"{name}: {what}s must be integer{' class indices' if what == 'label' else 's'}, "
+                        f"got {y.dtype}")
     bad = (y < 0) | (y >= n_classes)
     if ignore_index is not None:
         bad &= y != ignore_index
     if bad.any():
-        raise IndexError(f"{name}: label {y[bad].flat[0]} is out of range for {n_classes} classes")
+        raise IndexError(f"{name}: {what} {y[bad].flat[0]} is out of range for {n_classes} "
+                         f"{'classes' if what == 'label' else 'rows'}")
     return y
 
 
@@ -142,6 +144,24 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
         inner = (input + input * input * input * 0.044715) * math.sqrt(2.0 / math.pi)
         return input * 0.5 * (inner.tanh() + 1.0)
     raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * sigmoid(x) (swish)."""
+    return input * input.sigmoid()
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """x for x > 0, alpha * (exp(x) - 1) otherwise."""
+    neg = (input.clamp(max=0.0).exp() - 1.0) * alpha  # clamped first: exp never overflows on the unused side
+    return Tensor.where(input > 0, input, neg)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta x)) / beta, computed stably; linear where beta x > threshold (as PyTorch)."""
+    bx = input * beta
+    soft = (bx.relu() + ((-bx.abs()).exp() + 1.0).log()) * (1.0 / beta)  # log(1 + e^z) = max(z, 0) + log(1 + e^-|z|)
+    return Tensor.where(bx > threshold, input, soft)
 
 
 def softmax(input: Tensor, dim=None, _stacklevel: int = 3, dtype=None) -> Tensor:
@@ -259,6 +279,75 @@ def pad(input: Tensor, pad, mode: str = "constant", value=None) -> Tensor:
     out = input.pad(grow, value=0.0 if value is None else value) if any(b or a for b, a in grow) else input
     if any(b < 0 or a < 0 for b, a in widths):
         out = out[tuple(slice(-min(b, 0), n + min(a, 0)) for (b, a), n in zip(widths, out.shape))]
+    return out
+
+
+@_composite("layer_norm")
+def layer_norm(input: Tensor, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+    """Normalise over the last len(normalized_shape) dimensions (biased variance), then scale and shift."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[input.ndim - len(shape):]) != shape:
+        raise ValueError(f"layer_norm: normalized_shape {shape} does not match the input's last dimensions "
+                         f"{input.shape}")
+    dims = tuple(range(input.ndim - len(shape), input.ndim))
+    centred = input - input.mean(dims, keepdim=True)
+    var = (centred * centred).mean(dims, keepdim=True)
+    out = centred * (var + eps) ** -0.5
+    if weight is not None:
+        out = out * weight
+    return out if bias is None else out + bias
+
+
+@_composite("batch_norm")
+def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None, training: bool = False,
+               momentum: float | None = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel (dim 1) over the batch (and spatial) dimensions.
+
+    training=True uses the batch's statistics (biased variance) and, when running_mean/running_var are
+    given, updates them in place: running = (1 - momentum) running + momentum * batch, with the
+    unbiased variance, as PyTorch.  training=False uses the running statistics.
+    """
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: expected input (N, C, ...), got shape {input.shape}")
+    dims = (0, *range(2, input.ndim))
+    bshape = (1, input.shape[1]) + (1,) * (input.ndim - 2)
+    if training:
+        n = input.numel() // input.shape[1]
+        if n <= 1:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input "
+                             f"size {input.shape}")
+        mean = input.mean(dims, keepdim=True)
+        centred = input - mean
+        var = (centred * centred).mean(dims, keepdim=True)
+        if running_mean is not None and running_var is not None:
+            m = 0.1 if momentum is None else momentum
+            rm, rv = running_mean.data, running_var.data
+            rm *= 1 - m
+            rm += m * mean.data.reshape(-1).astype(rm.dtype)
+            rv *= 1 - m
+            rv += m * (var.data.reshape(-1) * (n / (n - 1))).astype(rv.dtype)
+        out = centred * (var + eps) ** -0.5
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: running_mean and running_var are needed when not training")
+        rm = Tensor(_array(running_mean).reshape(bshape).astype(input.dtype))
+        rv = Tensor(_array(running_var).reshape(bshape).astype(input.dtype))
+        out = (input - rm) * (rv + eps) ** -0.5
+    if weight is not None:
+        out = out * weight.reshape(bshape)
+    return out if bias is None else out + bias.reshape(bshape)
+
+
+def embedding(input, weight: Tensor, padding_idx=None, max_norm=None, norm_type: float = 2.0,
+              scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
+    """weight[input]: rows of weight (num_embeddings, dim) picked by integer indices of any shape."""
+    _unsupported("embedding", max_norm=(max_norm, None), scale_grad_by_freq=(scale_grad_by_freq, False),
+                 sparse=(sparse, False))
+    idx = check_class_indices(input, weight.shape[0], "embedding", what="index")
+    out = weight[idx]
+    if padding_idx is not None:  # the padding row gets no gradient, as in PyTorch
+        keep = np.expand_dims(idx != padding_idx % weight.shape[0], -1)
+        out = Tensor.where(keep, out, out.detach())
     return out
 
 

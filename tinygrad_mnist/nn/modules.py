@@ -118,33 +118,70 @@ class Module:
         """(name, value) pairs that may hold parameters or modules, in assignment order."""
         return self.__dict__.items()
 
-    def _walk(self, prefix: str, seen: set) -> Iterator[tuple[str, object]]:
-        """Depth-first, in definition order: (dotted name, parameter or module); each module once."""
+    def _own(self, prefix: str, buffers: bool):
+        """(own, rest): the parameters held directly as attributes (then the persistent buffers), and
+        everything else in assignment order: submodules, and tensors inside lists, tuples and dicts."""
+        own, rest = [], []
         for name, value in self._members():
-            for full, obj in _scan(prefix + name, value):
-                if isinstance(obj, Module):
-                    if id(obj) in seen:
-                        continue
-                    seen.add(id(obj))
-                    yield full, obj
-                    yield from obj._walk(full + ".", seen)
-                else:
-                    yield full, obj
+            if _is_param(value):
+                own.append((prefix + name, value))
+            else:
+                rest.extend(_scan(prefix + name, value))
+        if buffers:
+            for name, persistent in self.__dict__.get("_buffers", {}).items():
+                if persistent and isinstance(getattr(self, name, None), Tensor):
+                    own.append((prefix + name, getattr(self, name)))
+        return own, rest
+
+    def _walk(self, prefix: str, seen: set, buffers: bool = False) -> Iterator[tuple[str, object]]:
+        """Depth-first: (dotted name, tensor or module); a module's own parameters (and buffers) come
+        before its submodules', as PyTorch orders them; each module once."""
+        own, rest = self._own(prefix, buffers)
+        yield from own
+        for full, obj in rest:
+            if not isinstance(obj, Module):
+                yield full, obj
+            elif id(obj) not in seen:
+                seen.add(id(obj))
+                yield full, obj
+                yield from obj._walk(full + ".", seen, buffers)
+
+    def _tensors(self, prefix: str = "", recurse: bool = True, buffers: bool = False):
+        seen_tensors = set()
+        pre = prefix + "." if prefix else ""
+        own, rest = self._own(pre, buffers)
+        walk = self._walk(pre, {id(self)}, buffers) if recurse else own + [(n, t) for n, t in rest
+                                                                            if not isinstance(t, Module)]
+        for name, obj in walk:
+            if not isinstance(obj, Module) and id(obj) not in seen_tensors:
+                seen_tensors.add(id(obj))
+                yield name, obj
 
     def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
         """(dotted name, parameter), each shared parameter once, under its first name."""
-        seen_params = set()
-        pre = prefix + "." if prefix else ""
-        walk = self._walk(pre, {id(self)}) if recurse else (
-            (n, p) for name, v in self._members() for n, p in _scan(pre + name, v) if not isinstance(p, Module))
-        for name, obj in walk:
-            if not isinstance(obj, Module) and id(obj) not in seen_params:
-                seen_params.add(id(obj))
-                yield name, obj
+        return self._tensors(prefix, recurse)
 
     def parameters(self, recurse: bool = True) -> Iterator[Tensor]:
         """An iterator, as in PyTorch: list(model.parameters()) to keep them."""
         return (p for _, p in self.named_parameters(recurse=recurse))
+
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """A tensor the module keeps that is not trained (a mask, running statistics): in state_dict()
+        when persistent, converted by to(dtype)."""
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"register_buffer: {name!r} must be a Tensor or None, got {type(tensor).__name__}")
+        self.__dict__.setdefault("_buffers", {})[name] = bool(persistent)
+        setattr(self, name, tensor)
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
+        for mod_name, m in (self.named_modules(prefix) if recurse else [(prefix, self)]):
+            for name in m.__dict__.get("_buffers", {}):
+                value = getattr(m, name, None)
+                if isinstance(value, Tensor):
+                    yield (f"{mod_name}.{name}" if mod_name else name), value
+
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        return (b for _, b in self.named_buffers(recurse=recurse))
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         """(dotted name, module) for self (named `prefix`, "" by default) and every submodule."""
@@ -159,11 +196,10 @@ class Module:
     def named_children(self) -> Iterator[tuple[str, Module]]:
         """Direct submodules only."""
         seen = {id(self)}
-        for name, value in self._members():
-            for full, obj in _scan(name, value):
-                if isinstance(obj, Module) and id(obj) not in seen:
-                    seen.add(id(obj))
-                    yield full, obj
+        for name, obj in self._own("", False)[1]:
+            if isinstance(obj, Module) and id(obj) not in seen:
+                seen.add(id(obj))
+                yield name, obj
 
     def children(self) -> Iterator[Module]:
         return (m for _, m in self.named_children())
@@ -207,7 +243,7 @@ class Module:
             return self
         if dtype.kind != "f":
             raise TypeError(f"Module.to: parameters must stay floating point, got {dtype}")
-        for p in self.parameters():
+        for p in [*self.parameters(), *self.buffers()]:
             if p.dtype.kind == "f" and p.dtype != dtype:
                 p.data = p.data.astype(dtype)  # the same Parameter objects: optimizers keep working
                 if p.grad is not None:
@@ -228,12 +264,12 @@ class Module:
 
     # -- state -------------------------------------------------------------------------
     def state_dict(self) -> OrderedDict:
-        """name -> a detached copy of the parameter, in definition order.
+        """name -> a detached copy of each parameter and persistent buffer, in PyTorch's order.
 
         Unlike PyTorch (whose state dict shares memory with the parameters), the
         values are copies: later training does not change a state dict you kept.
         """
-        return OrderedDict((name, Tensor(p.data.copy())) for name, p in self.named_parameters())
+        return OrderedDict((name, t.detach().clone()) for name, t in self._tensors(buffers=True))
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Copy arrays (or Tensors) into the parameters of the same name.
@@ -242,7 +278,7 @@ class Module:
         unexpected keys are errors too; otherwise they are returned.  Everything
         is checked before anything is copied, so a failed load changes nothing.
         """
-        own = OrderedDict(self.named_parameters())
+        own = OrderedDict(self._tensors(buffers=True))  # parameters and persistent buffers
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         problems, arrays = [], {}
@@ -482,6 +518,118 @@ class LogSoftmax(Softmax):
         return F.log_softmax(x, self.dim)
 
 
+class SiLU(_Activation):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.silu(x)
+
+
+class ELU(_Activation):
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        self.alpha, self.inplace = alpha, inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.elu(x, self.alpha)
+
+
+class Softplus(Module):
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softplus(x, self.beta, self.threshold)
+
+
+class LayerNorm(Module):
+    """Normalise over the last dimensions; weight ones and bias zeros, as PyTorch."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
+                 device=None, dtype=None):
+        dtype = _float_dtype(dtype, device, "LayerNorm")
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape, self.eps, self.elementwise_affine = tuple(int(s) for s in shape), eps, elementwise_affine
+        self.weight = Parameter(np.ones(self.normalized_shape, dtype)) if elementwise_affine else None
+        self.bias = Parameter(np.zeros(self.normalized_shape, dtype)) if elementwise_affine and bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class _BatchNorm(Module):
+    """Running statistics are buffers (in state_dict); train() uses batch statistics, eval() the running ones."""
+
+    _ndims = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, device=None, dtype=None):
+        dtype = _float_dtype(dtype, device, type(self).__name__)
+        self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = Parameter(np.ones(self.num_features, dtype)) if affine else None
+        self.bias = Parameter(np.zeros(self.num_features, dtype)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", Tensor(np.zeros(self.num_features, dtype)))
+            self.register_buffer("running_var", Tensor(np.ones(self.num_features, dtype)))
+            self.register_buffer("num_batches_tracked", Tensor(np.zeros((), np.int64)))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim not in self._ndims:
+            raise ValueError(f"{type(self).__name__}: expected {' or '.join(f'{d}-D' for d in self._ndims)} input, "
+                             f"got shape {x.shape}")
+        momentum = self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data[...] += 1
+            if momentum is None:  # a cumulative moving average
+                momentum = 1.0 / int(self.num_batches_tracked.data)
+        use_batch = self.training or not self.track_running_stats
+        return F.batch_norm(x, self.running_mean if not use_batch or self.training else None,
+                            self.running_var if not use_batch or self.training else None, self.weight, self.bias,
+                            use_batch, 0.0 if momentum is None else momentum, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    _ndims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    _ndims = (4,)
+
+
+class Embedding(Module):
+    """A lookup table: rows of weight (num_embeddings, embedding_dim), N(0, 1) init, as PyTorch."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None, max_norm=None,
+                 norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False, _weight=None,
+                 _freeze: bool = False, device=None, dtype=None):
+        F._unsupported("Embedding", max_norm=(max_norm, None), scale_grad_by_freq=(scale_grad_by_freq, False),
+                       sparse=(sparse, False))
+        dtype = _float_dtype(dtype, device, "Embedding")
+        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        self.padding_idx = None if padding_idx is None else padding_idx % self.num_embeddings
+        if _weight is not None:
+            self.weight = Parameter(_weight, requires_grad=not _freeze)
+        else:
+            self.weight = Parameter(np.zeros((self.num_embeddings, self.embedding_dim), dtype))
+            init.normal_(self.weight)
+            if self.padding_idx is not None:
+                self.weight.data[self.padding_idx] = 0
+
+    def forward(self, idx) -> Tensor:
+        return F.embedding(idx, self.weight, self.padding_idx)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}" + (
+            f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
+
+
 class Identity(Module):
     """Returns its input; takes (and ignores) any constructor arguments, as PyTorch's."""
 
@@ -505,7 +653,8 @@ class Lambda(Module):
         return getattr(self.fn, "__name__", repr(self.fn))
 
 
-ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "gelu": GELU, "identity": Identity}
+ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "gelu": GELU, "silu": SiLU, "elu": ELU,
+               "identity": Identity}
 
 
 def _as_layer(layer) -> Module:
