@@ -602,6 +602,9 @@ class Tensor:
     def __init__(self, data, requires_grad: bool = False, dtype=None, device=None):
         if device is not None:
             _check_device(device, "Tensor")
+        if type(requires_grad) is int and isinstance(data, int):
+            raise TypeError(f"Tensor({data}, {requires_grad}, ...) looks like PyTorch's legacy Tensor(*sizes); "
+                            f"write tinygrad_mnist.zeros({data}, {requires_grad}) or empty(...) for a shape")
         self.data = _as_array(data, dtype, copy=self._copies_data)  # a copy, as torch.tensor (from_numpy shares)
         self._grad = None
         self._ctx = None
@@ -630,8 +633,9 @@ class Tensor:
         """A new leaf around a freshly made array (the factories: no second copy)."""
         if device is not None:
             _check_device(device, "factory")
-        t = cls.__new__(cls)
+        t = cls.__new__(cls)  # every slot set, as in _const
         t.data, t._grad, t._ctx, t._retain, t._requires_grad = arr, None, None, False, False
+        t._record = t._name = None
         if requires_grad:
             t.requires_grad = True
         return t
