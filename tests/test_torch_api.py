@@ -297,6 +297,8 @@ SNIPPETS = {
                     "y.requires_grad, T.cuda.device_count(), T.backends.mps.is_available()]",
     "no_grad-decorator": "@T.no_grad()\ndef f(a):\n    return a * 2\n"
                          "out = [f(T.ones(2, requires_grad=True)).requires_grad, T.is_grad_enabled()]",
+    "where-forms": "x = T.arange(4.); out = [x.where(x > 1, T.zeros(4)), x.where(x < 2, 9.0), T.where(x > 1, x, -x), "
+                   "T.tensor([1.0, float('inf'), -float('inf')]).isinf(), T.isnan(T.tensor([float('nan')]))]",
     "scalar-helpers": "x = T.tensor([[1., 2.], [3., 4.]]); out = [x.sum().item(), x.tolist(), x.numel(), len(x), "
                       "x.equal(x.clone()), x.allclose(x + 1e-9)]",
 }

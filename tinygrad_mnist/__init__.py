@@ -88,6 +88,7 @@ from .functions import (  # noqa: F401  (torch.f(x, ...) for the Tensor methods 
     index_select,
     is_tensor,
     isfinite,
+    isinf,
     isnan,
     le,
     lerp,

@@ -574,6 +574,22 @@ def _check_device(dev, op: str) -> str:
 _CPU = device("cpu")
 
 
+class _static_or_method:
+    """Tensor.f(a, b, c) calls f as written; x.f(b, c) calls f(b, x, c).
+
+    For where: Tensor.where(cond, x, y) as torch.where, and x.where(cond, y) as torch's Tensor.where.
+    """
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self.fn
+        return functools.partial(lambda x, cond, other: self.fn(cond, x, other), obj)
+
+
 class return_types:  # noqa: N801  (named after torch.return_types)
     """The (values, indices) named tuples of max(dim) and min(dim), as torch.return_types."""
 
@@ -1176,6 +1192,9 @@ class Tensor:
     def isfinite(self) -> Tensor:
         return Tensor._const(np.isfinite(self.data))
 
+    def isinf(self) -> Tensor:
+        return Tensor._const(np.isinf(self.data))
+
     # -- elementwise ------------------------------------------------------------
     def exp(self):
         return ops.Exp.apply(self)
@@ -1291,9 +1310,12 @@ class Tensor:
     def sign(self):
         return ops.Step.apply(self, fn=np.sign)
 
-    @staticmethod
+    @_static_or_method
     def where(cond, a, b) -> Tensor:
-        """Elementwise `a if cond else b`; the gradient flows to a and b, not cond."""
+        """Elementwise `a if cond else b`; the gradient flows to a and b, not cond.
+
+        Tensor.where(cond, a, b) as torch.where; x.where(cond, other) as torch's Tensor.where (x where cond).
+        """
         cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
         if not isinstance(a, Tensor):  # a scalar side takes the tensor side's dtype
             a = b._lift(a) if isinstance(b, Tensor) else Tensor(a)
