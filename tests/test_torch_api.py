@@ -299,6 +299,11 @@ SNIPPETS = {
                          "out = [f(T.ones(2, requires_grad=True)).requires_grad, T.is_grad_enabled()]",
     "where-forms": "x = T.arange(4.); out = [x.where(x > 1, T.zeros(4)), x.where(x < 2, 9.0), T.where(x > 1, x, -x), "
                    "T.tensor([1.0, float('inf'), -float('inf')]).isinf(), T.isnan(T.tensor([float('nan')]))]",
+    "promotion-0d": "f = T.tensor([1., 2.]); i = T.tensor([1, 2]); d0 = T.tensor(2.0, dtype=T.float64); "
+                    "b = T.tensor([True, False]); out = [(f * d0).dtype == T.float32, (i * d0).dtype == T.float64, "
+                    "(i.int() * T.tensor(3)).dtype == T.int32, (b + T.tensor(2)).dtype == T.int64, "
+                    "(f.double() * T.tensor(2.0)).dtype == T.float64, (T.tensor(1.0) * d0).dtype == T.float64, "
+                    "(f + f.double()).dtype == T.float64, T.where(b, f, d0).dtype == T.float32, f * d0]",
     "scalar-helpers": "x = T.tensor([[1., 2.], [3., 4.]]); out = [x.sum().item(), x.tolist(), x.numel(), len(x), "
                       "x.equal(x.clone()), x.allclose(x + 1e-9)]",
 }

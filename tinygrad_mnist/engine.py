@@ -2152,6 +2152,9 @@ def _promote(a: Tensor, b: Tensor):
         return a, b.cast(a.data.dtype)
     if fb and not fa:
         return a.cast(b.data.dtype), b
+    if (a.data.ndim == 0) != (b.data.ndim == 0) and (a.data.dtype.kind == "b") == (b.data.dtype.kind == "b"):
+        # PyTorch: within a category a 0-d tensor doesn't widen one with dims (float32 * float64 0-d -> float32)
+        return (a.cast(b.data.dtype), b) if a.data.ndim == 0 else (a, b.cast(a.data.dtype))
     dt = np.result_type(a.data.dtype, b.data.dtype)
     return a.cast(dt), b.cast(dt)
 
