@@ -11,8 +11,10 @@ This module knows nothing of layers, data or pictures.
 from __future__ import annotations
 
 import collections
-import contextlib
+import functools
+import itertools
 import math
+import threading
 import weakref
 
 import numpy as np
@@ -23,10 +25,40 @@ int64 = np.dtype(np.int64)
 bool_ = np.dtype(np.bool_)
 
 # ---------------------------------------------------------------------------
-# global state: grad mode and the random generator
+# state: grad mode (per thread) and the random generator
 # ---------------------------------------------------------------------------
 
-_grad_enabled = True
+
+class _ThreadState(threading.local):
+    """Autograd state of one thread: `no_grad` in one thread, or a backward
+    running there, must not switch recording off in another."""
+
+    def __init__(self):
+        self.grad_enabled = True
+
+
+_state = _ThreadState()
+# How many threads have grad mode off right now.  While it is 0 every thread
+# records, and Function.apply skips reading the (slower) thread-local flag.
+_grad_off = 0
+_grad_off_lock = threading.Lock()
+
+
+def _set_grad_mode(mode: bool) -> bool:
+    """Set this thread's grad mode; return the previous one."""
+    global _grad_off
+    state = _state
+    prev = state.grad_enabled
+    if mode != prev:
+        if mode:
+            state.grad_enabled = True
+        with _grad_off_lock:  # count before switching off, after switching on: never under-counted
+            _grad_off += -1 if mode else 1
+        if not mode:
+            state.grad_enabled = False
+    return prev
+
+
 _rng = np.random.default_rng()
 _clock = 0  # in-place writes so far (inplace.py); while 0, recording and backward skip all version bookkeeping
 
@@ -43,26 +75,69 @@ def rng() -> np.random.Generator:
 
 
 def is_grad_enabled() -> bool:
-    return _grad_enabled
+    """Whether ops record a graph in this thread."""
+    return _state.grad_enabled
 
 
-@contextlib.contextmanager
-def set_grad_enabled(mode: bool):
-    global _grad_enabled
-    prev, _grad_enabled = _grad_enabled, bool(mode)
-    try:
-        yield
-    finally:
-        _grad_enabled = prev
+class _GradMode:
+    """Base of no_grad/enable_grad: a context manager, and a decorator when called on a function."""
+
+    mode = True
+
+    def __enter__(self):
+        self.prev = _set_grad_mode(self.mode)
+        return self
+
+    def __exit__(self, *exc):
+        _set_grad_mode(self.prev)
+        return False
+
+    def _fresh(self):
+        return type(self)()
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            with self._fresh():  # a new manager per call: calls may nest or run in several threads
+                return fn(*args, **kwargs)
+        return run
 
 
-def no_grad():
-    """Context manager: ops inside record nothing (inference, optimizer updates)."""
-    return set_grad_enabled(False)
+class no_grad(_GradMode):
+    """Ops inside record nothing in this thread (inference, optimizer updates).
+
+    `with no_grad():`, `@no_grad()` or `@no_grad` on a function."""
+
+    mode = False
+
+    def __new__(cls, fn=None):
+        self = super().__new__(cls)
+        return self if fn is None else self(fn)
 
 
-def enable_grad():
-    return set_grad_enabled(True)
+class enable_grad(no_grad):
+    """Record again inside a no_grad block (this thread only)."""
+
+    mode = True
+
+
+class set_grad_enabled(_GradMode):
+    """Switch recording on or off in this thread, as PyTorch's: a plain call takes effect at
+    once (`set_grad_enabled(False)`); as a context manager the previous mode returns on exit."""
+
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+        self.prev = _set_grad_mode(self.mode)
+
+    def __enter__(self):
+        return self  # the mode was set by the call already
+
+    def _fresh(self):
+        return set_grad_enabled(self.mode)
+
+    def __call__(self, fn):
+        _set_grad_mode(self.prev)  # used as a decorator: the call itself must not switch the mode
+        return super().__call__(fn)
 
 
 # ---------------------------------------------------------------------------
@@ -71,18 +146,49 @@ def enable_grad():
 
 
 class Function:
-    """One node of the graph.
+    """One node of the graph: an op and the edges to its inputs.
 
     Subclasses implement `forward(*arrays, **params) -> ndarray` and
     `backward(grad: Tensor) -> tuple[Tensor | None, ...]` (one entry per
-    input).  `self.parents` holds the input Tensors; ops whose gradient is
-    cheapest in terms of their result set `saves_output` and read
-    `self.output()`.
+    input, None where an input needs no gradient).  `self.parents` holds the
+    input Tensors in argument order (also readable as `inputs`).
+
+    What an op may rely on during `backward`:
+    - grad mode (`is_grad_enabled()`) equals the sweep's `create_graph`: the
+      Tensor ops a backward runs are recorded exactly when the gradient itself
+      must be differentiable, so a backward may pick a cheaper array path when
+      it is off (see CrossEntropy);
+    - `self.parents` are the live input Tensors (the engine sums each returned
+      gradient down to its input's shape and casts it to its dtype);
+    - `saves_output = True` keeps a weak reference to the result, read with
+      `self.output()`: ops whose gradient is cheapest in terms of their result
+      (exp, sigmoid, ...) need not keep their input alive;
+    - `saves_inputs = False` declares that backward reads only the inputs'
+      shapes, dtypes and `requires_grad`, never their values (add, reshape,
+      sum, ...); such an op can be backpropagated again after a release;
+    - `saved` names the attributes holding arrays the op stored for its
+      backward (a mask, indices); release sets them to None.
+
+    `release()` runs right after the op's backward in a sweep without
+    `retain_graph`: it frees what was saved (the inputs' and output's data,
+    stored arrays) and keeps the structure: the name, and edges to the inputs
+    as lightweight records (`TensorRecord`; leaves that require grad stay the
+    real Tensors).  A later backward through an op that saved values raises;
+    through one that saved nothing it works, as in PyTorch.
+
+    Introspection (used by viz): `name`, `inputs`, `released`,
+    `saved_arrays()`, `calls` (the composite calls this op belongs to,
+    innermost first, see `composite`) and `backward_of` (the forward op whose
+    backward recorded this op, under create_graph=True).
     """
 
     saves_output = False
     saves_inputs = True  # backward reads its inputs' values (True, or a tuple of input indices)
-    parents: tuple | None = ()
+    parents: tuple = ()
+    calls: tuple = ()
+    backward_of: Function | None = None
+    saved: tuple = ()
+    released = False
     _t = 0  # the in-place clock when this op was recorded (stamped only once the clock runs)
 
     def forward(self, *arrays, **params):
@@ -100,22 +206,25 @@ class Function:
     def apply(cls, *inputs: Tensor, **params) -> Tensor:
         ctx = cls()
         try:
+            # record only if an input requires grad and grad mode is on in this thread
             if len(inputs) == 2:  # the common cases, spelled out: this is the hottest path
                 a, b = inputs
                 data = ctx.forward(a.data, b.data, **params)
-                record = _grad_enabled and (a._requires_grad or b._requires_grad)
+                record = (a._requires_grad or b._requires_grad) and (not _grad_off or _state.grad_enabled)
             elif len(inputs) == 1:
                 data = ctx.forward(inputs[0].data, **params)
-                record = _grad_enabled and inputs[0]._requires_grad
+                record = inputs[0]._requires_grad and (not _grad_off or _state.grad_enabled)
             else:
                 data = ctx.forward(*[t.data for t in inputs], **params)
-                record = _grad_enabled and any([t._requires_grad for t in inputs])
+                record = any([t._requires_grad for t in inputs]) and (not _grad_off or _state.grad_enabled)
         except (ValueError, IndexError) as e:
             raise _op_error(cls, inputs, e) from None
         out = Tensor.__new__(Tensor)
         out.data = data if type(data) is np.ndarray else np.asarray(data)
         out._grad = None
         out._retain = False
+        out._record = None
+        out._name = None
         if record:
             ctx.parents = inputs
             if _clock:
@@ -129,14 +238,209 @@ class Function:
             out._requires_grad = False
         return out
 
-    def release(self) -> None:
-        """Drop everything saved for backward (called after a backward pass)."""
-        self.__dict__.clear()
-        self.parents = None
-
     @property
     def name(self) -> str:
         return type(self).__name__
+
+    @property
+    def inputs(self) -> tuple:
+        """The op's inputs in argument order: live Tensors, or TensorRecords once released."""
+        return self.parents
+
+    def saved_arrays(self) -> list:
+        """The ndarrays this op keeps alive for its backward ([] once released)."""
+        if self.released:
+            return []
+        read = self.saves_inputs
+        out = [p.data for i, p in enumerate(self.parents) if read is True or i in read] if read else []
+        if self.saves_output:
+            t = self._out()
+            if t is not None:
+                out.append(t.data)
+        for v in self.__dict__.values():
+            if type(v) is np.ndarray:
+                out.append(v)
+            elif type(v) in (tuple, list):
+                out += [x for x in v if type(x) is np.ndarray]
+        return out
+
+    def release(self) -> None:
+        """Free what was saved for backward, keep the structure (see the class docstring)."""
+        if self.saved:
+            for k in self.saved:  # masks, indices, columns
+                setattr(self, k, None)
+        # edges stay, data goes: each input becomes its record (a parameter stays itself).  The
+        # output's weak reference (saves_output) holds no data: it needs no clearing.
+        ps = self.parents
+        try:
+            if len(ps) == 2:  # the common case spelled out: this runs once per op in every backward
+                a, b = ps
+                self.parents = (a if a._ctx is None and a._requires_grad else a._record or _record_of(a),
+                                b if b._ctx is None and b._requires_grad else b._record or _record_of(b))
+            else:
+                self.parents = tuple([p if p._ctx is None and p._requires_grad else p._record or _record_of(p)
+                                      for p in ps])
+        except AttributeError:  # an input made without the usual constructors (no _record slot set)
+            self.parents = tuple([_record_of(p) for p in ps])
+        self.released = True
+        if self.calls:
+            for c in self.calls:
+                c._release()
+        if _clock:  # in-place bookkeeping (inplace.py) may hold the tensors as recorded
+            self.__dict__.pop("_raw_parents", None)
+            self.__dict__.pop("_view", None)
+
+    def __repr__(self) -> str:
+        return f"<{self.name}{' (released)' if self.released else ''}>"
+
+
+class TensorRecord:
+    """What a released graph keeps of a tensor it no longer holds.
+
+    Shape, dtype, name and the edge to the op that made it (`grad_fn`): enough
+    to draw the graph and to backpropagate again through ops that saved
+    nothing, never the data.  One record per tensor, so two consumers of one
+    tensor share it.
+    """
+
+    __slots__ = ("shape", "dtype", "name", "_ctx", "_tensor")
+
+    def __init__(self, t: Tensor):
+        d = t.data
+        self.shape = d.shape
+        self.dtype = d.dtype
+        try:
+            self.name = t._name
+        except AttributeError:  # a tensor made without the usual constructors
+            self.name = None
+        self._ctx = t._ctx
+        # a tensor that asked for retain_grad() keeps showing its .grad while it lives
+        self._tensor = weakref.ref(t) if t._retain else None
+
+    @property
+    def grad_fn(self) -> Function | None:
+        return self._ctx
+
+    @property
+    def _requires_grad(self) -> bool:
+        return self._ctx is not None  # records stand for non-leaves and constants only
+
+    requires_grad = _requires_grad
+
+    @property
+    def _retain(self) -> bool:
+        return self._tensor is not None
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def grad(self):
+        t = None if self._tensor is None else self._tensor()
+        return None if t is None else t.grad
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def _record(self) -> TensorRecord:
+        return self  # a record stands for itself
+
+    def __repr__(self) -> str:
+        extra = f", grad_fn={self._ctx.name}" if self._ctx is not None else ""
+        name = f", name={self.name!r}" if self.name is not None else ""
+        return f"TensorRecord(shape={self.shape}, dtype={self.dtype}{extra}{name})"
+
+
+def _record_of(t):
+    """The node that stands for `t` in a released graph: itself for a leaf that requires grad
+    (a parameter, alive anyway), else its one TensorRecord (made once, kept on the tensor)."""
+    if t._ctx is None and t._requires_grad:
+        return t
+    rec = getattr(t, "_record", None)  # None also for a tensor made without the usual constructors
+    if rec is None:
+        rec = t._record = TensorRecord(t)
+    return rec
+
+
+class Call:
+    """One call of a composite function (conv2d, cross_entropy, ...): see `composite`."""
+
+    __slots__ = ("name", "id", "inputs", "output_shape", "_released")
+
+    def __init__(self, name: str, inputs: tuple, output_shape: tuple):
+        self.name = name
+        self.id = next(_call_ids)
+        self.inputs = inputs  # the Tensors the caller passed; records after a release
+        self.output_shape = output_shape
+        self._released = False
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.inputs = tuple([_record_of(t) for t in self.inputs])
+
+    def __repr__(self) -> str:
+        return f"Call({self.name!r}, id={self.id}, output_shape={self.output_shape})"
+
+
+_call_ids = itertools.count(1)
+
+
+def composite(name: str):
+    """Decorator: the ops a call of the function records carry a `Call(name)` record.
+
+    A function built from several ops (conv2d, cross_entropy, ...) can then be
+    shown as one box: every op met walking back from the result to the
+    tensors the caller passed gets the call appended to its `calls` (so nested
+    composites list the innermost first).  Ops that use a tensor recorded
+    before the call must receive it as an argument.  Costs nothing when
+    nothing is recorded.
+    """
+    def decorate(fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            if not _grad_off or _state.grad_enabled:
+                _tag_call(name, args, kwargs, out)
+            return out
+        return call
+    return decorate
+
+
+def _tensors_in(values) -> list:
+    found = []
+    for v in values:
+        if isinstance(v, Tensor):
+            found.append(v)
+        elif type(v) in (list, tuple):
+            found += [x for x in v if isinstance(x, Tensor)]
+    return found
+
+
+def _tag_call(name: str, args, kwargs, out) -> None:
+    outs = [o for o in (out if isinstance(out, tuple) else (out,)) if isinstance(o, Tensor) and o._ctx is not None]
+    if not outs:
+        return  # nothing recorded
+    inputs = _tensors_in(args)
+    if kwargs:
+        inputs += _tensors_in(kwargs.values())
+    call = None
+    shape = outs[0].shape
+    seen = set(inputs)  # the walk stops at what the caller passed
+    stack = outs
+    while stack:
+        t = stack.pop()
+        ctx = t._ctx
+        if ctx is None or t in seen or type(t) is TensorRecord:
+            continue
+        seen.add(t)
+        if call is None:
+            call = Call(name, tuple(inputs), shape)
+        ctx.calls = ctx.calls + (call,)
+        stack.extend(ctx.parents)
 
 
 def _op_error(cls, inputs, e):
@@ -285,7 +589,9 @@ class return_types:  # noqa: N801  (named after torch.return_types)
 class Tensor:
     """An n-dimensional array that remembers how it was computed."""
 
-    __slots__ = ("data", "_grad", "_requires_grad", "_ctx", "_retain", "__weakref__")
+    # _record: what stands for this tensor in a released graph (see TensorRecord), made on release;
+    # _name: a label given by the user (see `name`)
+    __slots__ = ("data", "_grad", "_requires_grad", "_ctx", "_retain", "_record", "_name", "__weakref__")
     __array_ufunc__ = None  # make `ndarray * Tensor` call Tensor.__rmul__
     __hash__ = object.__hash__  # == is elementwise, identity stays hashable
     _copies_data = True  # Tensor(ndarray) copies like torch.tensor; nn.Parameter shares like torch's
@@ -297,6 +603,8 @@ class Tensor:
         self._grad = None
         self._ctx = None
         self._retain = False
+        self._record = None
+        self._name = None
         self._requires_grad = False
         if requires_grad:
             self.requires_grad = True
@@ -309,6 +617,8 @@ class Tensor:
         t._grad = None
         t._ctx = None
         t._retain = False
+        t._record = None
+        t._name = None
         t._requires_grad = False
         return t
 
@@ -361,6 +671,20 @@ class Tensor:
     @property
     def is_leaf(self) -> bool:
         return self._ctx is None
+
+    @property
+    def name(self) -> str | None:
+        """A label for this tensor (shown by repr and viz); None unless set."""
+        try:
+            return self._name
+        except AttributeError:  # a tensor made without the usual constructors
+            return None
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"name must be a str or None, got {type(value).__name__}")
+        self._name = value
 
     @property
     def shape(self) -> tuple:
@@ -443,6 +767,8 @@ class Tensor:
             extra += f", grad_fn={self._ctx.name}"
         elif self._requires_grad:
             extra += ", requires_grad=True"
+        if self.name is not None:
+            extra += f", name={self.name!r}"
         return f"Tensor({body}{extra})"
 
     def __bool__(self) -> bool:
@@ -796,6 +1122,7 @@ class Tensor:
             dim, keepdim = _dim_alias("sum", dim, axis, keepdim, keepdims)
         return ops.Sum.apply(self, axis=_norm_axes(dim, self.ndim, "sum"), keepdim=keepdim)
 
+    @composite("mean")
     def mean(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
         if axis is not None or keepdims is not None:
             dim, keepdim = _dim_alias("mean", dim, axis, keepdim, keepdims)
@@ -852,6 +1179,7 @@ class Tensor:
             values, idx = values.squeeze(d), idx.squeeze(d)
         return getattr(return_types, op)(values, Tensor._const(idx))
 
+    @composite("var")
     def var(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None, axis=None, keepdims=None):
         """Variance with Bessel's correction by default (unbiased=True, i.e. correction=1), as PyTorch."""
         if axis is not None or keepdims is not None:
@@ -865,11 +1193,13 @@ class Tensor:
         d = self - self.mean(axes, keepdim=True)
         return (d * d).sum(axes, keepdim) * (1.0 / (n - correction) if n > correction else math.nan)
 
+    @composite("std")
     def std(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None, axis=None, keepdims=None):
         if axis is not None or keepdims is not None:
             dim, keepdim = _dim_alias("std", dim, axis, keepdim, keepdims)
         return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
 
+    @composite("logsumexp")
     def logsumexp(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
         if axis is not None or keepdims is not None:
             dim, keepdim = _dim_alias("logsumexp", dim, axis, keepdim, keepdims)
@@ -1196,6 +1526,7 @@ class Tensor:
         return ops.Cat.apply(*tensors, axis=dim)
 
     @staticmethod
+    @composite("stack")
     def stack(tensors, dim=None, *, axis=None) -> Tensor:
         dim = _dim_alias("stack", dim, axis)[0] if axis is not None else 0 if dim is None else dim
         tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
@@ -1230,6 +1561,7 @@ class Tensor:
 
     dot = matmul
 
+    @composite("linear")
     def linear(self, weight, bias=None) -> Tensor:
         """self @ weight.T + bias, with weight (out, in) as in nn.Linear; no transpose is materialised."""
         if weight.ndim != 2 or self.ndim < 2 or self.shape[-1] != weight.shape[1]:
@@ -1241,15 +1573,18 @@ class Tensor:
         return ops.Linear.apply(self, weight) if bias is None else ops.Linear.apply(self, weight, bias)
 
     # -- neural-network functions -------------------------------------------------------
+    @composite("softmax")
     def softmax(self, dim=None, *, axis=None):
         """exp(log_softmax): dim defaults to the last."""
         dim = _dim_alias("softmax", dim, axis)[0] if axis is not None else -1 if dim is None else dim
         return self.log_softmax(dim).exp()
 
+    @composite("log_softmax")
     def log_softmax(self, dim=None, *, axis=None):
         dim = _dim_alias("log_softmax", dim, axis)[0] if axis is not None else -1 if dim is None else dim
         return ops.LogSoftmax.apply(self, axis=_one_dim(dim, self.ndim, "log_softmax"))
 
+    @composite("cross_entropy")
     def cross_entropy(self, labels, reduction: str = "mean"):
         """Softmax cross-entropy of logits (N, C) against class indices (N,) or targets (N, C)."""
         if self.ndim != 2:
@@ -1287,6 +1622,7 @@ class Tensor:
                              f"(after padding)")
         return ops.Unfold.apply(self, kernel=(kh, kw), stride=(sh, sw))
 
+    @composite("conv2d")
     def conv2d(self, weight, bias=None, stride=1, padding=0):
         """2-D cross-correlation on NCHW input with weight (O, C, kh, kw): im2col + one GEMM (ops.Conv2d)."""
         if self.ndim != 4 or weight.ndim != 4:
@@ -1325,14 +1661,17 @@ class Tensor:
         x = self if _is_float(self.dtype) else self.float()
         return ops.PoolGather.apply(x, geometry=geometry, weights=1.0 / (kh * kw))
 
+    @composite("max_pool2d")
     def max_pool2d(self, kernel=2, stride=None, padding=0):
         """Max over windows; ties share the gradient equally (see Tensor.max)."""
         return self._pool(kernel, stride, padding, "max")
 
+    @composite("avg_pool2d")
     def avg_pool2d(self, kernel=2, stride=None, padding=0):
         """Mean over windows (zero padding counts, as PyTorch's default)."""
         return self._pool(kernel, stride, padding, "avg")
 
+    @composite("dropout")
     def dropout(self, p: float = 0.5, training: bool = True):
         """Zero each element with probability p and scale the rest by 1/(1-p)."""
         if not 0.0 <= p <= 1.0:
@@ -1408,35 +1747,62 @@ def _index_arg(index):
 # ---------------------------------------------------------------------------
 
 
-def _toposort(roots) -> list:
-    """Nodes that require grad, parents before children (iterative DFS)."""
+def walk(roots, *, constants: bool = True) -> list:
+    """Every node reachable from `roots` through `grad_fn.inputs`, parents before children.
+
+    Nodes are Tensors, or TensorRecords where a backward released the graph.
+    Inputs are visited in argument order (depth first, iterative: no recursion
+    limit).  `constants=False` keeps only nodes that require grad: the order
+    the backward sweep runs in reverse.
+    """
+    if not isinstance(roots, (list, tuple)):
+        roots = [roots]
+    # sets and dicts of nodes hash by identity (Tensor.__hash__), cheaper than keying by id()
     order, seen = [], set()
     clock = _clock
-    stack = [(r, False) for r in roots]
+    stack = [(r, False) for r in reversed(roots)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
             order.append(node)
             continue
-        if id(node) in seen:
+        if node in seen:
             continue
-        seen.add(id(node))
+        seen.add(node)
         stack.append((node, True))
         ctx = node._ctx
         if ctx is not None:
-            if ctx.parents is None:
-                raise RuntimeError(
-                    f"backward: the graph through {ctx.name} was already released by an earlier backward(); "
-                    f"pass retain_graph=True to the first backward() to go through it twice")
             if clock and ctx._t < clock:  # recorded before an in-place write: see what it really read
                 inplace.resolve(ctx)
-            for p in ctx.parents:
-                if p._requires_grad and id(p) not in seen:
+            for p in reversed(ctx.parents):  # reversed onto the stack: popped in argument order
+                if (constants or p._requires_grad) and p not in seen:
                     stack.append((p, False))
     return order
 
 
+def _toposort(roots) -> list:
+    """walk(roots, constants=False), raising at an op a backward released.
+
+    Kept for viz.py until it reads the released structure through `walk`.
+    """
+    order = walk(roots, constants=False)
+    for t in order:
+        if t._ctx is not None and t._ctx.released:
+            raise _released_error(t._ctx)
+    return order
+
+
+def _released_error(ctx: Function) -> RuntimeError:
+    return RuntimeError(
+        f"backward: the graph through {ctx.name} was already released by an earlier backward() "
+        f"(it freed what {ctx.name} saved for its gradient); pass retain_graph=True to the first "
+        f"backward() to go through it twice")
+
+
 def _seed_grad(root: Tensor, gradient) -> Tensor:
+    if not root._requires_grad:
+        raise RuntimeError("backward: this tensor does not require grad and has no grad_fn "
+                           "(did you create it under no_grad() or from data only?)")
     if gradient is None:
         if root.data.size != 1:
             raise RuntimeError(f"backward: output has shape {root.shape}; grad can be implicitly created only "
@@ -1450,45 +1816,40 @@ def _seed_grad(root: Tensor, gradient) -> Tensor:
     return g
 
 
-def _backprop(roots, gradients, retain_graph, create_graph, inputs=None):
-    """Reverse-mode sweep from `roots`.
+def _gradients(roots, seeds, retain_graph: bool, create_graph: bool, inputs=None) -> list:
+    """The reverse-mode sweep from `roots` (seeded with `seeds`); touches no `.grad`.
 
-    With `inputs` None, gradients accumulate into `.grad` of leaves (and of
-    tensors that called retain_grad); otherwise they are returned, one per input,
-    and no `.grad` is touched.
+    Returns, with `inputs` given, one gradient (or None) per input; otherwise
+    `(node, gradient)` for every leaf that requires grad and every tensor that
+    called retain_grad(), in the order the sweep finished them.  Grad mode in
+    this thread equals `create_graph` while it runs; without `retain_graph`
+    every op is released right after its backward.
     """
-    for r in roots:
-        if not r._requires_grad:
-            raise RuntimeError("backward: this tensor does not require grad and has no grad_fn "
-                               "(did you create it under no_grad() or from data only?)")
-    global _grad_enabled
-    prev = _grad_enabled
-    _grad_enabled = create_graph  # without create_graph backward records nothing
+    prev = _set_grad_mode(create_graph)  # without create_graph backward records nothing
     try:
         grads = {}
-        leaf_arrays = set()  # bases of arrays handed to leaves, so no two leaves share one
-        for r, g in zip(roots, gradients):
-            given = g is not None
-            g = _seed_grad(r, g)
-            if given:  # the caller's gradient array: no leaf's .grad may alias it either
-                leaf_arrays.add(id(g.data if g.data.base is None else g.data.base))
-            grads[id(r)] = grads[id(r)] + g if id(r) in grads else g
-        order = _toposort(roots)
+        for r, g in zip(roots, seeds):
+            grads[r] = grads[r] + g if r in grads else g  # keyed by the node itself: identity hash
+        stop = set(seeds) if create_graph else None  # for tagging backward ops
+        wanted = None if inputs is None else dict.fromkeys(inputs)
+        found = []
         clock = _clock
-        wanted = None if inputs is None else {id(t): None for t in inputs}
-        for t in reversed(order):
-            g = grads.pop(id(t), None)
+        for t in reversed(walk(roots, constants=False)):
+            g = grads.pop(t, None)
             if g is None:
                 continue
             ctx = t._ctx
             if wanted is not None:
-                if id(t) in wanted:
-                    wanted[id(t)] = g
+                if t in wanted:
+                    wanted[t] = g
             elif ctx is None or t._retain:
-                _accumulate(t, g, create_graph, leaf_arrays)
+                found.append((t, g))
             if ctx is None:
                 continue
-            if clock and ctx._t < clock:  # something was written in place since this op was recorded
+            if ctx.released:
+                if ctx.saves_inputs or ctx.saves_output or ctx.saved:
+                    raise _released_error(ctx)
+            elif clock and ctx._t < clock:  # something was written in place since this op was recorded
                 inplace.check(ctx, t)
             parents = ctx.parents
             in_grads = ctx.backward(g)
@@ -1497,30 +1858,69 @@ def _backprop(roots, gradients, retain_graph, create_graph, inputs=None):
             for p, pg in zip(parents, in_grads):
                 if pg is None or not p._requires_grad:
                     continue
-                if pg.data.shape != p.data.shape:
-                    pg = pg.sum_to(p.data.shape)
-                if pg.data.dtype is not p.data.dtype and pg.data.dtype != p.data.dtype:
-                    pg = pg.cast(p.data.dtype)
-                old = grads.get(id(p))
-                grads[id(p)] = pg if old is None else old + pg
-        return None if inputs is None else [wanted[id(t)] for t in inputs]
+                meta = p.data if type(p) is Tensor else p  # shape and dtype; a record carries them itself
+                if pg.data.shape != meta.shape:
+                    pg = pg.sum_to(meta.shape)
+                if pg.data.dtype is not meta.dtype and pg.data.dtype != meta.dtype:
+                    pg = pg.cast(meta.dtype)
+                old = grads.get(p)
+                grads[p] = pg if old is None else old + pg
+            if create_graph:
+                _tag_backward_ops(ctx, t, g, parents, grads, stop)
+        return found if inputs is None else [wanted[t] for t in inputs]
     finally:
-        _grad_enabled = prev
+        _set_grad_mode(prev)
 
 
-def _accumulate(t: Tensor, g: Tensor, create_graph: bool, leaf_arrays: set) -> None:
-    if not create_graph and g._ctx is not None:
-        g = Tensor._const(g.data)  # .grad of a plain backward carries no graph
-    if t._grad is None:
-        base = g.data if g.data.base is None else g.data.base
-        if id(base) in leaf_arrays or not (g.data.flags.writeable and g.data.flags.c_contiguous):
-            # own, writable memory per leaf; under create_graph a recorded copy keeps the graph
-            g = ops.Cast.apply(g, dtype=g.data.dtype) if create_graph else Tensor._const(g.data.copy())
-        else:
-            leaf_arrays.add(id(base))
-        t._grad = g
-    else:
-        t._grad = t._grad + g
+def _tag_backward_ops(ctx, t, g, parents, grads, stop) -> None:
+    """Set `backward_of = ctx` on the ops ctx's backward just recorded (create_graph=True).
+
+    They lie between the gradients now pending for ctx's inputs and what the
+    backward read: the forward tensors (t, its inputs), the incoming gradient g
+    and ops recorded earlier (already tagged) or before the sweep (seeds).
+    """
+    known = stop | {t, g, *parents}
+    stack = [grads[p] for p in parents if p in grads]
+    while stack:
+        u = stack.pop()
+        f = u._ctx
+        if f is None or u in known or f.backward_of is not None or type(u) is TensorRecord:
+            continue
+        known.add(u)
+        f.backward_of = ctx
+        stack.extend(f.parents)
+
+
+def _backprop(roots, gradients, retain_graph: bool, create_graph: bool) -> None:
+    """backward() of several roots: the sweep, then the accumulation into .grad."""
+    seeds = [_seed_grad(r, g) for r, g in zip(roots, gradients)]
+    found = _gradients(roots, seeds, retain_graph, create_graph)
+    given = [s for s, g in zip(seeds, gradients) if g is not None]  # the caller's arrays: never a leaf's .grad
+    _accumulate_grads(found, given, create_graph)
+
+
+def _accumulate_grads(found, seeds, create_graph: bool) -> None:
+    """Add each gradient of a sweep into its tensor's `.grad` (PyTorch's accumulation)."""
+    # bases of arrays handed to leaves: no two leaves may share one, nor alias the caller's gradient
+    leaf_arrays = {id(g.data if g.data.base is None else g.data.base) for g in seeds}
+    with set_grad_enabled(create_graph):  # the sum of old and new .grad is part of the graph iff create_graph
+        for t, g in found:
+            if type(t) is TensorRecord:  # a second backward through a released graph: the tensor itself
+                t = None if t._tensor is None else t._tensor()
+                if t is None:
+                    continue
+            if not create_graph and g._ctx is not None:
+                g = Tensor._const(g.data)  # .grad of a plain backward carries no graph
+            if t._grad is None:
+                base = g.data if g.data.base is None else g.data.base
+                if id(base) in leaf_arrays or not (g.data.flags.writeable and g.data.flags.c_contiguous):
+                    # own, writable memory per leaf; under create_graph a recorded copy keeps the graph
+                    g = ops.Cast.apply(g, dtype=g.data.dtype) if create_graph else Tensor._const(g.data.copy())
+                else:
+                    leaf_arrays.add(id(base))
+                t._grad = g
+            else:
+                t._grad = t._grad + g
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
@@ -1543,7 +1943,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             raise RuntimeError(f"grad: input {i} does not require grad")
     if retain_graph is None:
         retain_graph = create_graph
-    result = _backprop(outputs, grad_outputs, retain_graph, create_graph, inputs=inputs_seq)
+    seeds = [_seed_grad(r, g) for r, g in zip(outputs, grad_outputs)]
+    result = _gradients(outputs, seeds, retain_graph, create_graph, inputs=inputs_seq)
     for i, g in enumerate(result):
         if g is None and not allow_unused:
             raise RuntimeError(f"grad: input {i} (shape {inputs_seq[i].shape}) was not used in computing the "

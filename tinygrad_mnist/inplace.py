@@ -92,7 +92,7 @@ def version(t: Tensor) -> int:
 def resolve(ctx) -> None:
     """Point an op recorded before a tensor was rebased at the node it really used."""
     parents = ctx.parents
-    if not _history or parents is None:
+    if not _history or ctx.released:
         return
     resolved, changed = [], False
     for p in parents:
@@ -193,7 +193,7 @@ def _view_chain(t: Tensor, name: str) -> list:
                     f"and a leaf can't be modified in place while gradients are recorded; wrap the update in "
                     f"`with no_grad():`, or .clone() the view first")
             return chain
-        if ctx.parents is None:  # released by a backward: nothing will flow through it again
+        if ctx.released:  # released by a backward: nothing will flow through it again
             return chain
         _check_fresh(ctx, node, name)
         if "_write" in vars(ctx):  # written before: its input is its own old value; is it a view of something?

@@ -9,6 +9,10 @@ return the broadcast gradient.
 
 Masks and weights that depend only on which branch was taken (relu, max,
 abs, ...) are constants: their derivative is zero almost everywhere.
+
+`saves_inputs = False` marks ops whose backward never reads an input's
+values (only shapes, dtypes, requires_grad): after backward releases the
+graph they can be backpropagated again.  See Function's docstring.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ def const(arr) -> Tensor:
 
 
 class Add(Function):
-    saves_inputs = False
+    saves_inputs = False  # backward needs the inputs' shapes, not their values
 
     def forward(self, x, y):
         return x + y
@@ -127,6 +131,7 @@ class Minimum(Maximum):
 
 class Where(Function):
     saves_inputs = False
+    saved = ("cond",)
 
     def forward(self, a, b, cond):
         self.cond = cond
@@ -158,6 +163,7 @@ class Neg(Function):
 class Exp(Function):
     saves_inputs = False
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x):
         return np.exp(x)
@@ -177,6 +183,7 @@ class Log(Function):
 class Sqrt(Function):
     saves_inputs = False
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x):
         return np.sqrt(x)
@@ -228,6 +235,7 @@ class LeakyRelu(Function):
 class Sigmoid(Function):
     saves_inputs = False
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x):
         # the tanh form never overflows, unlike 1 / (1 + exp(-x))
@@ -255,6 +263,7 @@ class SigmoidGrad(Function):
 class Tanh(Function):
     saves_inputs = False
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x):
         return np.tanh(x)
@@ -338,6 +347,7 @@ class Sum(Function):
 class Max(Function):
     """Gradient split equally among tied maxima (PyTorch's rule for max/min/amax)."""
 
+    saved = ("extremum",)
     reduce = np.maximum.reduce
 
     def forward(self, x, axis, keepdim):
@@ -405,6 +415,7 @@ class Cumsum(Function):
 class LogSoftmax(Function):
     saves_inputs = False
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x, axis):
         self.axis = axis
@@ -424,6 +435,8 @@ class CrossEntropy(Function):
     When the backward itself is recorded (create_graph=True), softmax is
     recomputed with tensor ops so the gradient stays differentiable.
     """
+
+    saved = ("target", "dlogits")
 
     def forward(self, x, target, reduction):
         self.target, self.reduction = target, reduction
@@ -458,7 +471,10 @@ class Reshape(Function):
         return x.reshape(shape)
 
     def backward(self, g):
-        x = self.parents[0].data
+        x = self.parents[0]
+        if type(x) is not Tensor:  # released: a TensorRecord keeps the shape, not the memory layout
+            return (g.reshape(x.shape),)
+        x = x.data
         g = g.reshape(x.shape)
         if x.ndim > 2 and not x.flags.c_contiguous and g.data.flags.c_contiguous and _memory_order(x):
             # x was a permuted block (a conv/pool result in (C, H, W, N) order, say): hand back the
@@ -568,6 +584,8 @@ class GetItem(Function):
 
     def forward(self, x, index):
         self.index = index
+        if not _is_basic(index):  # index arrays are saved data; slices are not
+            self.saved = ("index",)
         return x[index]
 
     def backward(self, g):
@@ -581,6 +599,8 @@ class IndexAdd(Function):
 
     def forward(self, g, shape, index):
         self.index = index
+        if not _is_basic(index):
+            self.saved = ("index",)
         out = np.zeros(shape, g.dtype)
         if _is_basic(index) or (not isinstance(index, tuple) and np.asarray(index).dtype == bool):
             out[index] = g
@@ -603,6 +623,8 @@ class SetItem(Function):
 
     def forward(self, x, v, index):
         self.index = index
+        if not _is_basic(index):
+            self.saved = ("index",)
         out = x.copy()
         out[index] = v
         return out
@@ -849,6 +871,8 @@ class Conv2d(Function):
     gradients of gradients work.
     """
 
+    saved = ("cols",)
+
     def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0)):
         self.stride, self.padding = stride, padding
         o, kernel = w.shape[0], w.shape[2:]
@@ -961,6 +985,8 @@ class PoolGather(Function):
     a float or one (N, C, OH, OW) array per offset.  Linear in x; the gradient is PoolScatter.
     """
 
+    saved = ("weights",)  # max pooling's per-offset masks
+
     def forward(self, x, geometry, weights):
         self.geometry, self.weights = geometry, weights
         xp = _pad_hw(x, geometry.padding, 0)
@@ -983,6 +1009,8 @@ class PoolScatter(Function):
     Overlapping windows add up; the result has the pooled input's shape (N, C, H, W) and memory
     order (`like`).  Linear in g; the gradient is PoolGather.
     """
+
+    saved = ("weights",)
 
     def forward(self, g, geometry, weights, like):
         self.geometry, self.weights = geometry, weights

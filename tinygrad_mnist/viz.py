@@ -123,7 +123,7 @@ class VizGraph(graphviz.Digraph):
 def _parents(t: Tensor):
     """The inputs of t's op; None for a leaf or when the graph was released."""
     ctx = t._ctx
-    return None if ctx is None else getattr(ctx, "parents", None)
+    return None if ctx is None or ctx.released else ctx.parents
 
 
 def _walk(roots, follow=None, argument_order: bool = True) -> list:
