@@ -496,6 +496,8 @@ def test_resume_refuses_recipe_changes_and_other_data(tiny_dir, small_dir, tmp_p
     one_error_line(p, cli.EXIT_IO, "differ from the ones the checkpoint was trained on", str(tiny_dir))
     p = run_module("train", "--resume", tmp_path / "nope.ckpt.npz")
     one_error_line(p, cli.EXIT_IO, "no checkpoint file")
+    p = run_module("evaluate", "--load", ckpt, "--data", tiny_dir)  # a checkpoint's weights can be evaluated
+    assert p.returncode == 0 and "mlp: test accuracy" in p.stdout, p.stderr
 
 
 def test_closed_stdout_does_not_kill_the_run(tiny_dir, tmp_path):
@@ -627,6 +629,8 @@ def test_bad_model_files(tmp_path, tiny_dir, tiny_model):
     one_error_line(p, cli.EXIT_IO, "does not fit a cnn model", str(other))
     p = run_module("evaluate", "--load", tmp_path / "nope.npz", "--data", tiny_dir)
     one_error_line(p, cli.EXIT_IO, "no model file", str(tmp_path / "nope.npz"))
+    p = run_module("train", "--resume", tiny_model.npz)  # a model, not a checkpoint
+    one_error_line(p, cli.EXIT_IO, "not a training checkpoint", "m.ckpt.npz")
 
 
 def test_debug_shows_the_traceback(tmp_path):

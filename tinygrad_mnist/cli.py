@@ -451,7 +451,12 @@ def _read_checkpoint(path):
     if not p.is_file():
         raise CLIError("no checkpoint file", p, "train with --save PATH; its checkpoint is PATH.ckpt.npz, kept "
                        "until the run completes", EXIT_IO)
-    arrays, meta = load_checkpoint(p)
+    try:
+        arrays, meta = load_checkpoint(p)
+    except serialization.SerializationError as e:
+        fix = f"resume from the checkpoint, {checkpoint_path(p)}" if "a model file" in str(e) else \
+            "give the PATH.ckpt.npz file that train --save PATH writes"
+        raise CLIError("not a training checkpoint", p, fix, EXIT_IO) from None
     if "run" not in meta:
         raise CLIError("this checkpoint was not written by the command line", p, "resume it with train.fit(resume=)",
                        EXIT_IO)
@@ -653,8 +658,9 @@ def _error_line(e: BaseException) -> tuple[str, int]:
             return CLIError(what, m[1], fix or "replace it with a good copy (python -m tinygrad_mnist download "
                             "fetches verified files)", EXIT_IO).line(), EXIT_IO
         return CLIError(str(e), code=EXIT_IO).line(), EXIT_IO
-    if isinstance(e, serialization.SerializationError):
-        return CLIError(str(e), None, "load a file written by train --save", EXIT_IO).line(), EXIT_IO
+    if isinstance(e, serialization.SerializationError):  # "<file>: <what>"
+        where, _, what = str(e).partition(": ")
+        return CLIError(what or where, where if what else None, "load a file written by train --save").line(), EXIT_IO
     if isinstance(e, MemoryError):
         return CLIError("out of memory", "this machine", "use a smaller --batch-size or --limit").line(), EXIT_IO
     if isinstance(e, OSError):

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .. import inplace as _inplace
+from .. import inplace
 from ..engine import Tensor, enable_grad
 
 # ---------------------------------------------------------------------------
@@ -107,8 +107,7 @@ class Optimizer:
                 g = p.grad.data  # the engine hands leaves contiguous gradients
                 # dt: Python floats -> the parameter's scalar type, so float32 math stays float32
                 self._update(p.data, g, self.state.setdefault(p, {}), group, p.data.dtype.type)
-                # an in-place write, as in PyTorch: a graph that saved p before this step now refuses backward()
-                _inplace._note_write(p.data, False)
+                inplace.written(p)  # a version bump, as PyTorch's in-place update: a stale graph can't backprop
         return loss
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict, dt) -> None:
