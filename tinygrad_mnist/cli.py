@@ -32,6 +32,7 @@ import numpy as np
 from . import data, serialization
 from .fileio import write_text_atomic
 from .train import RECIPES, Diverged, Interrupted, build_model, evaluate, fit, load_checkpoint, predict_logits
+from .viz import command as viz_command
 
 DEBUG_ENV = "TINYGRAD_MNIST_DEBUG"
 
@@ -184,16 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probs", action="store_true", help="also print the probability of every digit")
 
     g = command("graph", help="draw the computation graph of one training step")
-    g.add_argument("--model", choices=sorted(RECIPES), default="mlp")
-    g.add_argument("-o", "--output", default="graph.svg", help="output file: .svg, .png, .pdf or .dot")
-    g.add_argument("--batch-size", type=_int_at_least(1), default=4)
-    g.add_argument("--expand", action="store_true", help="draw every op instead of one node per module")
-    g.add_argument("--no-grads", action="store_true", help="don't run backward / show gradient norms")
-    g.add_argument("--values", action="store_true", help="show mean/std/min/max of every tensor")
-    g.add_argument("--highlight", metavar="PARAM", help="highlight the path from this parameter to the loss")
-    g.add_argument("--backward-order", action="store_true", help="number ops in the order backward visits them")
-    g.add_argument("--rankdir", choices=["LR", "TB"], default="TB")
-    g.add_argument("--max-nodes", type=_int_at_least(3), default=200)
+    viz_command.add_graph_arguments(g)  # the options live with the drawing code (tinygrad_mnist/viz/command.py)
 
     d = command("download", help="download and verify the full data set into the cache dir")
     d.add_argument("--dataset", choices=sorted(data.DATASETS), default="mnist")
@@ -609,25 +601,12 @@ def cmd_graph(args) -> int:
                        "use a name ending in .svg, .png, .pdf or .dot")
     _need_dot(output)
     from . import viz
-    from .engine import Tensor, manual_seed
-    from .train import compute_loss
 
-    manual_seed(0)
-    model = build_model(args.model)
-    names = [name for name, _ in model.named_parameters()]
-    if args.highlight is not None and args.highlight not in names:
-        raise CLIError(f"--highlight {args.highlight!r} is not a parameter of the {args.model} model", "command line",
-                       f"choose one of {', '.join(names)}")
-    sample = data.load_sample()
-    x, y = sample.x_test[:args.batch_size], sample.y_test[:args.batch_size]
-    with viz.trace_modules(model) as trace:  # records module calls so each draws as one box
-        loss = compute_loss(RECIPES[args.model], model(Tensor(x)), y)
-    if not args.no_grads:
-        loss.backward(retain_graph=True)
-    dot = viz.draw_graph(loss, params=model, output_name="loss", collapse=None if args.expand else "modules",
-                         trace=trace, show_values=args.values, show_grads=not args.no_grads,
-                         highlight=args.highlight, backward_order=args.backward_order, rankdir=args.rankdir,
-                         max_nodes=args.max_nodes)
+    try:
+        dot = viz_command.draw_step(args)
+    except ValueError as e:  # an --expand or --highlight name the graph does not have
+        raise CLIError(str(e).removeprefix("draw_graph: "), "command line",
+                       "choose one of the names listed") from None
     try:
         path = viz.render_graph(dot, output)
     except OSError as e:

@@ -190,6 +190,7 @@ class Log1p(Function):
 
 class Expm1(Function):
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x):
         return np.expm1(x)
@@ -332,6 +333,8 @@ class Cos(Function):
 
 class Step(Function):
     """floor, ceil, round, trunc, sign: piecewise constant, so the gradient is zero (as PyTorch)."""
+
+    saves_inputs = False
 
     def forward(self, x, fn):
         return fn(x)
