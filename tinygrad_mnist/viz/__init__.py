@@ -140,8 +140,6 @@ def draw_graph(output, params=None, *, names=None, output_name: str | None = Non
             scopes = passes.scopes_from_trace(g, src, trace)
         elif g.param_index:
             scopes = passes.scopes_inferred(g, module_classes)
-        if not scopes and trace is None and params is not None and g.param_index:
-            g.notes.append("no module found in this graph")
     call_names = {name for t in g.tensors for _, name in t.calls}
     unknown = expand_names - {s.id for s in scopes} - {s.module for s in scopes} - call_names
     if unknown:

@@ -114,29 +114,36 @@ class Graph:
 
     def merge(self, ids, node: Node) -> Node:
         """Replace the nodes `ids` by `node` (which shows all their members); edges follow, loops vanish."""
-        ids = [i for i in dict.fromkeys(ids) if i in self.nodes]
-        if not ids:
-            return node
-        gone = set(ids)
-        node.order = min(self.nodes[i].order for i in ids)
-        for i in ids:
-            node.members |= self.nodes[i].members
-        for k in node.members:
-            self.rep[k] = node.id
-        nodes = {}
-        placed = False
-        for nid, n in self.nodes.items():
-            if nid in gone:
-                if not placed:
-                    nodes[node.id] = node
-                    placed = True
+        self.merge_many([(ids, node)])
+        return node
+
+    def merge_many(self, groups) -> None:
+        """merge() for many disjoint groups [(ids, node)] in one pass over the nodes and edges."""
+        owner = {}
+        for ids, node in groups:
+            ids = [i for i in dict.fromkeys(ids) if i in self.nodes and i not in owner]
+            if not ids:
                 continue
-            nodes[nid] = n
+            node.order = min(self.nodes[i].order for i in ids)
+            for i in ids:
+                owner[i] = node
+                node.members |= self.nodes[i].members
+            for k in node.members:
+                self.rep[k] = node.id
+        if not owner:
+            return
+        nodes = {}
+        for nid, n in self.nodes.items():
+            new = owner.get(nid)
+            if new is None:
+                nodes[nid] = n
+            elif new.id not in nodes:  # the merged node sits where its first member was
+                nodes[new.id] = new
         self.nodes = nodes
         edges, self.edges = self.edges, {}
         for (s, d), e in edges.items():
-            s2 = node.id if s in gone else s
-            d2 = node.id if d in gone else d
+            s2 = owner[s].id if s in owner else s
+            d2 = owner[d].id if d in owner else d
             if s2 == d2:
                 continue
             new = self.edges.get((s2, d2))
@@ -145,7 +152,6 @@ class Graph:
             new.count += e.count
             new.keys |= e.keys
             new.highlight |= e.highlight
-        return node
 
     def remove(self, ids) -> None:
         """Drop nodes (and their edges) from the picture."""

@@ -267,11 +267,11 @@ def collapse_calls(g: Graph, src, expanded) -> None:
         if f"t{i}" in g.nodes and i not in g.roots and readers:
             shared = _common_prefix([list(path)] + [list(paths.get(c, ())) for c in readers])
             g.nodes[f"t{i}"].cluster = tuple(shared)
-    n_calls = 0
+    plans = []
     for cid, ops in collapsed.items():
         call = src.calls.get(cid)
         ops_set = set(ops)
-        name = g.tensors[ops[0]].calls[[c for c, _ in g.tensors[ops[0]].calls].index(cid)][1]
+        name = dict(g.tensors[ops[0]].calls)[cid]
         given = [] if call is None else [j for j in (src.find(x) for x in call.inputs) if j is not None]
         given_set = set(given)
         members = [f"op{i}" for i in ops]
@@ -289,7 +289,10 @@ def collapse_calls(g: Graph, src, expanded) -> None:
                         and all(c in ops_set for c in g.consumers.get(j, ()))):
                     members.append(f"t{j}")
         cur = [g.rep.get(k) for k in members]
-        node = g.merge([c for c in cur if c is not None], Node(f"call{min(ops)}", "call", name))
+        node = Node(f"call{min(ops)}", "call", name)
+        plans.append((node, ops, given, outputs, call, name, [c for c in cur if c is not None]))
+    g.merge_many([(plan[-1], plan[0]) for plan in plans])
+    for node, ops, given, outputs, call, name, _ in plans:
         for j in given:
             tid = g.rep.get(f"t{j}")
             if g.tensors[j].extra:  # read by the call (through ops that were not recorded)
@@ -304,7 +307,7 @@ def collapse_calls(g: Graph, src, expanded) -> None:
         node.lines = [f"{', '.join(ins) or '·'} → {', '.join(out) or '·'}"]
         node.tooltip = [name, f"{len(ops)} op{'s' if len(ops) != 1 else ''}: "
                         + counts(Counter(g.tensors[i].op for i in ops), 8)]
-        n_calls += 1
+    n_calls = len(plans)
     # tensors handed to calls that are drawn op by op are not part of the picture
     linked = {s for s, _ in g.edges} | {d for _, d in g.edges}
     g.remove([nid for nid, n in g.nodes.items() if n.kind == "tensor" and nid not in linked
@@ -355,7 +358,8 @@ def group_modules(g: Graph, scopes: list, depth: int | None, expand: set, expand
     def inside(i, s):  # tensor i is made in s and read only in s
         return i in s.ops and i not in g.roots and all(c in s.ops for c in g.consumers.get(i, ()))
 
-    # boxes, innermost first is not needed: a box hides everything below it
+    # boxes (disjoint: a box hides everything below it), merged in one pass
+    boxes, taken = [], set()
     for s in scopes:
         if status[s.id] != "box":
             continue
@@ -374,9 +378,12 @@ def group_modules(g: Graph, scopes: list, depth: int | None, expand: set, expand
                     members.append(f"t{j}")
         cur = {g.rep.get(k) for k in members} - {None}
         nid = ("fold_" if s.fold else "mod_") + ident(s.id)
-        while nid in g.nodes:
+        while nid in g.nodes or nid in taken:
             nid += "_"
-        box = g.merge(cur, Node(nid, "fold" if s.fold else "module", "", members=set()))
+        taken.add(nid)
+        boxes.append((s, params, absorb, cur, Node(nid, "fold" if s.fold else "module", "", members=set())))
+    g.merge_many([(cur, box) for _, _, _, cur, box in boxes])
+    for s, params, absorb, _, box in boxes:
         box.title, box.lines = _box_label(g, s, params)
         box.tooltip = [box.title] + box.lines
         box.cluster = tuple(f"cluster_{ident(p)}" for p in path.get(min(s.ops), []) if p != s.id
@@ -411,8 +418,9 @@ def group_modules(g: Graph, scopes: list, depth: int | None, expand: set, expand
             ops = op_indices(node)
             scope_path = _common_prefix([path.get(i, []) for i in ops])
         clusters = tuple(f"cluster_{ident(sid)}" for sid in scope_path if status.get(sid) == "cluster")
-        if clusters:
-            node.cluster = clusters + tuple(c for c in node.cluster if c.startswith("cluster_call"))
+        if clusters:  # call clusters and a parameter's frame stay inside
+            keep = tuple(c for c in node.cluster if c in g.clusters and g.clusters[c].kind in ("call", "frame"))
+            node.cluster = clusters + keep
 
 
 def _common_prefix(paths) -> list:
