@@ -275,10 +275,10 @@ class Function:
         try:
             if len(ps) == 2:  # the common case spelled out: this runs once per op in every backward
                 a, b = ps
-                self.parents = (a if a._ctx is None and a._requires_grad else a._record or _record_of(a),
-                                b if b._ctx is None and b._requires_grad else b._record or _record_of(b))
+                self.parents = (a if a._ctx is None and a._requires_grad else a._record or _new_record(a),
+                                b if b._ctx is None and b._requires_grad else b._record or _new_record(b))
             else:
-                self.parents = tuple([p if p._ctx is None and p._requires_grad else p._record or _record_of(p)
+                self.parents = tuple([p if p._ctx is None and p._requires_grad else p._record or _new_record(p)
                                       for p in ps])
         except AttributeError:  # an input made without the usual constructors (no _record slot set)
             self.parents = tuple([_record_of(p) for p in ps])
@@ -365,6 +365,11 @@ def _record_of(t):
     return rec
 
 
+def _new_record(t: Tensor) -> TensorRecord:
+    rec = t._record = TensorRecord(t)
+    return rec
+
+
 class Call:
     """One call of a composite function (conv2d, cross_entropy, ...): see `composite`."""
 
@@ -403,44 +408,41 @@ def composite(name: str):
         @functools.wraps(fn)
         def call(*args, **kwargs):
             out = fn(*args, **kwargs)
-            if not _grad_off or _state.grad_enabled:
-                _tag_call(name, args, kwargs, out)
+            # a result with a grad_fn means ops were recorded (or an input came straight back)
+            if type(out) is Tensor:
+                if out._ctx is not None:
+                    _tag_call(name, args, kwargs, [out])
+            elif isinstance(out, tuple):
+                outs = [o for o in out if isinstance(o, Tensor) and o._ctx is not None]
+                if outs:
+                    _tag_call(name, args, kwargs, outs)
             return out
         return call
     return decorate
 
 
-def _tensors_in(values) -> list:
-    found = []
-    for v in values:
+def _tag_call(name: str, args, kwargs, outs: list) -> None:
+    inputs = []  # the tensors the caller passed, in argument order
+    for v in (*args, *kwargs.values()) if kwargs else args:
         if isinstance(v, Tensor):
-            found.append(v)
+            inputs.append(v)
         elif type(v) in (list, tuple):
-            found += [x for x in v if isinstance(x, Tensor)]
-    return found
-
-
-def _tag_call(name: str, args, kwargs, out) -> None:
-    outs = [o for o in (out if isinstance(out, tuple) else (out,)) if isinstance(o, Tensor) and o._ctx is not None]
-    if not outs:
-        return  # nothing recorded
-    inputs = _tensors_in(args)
-    if kwargs:
-        inputs += _tensors_in(kwargs.values())
+            inputs += [x for x in v if isinstance(x, Tensor)]
+    seen = set(inputs)  # the walk back stops at them
     call = None
-    shape = outs[0].shape
-    seen = set(inputs)  # the walk stops at what the caller passed
-    stack = outs
+    stack = [o for o in outs if o not in seen]
     while stack:
         t = stack.pop()
-        ctx = t._ctx
-        if ctx is None or t in seen or type(t) is TensorRecord:
+        if t in seen:
             continue
         seen.add(t)
         if call is None:
-            call = Call(name, tuple(inputs), shape)
+            call = Call(name, tuple(inputs), outs[0].shape)
+        ctx = t._ctx
         ctx.calls = ctx.calls + (call,)
-        stack.extend(ctx.parents)
+        for p in ctx.parents:
+            if p._ctx is not None and p not in seen:
+                stack.append(p)
 
 
 def _op_error(cls, inputs, e):
@@ -1245,6 +1247,7 @@ class Tensor:
             return self
         return ops.Cumsum.apply(self, axis=_one_dim(dim, self.ndim, "cumsum"), reverse=False)
 
+    @composite("norm")
     def norm(self, p="fro", dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
         """Vector p-norm over dim (None: all elements); p: 2 (= 'fro'), 1, inf, -inf, 0 or any number.
 
@@ -1353,6 +1356,7 @@ class Tensor:
     def expand_as(self, other: Tensor):
         return self.expand(other.shape)
 
+    @composite("repeat")
     def repeat(self, *sizes):
         """Tile the tensor sizes[i] times along each dim (torch.repeat, np.tile)."""
         sizes = _shape_arg(sizes)
@@ -1760,24 +1764,28 @@ def walk(roots, *, constants: bool = True) -> list:
     # sets and dicts of nodes hash by identity (Tensor.__hash__), cheaper than keying by id()
     order, seen = [], set()
     clock = _clock
-    stack = [(r, False) for r in reversed(roots)]
+    stack = list(reversed(roots))
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
+        node = stack.pop()
+        if node is _DONE:  # all of the node below the marker's inputs are in order: now the node
+            order.append(stack.pop())
             continue
         if node in seen:
             continue
         seen.add(node)
-        stack.append((node, True))
+        stack.append(node)
+        stack.append(_DONE)
         ctx = node._ctx
         if ctx is not None:
             if clock and ctx._t < clock:  # recorded before an in-place write: see what it really read
                 inplace.resolve(ctx)
             for p in reversed(ctx.parents):  # reversed onto the stack: popped in argument order
                 if (constants or p._requires_grad) and p not in seen:
-                    stack.append((p, False))
+                    stack.append(p)
     return order
+
+
+_DONE = object()  # walk's stack marker: the node under it has had its inputs visited
 
 
 def _toposort(roots) -> list:
