@@ -207,13 +207,15 @@ class Function:
         ctx = cls()
         try:
             # record only if an input requires grad and grad mode is on in this thread
+            # (a call with **params costs several times a plain one, even when params is empty)
             if len(inputs) == 2:  # the common cases, spelled out: this is the hottest path
                 a, b = inputs
-                data = ctx.forward(a.data, b.data, **params)
+                data = ctx.forward(a.data, b.data, **params) if params else ctx.forward(a.data, b.data)
                 record = (a._requires_grad or b._requires_grad) and (not _grad_off or _state.grad_enabled)
             elif len(inputs) == 1:
-                data = ctx.forward(inputs[0].data, **params)
-                record = inputs[0]._requires_grad and (not _grad_off or _state.grad_enabled)
+                x = inputs[0]
+                data = ctx.forward(x.data, **params) if params else ctx.forward(x.data)
+                record = x._requires_grad and (not _grad_off or _state.grad_enabled)
             else:
                 data = ctx.forward(*[t.data for t in inputs], **params)
                 record = any([t._requires_grad for t in inputs]) and (not _grad_off or _state.grad_enabled)
@@ -275,10 +277,10 @@ class Function:
         try:
             if len(ps) == 2:  # the common case spelled out: this runs once per op in every backward
                 a, b = ps
-                self.parents = (a if a._ctx is None and a._requires_grad else a._record or _new_record(a),
-                                b if b._ctx is None and b._requires_grad else b._record or _new_record(b))
+                self.parents = (a if a._ctx is None and a._requires_grad else a._record or TensorRecord(a),
+                                b if b._ctx is None and b._requires_grad else b._record or TensorRecord(b))
             else:
-                self.parents = tuple([p if p._ctx is None and p._requires_grad else p._record or _new_record(p)
+                self.parents = tuple([p if p._ctx is None and p._requires_grad else p._record or TensorRecord(p)
                                       for p in ps])
         except AttributeError:  # an input made without the usual constructors (no _record slot set)
             self.parents = tuple([_record_of(p) for p in ps])
@@ -316,6 +318,7 @@ class TensorRecord:
         self._ctx = t._ctx
         # a tensor that asked for retain_grad() keeps showing its .grad while it lives
         self._tensor = weakref.ref(t) if t._retain else None
+        t._record = self  # one record per tensor: later consumers find it there
 
     @property
     def grad_fn(self) -> Function | None:
@@ -360,14 +363,7 @@ def _record_of(t):
     if t._ctx is None and t._requires_grad:
         return t
     rec = getattr(t, "_record", None)  # None also for a tensor made without the usual constructors
-    if rec is None:
-        rec = t._record = TensorRecord(t)
-    return rec
-
-
-def _new_record(t: Tensor) -> TensorRecord:
-    rec = t._record = TensorRecord(t)
-    return rec
+    return TensorRecord(t) if rec is None else rec
 
 
 class Call:
@@ -1866,10 +1862,14 @@ def _gradients(roots, seeds, retain_graph: bool, create_graph: bool, inputs=None
             for p, pg in zip(parents, in_grads):
                 if pg is None or not p._requires_grad:
                     continue
-                meta = p.data if type(p) is Tensor else p  # shape and dtype; a record carries them itself
-                if pg.data.shape != meta.shape:
+                try:
+                    meta = p.data  # for its shape and dtype
+                except AttributeError:  # a TensorRecord (a released graph) carries them itself
+                    meta = p
+                gd = pg.data
+                if gd.shape != meta.shape:
                     pg = pg.sum_to(meta.shape)
-                if pg.data.dtype is not meta.dtype and pg.data.dtype != meta.dtype:
+                if gd.dtype is not meta.dtype and gd.dtype != meta.dtype:
                     pg = pg.cast(meta.dtype)
                 old = grads.get(p)
                 grads[p] = pg if old is None else old + pg

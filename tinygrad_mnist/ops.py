@@ -58,9 +58,9 @@ class Mul(Function):
     def forward(self, x, y):
         return x * y
 
-    def backward(self, g):
+    def backward(self, g):  # g has the inputs' dtype: Mul.apply directly, not through Tensor.__mul__
         x, y = self.parents
-        return (g * y if x._requires_grad else None), (g * x if y._requires_grad else None)
+        return (Mul.apply(g, y) if x._requires_grad else None), (Mul.apply(g, x) if y._requires_grad else None)
 
 
 class Div(Function):
