@@ -109,6 +109,7 @@ def one_error_line(p: subprocess.CompletedProcess, code: int, *needles: str) -> 
     assert "Traceback" not in p.stderr, p.stderr
     lines = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1, p.stderr
+    assert ERROR_LINE.match(lines[0]), f"not 'error: <what> (<where>): <how to fix>': {lines[0]}"
     for needle in needles:
         assert needle in lines[0], f"{needle!r} not in: {lines[0]}"
     return lines[0]
@@ -608,7 +609,7 @@ def test_named_data_source_is_never_replaced(tiny_dir, tmp_path):
     p = run_module("train", "--epochs", 1, "--data", empty)
     one_error_line(p, cli.EXIT_IO, str(empty), "missing", "train-images-idx3-ubyte")
     p = run_module("train", "--epochs", 1, "--dataset", "fashion", "--data", tiny_dir)
-    one_error_line(p, cli.EXIT_IO, "holds MNIST, not Fashion-MNIST", "--dataset mnist")
+    one_error_line(p, cli.EXIT_IO, "are MNIST files, not Fashion-MNIST", "--dataset mnist")
 
 
 def test_bad_model_files(tmp_path, tiny_dir, tiny_model):

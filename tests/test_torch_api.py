@@ -82,6 +82,56 @@ NEW_OPS = [
     ("softmax-dim", [(3, 4)], lambda x: x.softmax(dim=0), lambda x: x.softmax(dim=0), None),
     ("log_softmax-dim", [(3, 4)], lambda x: x.log_softmax(dim=1), lambda x: x.log_softmax(dim=1), None),
     ("logsumexp-dim", [(3, 4)], lambda x: x.logsumexp(dim=1), lambda x: x.logsumexp(dim=1), None),
+    ("sin", [(3, 4)], lambda x: x.sin(), lambda x: x.sin(), None),
+    ("cos", [(3, 4)], lambda x: x.cos(), lambda x: x.cos(), None),
+    ("floor-ceil-round-sign", [(3, 4)], lambda x: x * 2 + x.floor() + x.ceil() + x.round() + x.sign() + x.trunc(),
+     lambda x: x * 2 + x.floor() + x.ceil() + x.round() + x.sign() + x.trunc(), away(-1.5, -1, -0.5, 0, 0.5, 1, 1.5)),
+    ("remainder", [(3, 4), (3, 4)], lambda x, y: x % y, lambda x, y: x % y,
+     (uniform(-3, 3), positive(0.7, 1.3))),
+    ("remainder-scalar", [(3, 4)], lambda x: x % 0.75, lambda x: x % 0.75, None),
+    ("reciprocal-rsqrt", [(3, 4)], lambda x: x.reciprocal() + x.rsqrt(), lambda x: x.reciprocal() + x.rsqrt(),
+     positive()),
+    ("flip", [(2, 3, 4)], lambda x: x.flip(0, 2), lambda x: x.flip(0, 2), None),
+    ("tril-triu", [(2, 3, 4)], lambda x: x.tril() * 2 + x.triu(1), lambda x: x.tril() * 2 + x.triu(1), None),
+    ("outer", [(3,), (4,)], lambda a, b: a.outer(b), lambda a, b: a.outer(b), None),
+    ("mm-mv-bmm", [(2, 3), (3, 4), (3,), (5, 2, 3)],
+     lambda a, b, v, c: a.mm(b).sum() + a.mv(v).sum() + c.bmm(b.expand(5, 3, 4)),
+     lambda a, b, v, c: a.mm(b).sum() + a.mv(v).sum() + c.bmm(b.expand(5, 3, 4)), None),
+    ("narrow-select", [(4, 5)], lambda x: x.narrow(1, 1, 3) * x.select(0, -1).narrow(0, 2, 3),
+     lambda x: x.narrow(1, 1, 3) * x.select(0, -1).narrow(0, 2, 3), None),
+    ("movedim", [(2, 3, 4)], lambda x: x.movedim(0, -1), lambda x: x.movedim(0, -1), None),
+    ("movedim-tuple", [(2, 3, 4)], lambda x: x.movedim((0, 1), (2, 0)), lambda x: x.movedim((0, 1), (2, 0)), None),
+    ("sort-values", [(3, 5)], lambda x: x.sort(dim=1, descending=True).values * Tensor(np.arange(5.0)).type_as(x),
+     lambda x: x.sort(dim=1, descending=True).values * torch.arange(5.0, dtype=x.dtype), grid()),
+    ("topk-values", [(3, 5)], lambda x: x.topk(2, dim=0)[0], lambda x: x.topk(2, dim=0)[0], grid()),
+    ("topk-smallest", [(3, 5)], lambda x: x.topk(3, largest=False).values, lambda x: x.topk(3, largest=False).values,
+     grid()),
+    ("log1p-expm1", [(3, 4)], lambda x: x.log1p() + x.expm1(), lambda x: x.log1p() + x.expm1(), uniform(-0.5, 2)),
+    ("log2-log10-exp2", [(3, 4)], lambda x: x.log2() + x.log10() + x.exp2(), lambda x: x.log2() + x.log10() + x.exp2(),
+     positive()),
+    ("lerp", [(3, 4), (3, 4)], lambda a, b: a.lerp(b, 0.3), lambda a, b: a.lerp(b, 0.3), None),
+    ("lerp-tensor-weight", [(3, 4), (3, 4), (4,)], lambda a, b, w: a.lerp(b, w), lambda a, b, w: a.lerp(b, w), None),
+    ("add-alpha", [(3, 4), (3, 4)], lambda a, b: a.add(b, alpha=2.5).sub(a, alpha=0.5),
+     lambda a, b: a.add(b, alpha=2.5).sub(a, alpha=0.5), None),
+    ("cumprod", [(3, 4)], lambda x: x.cumprod(1), lambda x: x.cumprod(1), away(0.0, gap=0.3)),
+    ("diag-diagonal-trace", [(4,), (3, 4)], lambda v, m: v.diag(1).sum(0) + m.diagonal(1).sum() + m[:, :3].trace(),
+     lambda v, m: v.diag(1).sum(0) + m.diagonal(1).sum() + m[:, :3].trace(), None),
+    ("diagonal-3d", [(2, 3, 4)], lambda x: x.diagonal(-1, 1, 2), lambda x: x.diagonal(-1, 1, 2), None),
+    ("median", [(3, 5)], lambda x: x.median() + x.median(1).values.sum(),
+     lambda x: x.median() + x.median(1).values.sum(), grid()),
+    ("roll", [(3, 4)], lambda x: x.roll(1, 0) * x.roll((-1, 2), (0, 1)),
+     lambda x: x.roll(1, 0) * x.roll((-1, 2), (0, 1)), None),
+    ("roll-flat", [(3, 4)], lambda x: x.roll(5), lambda x: x.roll(5), None),
+    ("repeat_interleave", [(2, 3)], lambda x: x.repeat_interleave(2, dim=1), lambda x: x.repeat_interleave(2, dim=1),
+     None),
+    ("unfold", [(2, 7)], lambda x: x.unfold(1, 3, 2), lambda x: x.unfold(1, 3, 2), None),
+    ("einsum-matmul", [(2, 3, 4), (2, 4, 5)], lambda a, b: tg.einsum("bij,bjk->bik", a, b),
+     lambda a, b: torch.einsum("bij,bjk->bik", a, b), None),
+    ("einsum-sum-out-and-implicit", [(3, 4), (4, 5)],
+     lambda a, b: tg.einsum("ij,jk", a, b) + tg.einsum("ij->i", a)[:, None],
+     lambda a, b: torch.einsum("ij,jk", a, b) + torch.einsum("ij->i", a)[:, None], None),
+    ("einsum-three", [(2, 3), (3, 4), (4,)], lambda a, b, c: tg.einsum("ij,jk,k->i", [a, b, c]),
+     lambda a, b, c: torch.einsum("ij,jk,k->i", [a, b, c]), None),
     ("to-float64-and-back", [(3, 4)], lambda x: x.to(dtype=tg.float64).type_as(x) * 2.0,
      lambda x: x.to(dtype=torch.float64).type_as(x) * 2.0, None),
     ("top-level-fns", [(3, 4), (4, 2)],
@@ -210,6 +260,36 @@ SNIPPETS = {
                                 "with T.set_grad_enabled(False):\n    z = x * 2\n"
                                 "with T.no_grad():\n    with T.enable_grad():\n        w = x * 2\n"
                                 "out = [y.requires_grad, z.requires_grad, w.requires_grad, T.is_grad_enabled()]",
+    "logical": "x = T.tensor([1., -2., 3., 0.]); a, b = x > 0, x < 2; out = [a & b, a | b, a ^ b, ~a, "
+               "a.logical_not(), a.logical_and(b), T.logical_or(a, b), (x == 0).nonzero(), x.nonzero(), "
+               "x.count_nonzero()]",
+    "floordiv-mod": "x = T.tensor([-3.5, -1.0, 2.0, 7.25]); out = [x // 2, x % 2, x % -1.5, 7 % T.tensor([2., 3.]), "
+                    "T.tensor([7, -7]) // 2, T.tensor([7, -7]) % 3, x.remainder(2), x.floor_divide(2)]",
+    "sort-topk": "x = T.tensor([[3., 1., 2.], [0., -1., 5.]]); s = x.sort(); k = x.topk(2, dim=1); "
+                 "out = [s.values, s.indices, x.sort(0, descending=True)[0], x.argsort(1), k.values, k.indices, "
+                 "x.topk(1, dim=0, largest=False).indices, T.sort(x, dim=1).values]",
+    "shape-misc": "x = T.arange(24.).reshape(2, 3, 4); out = [x.flip(1), x.flip(0, 2), x.narrow(2, 1, 2), "
+                  "x.select(1, 0), x.movedim(2, 0).shape, x.stride(), x.stride(1), x.is_contiguous(), "
+                  "x.mT.is_contiguous(), x[0].tril(), x[0].triu(-1), T.arange(3.).outer(T.arange(2.)), x.unbind(1)[1]]",
+    "elementwise-misc": "x = T.tensor([0.5, 1.5, 2.5, -0.5, 4.0]); out = [x.sin(), x.cos(), x.floor(), x.ceil(), "
+                        "x.round(), x.trunc(), x.sign(), x.reciprocal(), x.abs().rsqrt(), abs(x), x.square(), "
+                        "x.neg(), T.neg(x), T.add(x, 1), T.mul(x, x), T.sub(x, 1.0), T.div(x, 2), T.pow(x, 2)]",
+    "top-level-reductions": "x = T.arange(12.).reshape(3, 4); out = [T.sum(x), T.sum(x, dim=1), T.mean(x, 0), "
+                            "T.max(x), T.max(x, 1).values, T.max(x, T.ones(3, 4) * 5), T.amax(x, 0), T.argmin(x, 1), "
+                            "T.prod(x + 1, 1), T.cumsum(x, 0), T.norm(x), T.std(x, 1), T.var(x), "
+                            "T.logsumexp(x, 1), T.all(x >= 0), T.any(x > 10), T.topk(x, 2).values]",
+    "python-protocols": "x = T.tensor(0.123456); i = T.tensor(2); out = [f'{x:.3f}', f'{x * 2:8.2e}', [5, 6, 7][i], "
+                        "list(range(10))[T.tensor(1):T.tensor(4)], float(x) == x.item(), int(T.tensor([3.7]))]",
+    "new-tensors": "x = T.zeros(2, dtype=T.float64); out = [x.new_zeros(2, 3), x.new_ones((2,)), x.new_full((2,), 3), "
+                   "x.new_tensor([1, 2]), x.new_empty(3).shape, x.new_zeros(2).dtype == T.float64]",
+    "int-division": "x = T.tensor([1, 2, 3]); out = [x / 2, 3 / x, x / T.tensor([2, 4, 8]), x / x.double(), "
+                    "(x / 2).dtype == T.float32]",
+    "misc-2": "x = T.tensor([[1., 2., 3.], [4., 5., 6.]]); out = [x.log1p(), x.expm1(), x.log2(), x.log10(), "
+              "x.exp2(), x.lerp(T.zeros(2, 3), 0.25), x.add(x, alpha=2), x.cumprod(1), x.diagonal(), "
+              "x[:, :2].diag(), T.arange(3.).diag(-1), x[:, :2].trace(), x.median(), x.median(1).values, "
+              "x.median(dim=0, keepdim=True).indices, x.roll(1, 1), x.roll(2), x.repeat_interleave(2), "
+              "x.repeat_interleave(2, dim=0), x.unflatten(1, (3, 1)).shape, x.unfold(1, 2, 1), x.clamp_min(2.5), "
+              "x.clamp_max(2.5), T.einsum('ij,kj->ik', x, x), T.einsum('ij', x), T.einsum('ii', x[:, :2])]",
     "scalar-helpers": "x = T.tensor([[1., 2.], [3., 4.]]); out = [x.sum().item(), x.tolist(), x.numel(), len(x), "
                       "x.equal(x.clone()), x.allclose(x + 1e-9)]",
 }
@@ -404,3 +484,23 @@ def test_autograd_backward_with_inputs_only_fills_those():
     tg.autograd.backward((a * b).sum(), inputs=[a])
     np.testing.assert_array_equal(a.grad.data, [3.0, 3.0])
     assert b.grad is None
+
+
+def test_view_dtype_and_type():
+    x = Tensor([1.0, 2.0])
+    with pytest.raises(TypeError, match=r"\.to\(dtype\)"):
+        x.view(tg.float64)
+    assert x.type() == "float32" and x.type(tg.float64).dtype == np.float64
+    with pytest.raises(TypeError, match="index"):
+        [1, 2][Tensor([1.0])]
+
+
+def test_cumprod_and_einsum_limits_are_clear_errors():
+    x = Tensor(np.array([1.0, 0.0, 2.0]), requires_grad=True)
+    with pytest.raises(NotImplementedError, match="cumprod"):
+        x.cumprod(0).sum().backward()
+    m = Tensor(np.eye(2), requires_grad=True)
+    with pytest.raises(NotImplementedError, match="diagonal"):
+        tg.einsum("ii->", m).backward()
+    with pytest.raises(NotImplementedError, match="letter"):
+        tg.einsum("...ij->...", m)

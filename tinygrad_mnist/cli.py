@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import sys
@@ -638,21 +639,29 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
             "download": cmd_download}
 
 
+_DATA_WHERE = re.compile(r"^(--data \S+|\S+): (.+)$", re.S)
+
+
 def _error_line(e: BaseException) -> tuple[str, int]:
     """The one line and exit code for an exception that reached the top."""
     if isinstance(e, CLIError):
         return e.line(), e.code
-    if isinstance(e, data.DataError):  # its messages name the file and what to do
+    if isinstance(e, data.DataError):  # "<file>: <what>[; <fix>]" -> error: <what> (<file>): <fix>
+        m = _DATA_WHERE.match(str(e))
+        if m and ("/" in m[1] or m[1].startswith(("--", "$"))):
+            what, _, fix = m[2].partition("; ")
+            return CLIError(what, m[1], fix or "replace it with a good copy (python -m tinygrad_mnist download "
+                            "fetches verified files)", EXIT_IO).line(), EXIT_IO
         return CLIError(str(e), code=EXIT_IO).line(), EXIT_IO
     if isinstance(e, serialization.SerializationError):
         return CLIError(str(e), None, "load a file written by train --save", EXIT_IO).line(), EXIT_IO
     if isinstance(e, MemoryError):
-        return CLIError("out of memory", None, "use a smaller --batch-size or --limit", EXIT_IO).line(), EXIT_IO
+        return CLIError("out of memory", "this machine", "use a smaller --batch-size or --limit").line(), EXIT_IO
     if isinstance(e, OSError):
-        where = e.filename if getattr(e, "filename", None) else None
-        return CLIError(e.strerror or str(e), where, "check the path and free space", EXIT_IO).line(), EXIT_IO
-    return (CLIError(f"internal error: {type(e).__name__}: {e}", None,
-                     "rerun with --debug for the traceback and please report it", EXIT_INTERNAL).line(), EXIT_INTERNAL)
+        where = e.filename if getattr(e, "filename", None) else "file system"
+        return CLIError(e.strerror or str(e), where, "check the path and free space").line(), EXIT_IO
+    return (CLIError(f"internal error: {e}", type(e).__name__,
+                     "rerun with --debug for the traceback and please report it").line(), EXIT_INTERNAL)
 
 
 def main(argv=None) -> int:

@@ -250,7 +250,7 @@ def _load_dir(d: Path, source: str, is_sample: bool = False, dataset: str | None
     x_test, y_test = _images_and_labels(found[FILES[2]], found[FILES[3]])
     actual = identify(y_train)
     if dataset is not None and actual is not None and actual != dataset:
-        raise DataError(f"{d} holds {_TITLES[actual]}, not {_TITLES[dataset]} (its labels start like "
+        raise DataError(f"{d}: these are {_TITLES[actual]} files, not {_TITLES[dataset]} (their labels start like "
                         f"{_TITLES[actual]}'s); pass --dataset {actual} or point --data at the {dataset} files")
     return Dataset(x_train, y_train, x_test, y_test, source=source, is_sample=is_sample)
 
@@ -317,7 +317,9 @@ def load_mnist(data_dir=None, dataset: str = "mnist", download: bool = True, all
             return _load_dir(d, f"{d} (${ENV_VAR})", dataset=dataset)
         if dataset == "mnist" or d.is_dir():  # $TINYGRAD_MNIST_DATA names MNIST; fashion/ below it is optional
             why = "no such directory" if not d.is_dir() else f"missing {', '.join(missing)}"
-            raise DataError(f"${ENV_VAR} ({d}): {why}; expected {files} (or unset {ENV_VAR} to search elsewhere)")
+            inside = f" in {d}" if d != Path(env).expanduser() else ""
+            raise DataError(f"${ENV_VAR}={env}: {why}{inside}; expected {files} (or unset {ENV_VAR} to search "
+                            "elsewhere)")
 
     looked = [f"${ENV_VAR} ({'not set' if not env else f'no {dataset} subdirectory'})"]
     for label, d in [("cache", cache_dir(dataset))] + [("OS package", d) for d in spec.system_dirs]:
@@ -390,7 +392,8 @@ def _download(urls: list[str], dest: Path, hash_name: str, expected: str, verbos
             return
         except (OSError, http.client.HTTPException, DataError) as e:  # URLError/timeouts are OSErrors
             errors.append(f"{url}: {e}")
-    raise DataError(f"could not download {dest.name}: " + "; ".join(errors))
+    raise DataError(f"{dest}: could not download it ({'; '.join(errors)}); check the network (or proxy), or put "
+                    f"the files in {dest.parent} by hand")
 
 
 def download_mnist(dest_dir=None, dataset: str = "mnist", *, verbose: bool = True) -> Path:

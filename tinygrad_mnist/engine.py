@@ -577,6 +577,9 @@ class return_types:  # noqa: N801  (named after torch.return_types)
 
     max = collections.namedtuple("max", ["values", "indices"])
     min = collections.namedtuple("min", ["values", "indices"])
+    sort = collections.namedtuple("sort", ["values", "indices"])
+    topk = collections.namedtuple("topk", ["values", "indices"])
+    median = collections.namedtuple("median", ["values", "indices"])
 
 
 # ---------------------------------------------------------------------------
@@ -724,6 +727,14 @@ class Tensor:
     def is_floating_point(self) -> bool:
         return _is_float(self.data.dtype)
 
+    def is_contiguous(self) -> bool:
+        return self.data.flags.c_contiguous
+
+    def stride(self, dim=None):
+        """Steps in elements (not bytes, unlike NumPy's strides), as torch.stride."""
+        steps = tuple(st // self.data.itemsize for st in self.data.strides)
+        return steps if dim is None else steps[_one_dim(dim, self.data.ndim, "stride")]
+
     def __len__(self) -> int:
         if self.data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
@@ -777,6 +788,19 @@ class Tensor:
 
     def __int__(self) -> int:
         return int(self.item())
+
+    def __index__(self) -> int:
+        """A one-element integer tensor can index a list or a range, as in PyTorch."""
+        if self.data.dtype.kind not in "iu" or self.data.size != 1:
+            raise TypeError(f"only integer tensors of a single element can be converted to an index "
+                            f"(this one: {self.data.dtype}, shape {self.shape})")
+        return int(self.data.item())
+
+    def __format__(self, spec: str) -> str:
+        """f"{loss:.4f}" formats the value of a one-element tensor, as in PyTorch."""
+        if self.data.size == 1 and self.data.ndim == 0:
+            return format(self.data.item(), spec)
+        return format(str(self), spec)
 
     # -- factories -------------------------------------------------------------
     # (also at the top level, torch-style: tinygrad_mnist.zeros(2, 3), tinygrad_mnist.randn(...))
@@ -905,6 +929,26 @@ class Tensor:
     def type_as(self, other: Tensor) -> Tensor:
         return self.cast(other.data.dtype)
 
+    def type(self, dtype=None):
+        """x.type(float64) converts; x.type() names the dtype ("float32")."""
+        return str(self.data.dtype) if dtype is None else self.cast(dtype)
+
+    # new tensors with this one's dtype, as torch's Tensor.new_*
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return Tensor.zeros(*size, dtype=dtype or self.data.dtype, device=device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return Tensor.ones(*size, dtype=dtype or self.data.dtype, device=device, requires_grad=requires_grad)
+
+    new_empty = new_zeros
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return Tensor.full(size, fill_value, dtype=dtype or self.data.dtype, device=device,
+                           requires_grad=requires_grad)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return Tensor(data, dtype=dtype or self.data.dtype, device=device, requires_grad=requires_grad)
+
     def to(self, *args, dtype=None, device=None, copy: bool = False, non_blocking: bool = False) -> Tensor:
         """x.to(float64), x.to("cpu"), x.to(device="cpu", dtype=...), x.to(other_tensor), as in PyTorch.
 
@@ -977,9 +1021,13 @@ class Tensor:
         return self._binary(ops.Mul, other, True)
 
     def __truediv__(self, other):
+        if self.data.dtype.kind != "f" and not (isinstance(other, Tensor) and other.data.dtype.kind == "f"):
+            return self.float()._binary(ops.Div, other)  # int / int is float32, as in PyTorch (NumPy: float64)
         return self._binary(ops.Div, other)
 
     def __rtruediv__(self, other):
+        if self.data.dtype.kind != "f" and not isinstance(other, (float, np.floating)):
+            return self.float()._binary(ops.Div, other, True)
         return self._binary(ops.Div, other, True)
 
     def __pow__(self, other):
@@ -1003,7 +1051,80 @@ class Tensor:
     def __pos__(self):
         return self
 
-    add, sub, mul, div, pow = __add__, __sub__, __mul__, __truediv__, __pow__
+    mul, div, pow = __mul__, __truediv__, __pow__
+
+    def add(self, other, *, alpha=1):
+        """self + alpha * other (torch.add)."""
+        return self + (other if alpha == 1 else other * alpha)
+
+    def sub(self, other, *, alpha=1):
+        return self - (other if alpha == 1 else other * alpha)
+
+    subtract, multiply, divide, true_divide, neg, negative = sub, mul, div, div, __neg__, __neg__
+
+    def __abs__(self):
+        return self.abs()
+
+    def __floordiv__(self, other):
+        """floor(self / other), as torch's //: a step function, so no gradient flows."""
+        other = self._lift(other)
+        if not (_is_float(self.data.dtype) or _is_float(other.data.dtype)):  # int // int stays int
+            return Tensor._const(np.asarray(np.floor_divide(self.data, other.data)))
+        return (self / other).floor()
+
+    def __rfloordiv__(self, other):
+        return self._lift(other) // self
+
+    def __mod__(self, other):
+        """Python's (and torch.remainder's) modulo, self - floor(self / other) * other; differentiable."""
+        other = self._lift(other)
+        if not (_is_float(self.data.dtype) or _is_float(other.data.dtype)):
+            return Tensor._const(np.asarray(np.remainder(self.data, other.data)))
+        return self - (self / other).floor() * other
+
+    def __rmod__(self, other):
+        return self._lift(other) % self
+
+    floor_divide, remainder = __floordiv__, __mod__
+
+    # logical and bitwise ops on bool/int tensors: plain tensors outside the graph, as comparisons
+    def _logical(self, other, fn, op):
+        a, b = self.data, other.data if isinstance(other, Tensor) else np.asarray(other)
+        if _is_float(a.dtype) or _is_float(b.dtype):
+            raise TypeError(f"{op}: needs bool or integer tensors, got {a.dtype} and {b.dtype} "
+                            f"(compare first, e.g. (x > 0) {op} (y > 0))")
+        return Tensor._const(np.asarray(fn(a, b)))
+
+    def __and__(self, other):
+        return self._logical(other, np.bitwise_and, "&")
+
+    def __or__(self, other):
+        return self._logical(other, np.bitwise_or, "|")
+
+    def __xor__(self, other):
+        return self._logical(other, np.bitwise_xor, "^")
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+    bitwise_and, bitwise_or, bitwise_xor = __and__, __or__, __xor__
+
+    def __invert__(self):
+        if _is_float(self.data.dtype):
+            raise TypeError(f"~: needs a bool or integer tensor, got {self.data.dtype}")
+        return Tensor._const(np.invert(self.data))
+
+    bitwise_not = __invert__
+
+    def logical_not(self) -> Tensor:
+        return Tensor._const(np.logical_not(self.data))
+
+    def logical_and(self, other) -> Tensor:
+        return Tensor._const(np.logical_and(self.data, _data(other)))
+
+    def logical_or(self, other) -> Tensor:
+        return Tensor._const(np.logical_or(self.data, _data(other)))
+
+    def logical_xor(self, other) -> Tensor:
+        return Tensor._const(np.logical_xor(self.data, _data(other)))
 
     # comparisons: plain boolean tensors, outside the graph
     def _compare(self, other, fn):
@@ -1056,6 +1177,37 @@ class Tensor:
     def log(self):
         return ops.Log.apply(self)
 
+    def log1p(self):
+        """log(1 + x), accurate for tiny x."""
+        return ops.Log1p.apply(self)
+
+    def expm1(self):
+        """exp(x) - 1, accurate for tiny x."""
+        return ops.Expm1.apply(self)
+
+    @composite("log2")
+    def log2(self):
+        return self.log() * (1.0 / math.log(2.0))
+
+    @composite("log10")
+    def log10(self):
+        return self.log() * (1.0 / math.log(10.0))
+
+    @composite("exp2")
+    def exp2(self):
+        return (self * math.log(2.0)).exp()
+
+    @composite("lerp")
+    def lerp(self, end, weight):
+        """self + weight * (end - self)."""
+        return self + (end - self) * weight
+
+    def clamp_min(self, min):  # noqa: A002
+        return self.clamp(min=min)
+
+    def clamp_max(self, max):  # noqa: A002
+        return self.clamp(max=max)
+
     def sqrt(self):
         return ops.Sqrt.apply(self)
 
@@ -1100,6 +1252,38 @@ class Tensor:
 
     def square(self):
         return self * self
+
+    def sin(self):
+        return ops.Sin.apply(self)
+
+    def cos(self):
+        return ops.Cos.apply(self)
+
+    def reciprocal(self):
+        return 1.0 / self if _is_float(self.data.dtype) else 1.0 / self.float()
+
+    @composite("rsqrt")
+    def rsqrt(self):
+        return self.sqrt().reciprocal()
+
+    # step functions: the gradient is zero (PyTorch's convention), but it does flow as zeros
+    def floor(self):
+        return self if not _is_float(self.data.dtype) else ops.Step.apply(self, fn=np.floor)
+
+    def ceil(self):
+        return self if not _is_float(self.data.dtype) else ops.Step.apply(self, fn=np.ceil)
+
+    def trunc(self):
+        return self if not _is_float(self.data.dtype) else ops.Step.apply(self, fn=np.trunc)
+
+    def round(self, decimals: int = 0):
+        """Round half to even, as torch.round (and NumPy)."""
+        if not _is_float(self.data.dtype):
+            return self
+        return ops.Step.apply(self, fn=np.round if decimals == 0 else functools.partial(np.round, decimals=decimals))
+
+    def sign(self):
+        return ops.Step.apply(self, fn=np.sign)
 
     @staticmethod
     def where(cond, a, b) -> Tensor:
@@ -1289,7 +1473,11 @@ class Tensor:
             return self
         return ops.Reshape.apply(self, shape=shape)
 
-    view = reshape  # -1 allowed; like reshape it copies only when NumPy must
+    def view(self, *shape):
+        """reshape (-1 allowed); like reshape it copies only when NumPy must."""
+        if len(shape) == 1 and isinstance(shape[0], (np.dtype, type)):
+            raise TypeError("view(dtype) (reinterpreting the bits) is not supported; use .to(dtype) to convert values")
+        return self.reshape(*shape)
 
     def reshape_as(self, other: Tensor):
         return self.reshape(other.shape)
@@ -1401,6 +1589,7 @@ class Tensor:
     def _slice(self, d: int, start: int, stop: int):
         return ops.GetItem.apply(self, index=(slice(None),) * d + (slice(start, stop),))
 
+    @composite("split")
     def split(self, split_size_or_sections, dim=None, *, axis=None) -> tuple:
         """Pieces along dim (default 0): of split_size each (the last may be smaller), or of the listed sizes."""
         dim = _dim_alias("split", dim, axis)[0] if axis is not None else 0 if dim is None else dim
@@ -1420,6 +1609,7 @@ class Tensor:
             bounds = list(zip(ends[:-1], ends[1:]))
         return tuple(self._slice(d, a, b) for a, b in bounds)
 
+    @composite("chunk")
     def chunk(self, chunks: int, dim=None, *, axis=None) -> tuple:
         """Up to `chunks` pieces of ceil(n / chunks) along dim (default 0; fewer when they run out, as PyTorch)."""
         dim = _dim_alias("chunk", dim, axis)[0] if axis is not None else 0 if dim is None else dim
@@ -1427,6 +1617,212 @@ class Tensor:
             raise ValueError(f"chunk: chunks must be positive, got {chunks}")
         n = self.shape[_one_dim(dim, self.ndim, "chunk")]
         return self.split(max(-(-n // chunks), 1), dim)
+
+    def narrow(self, dim: int, start: int, length: int):
+        d = _one_dim(dim, self.ndim, "narrow")
+        start = start + self.shape[d] if start < 0 else start
+        if not (0 <= start and length >= 0 and start + length <= self.shape[d]):
+            raise IndexError(f"narrow: start {start} + length {length} exceeds dim {dim} of size {self.shape[d]}")
+        return self._slice(d, start, start + length)
+
+    def select(self, dim: int, index: int):
+        d = _one_dim(dim, self.ndim, "select")
+        if not -self.shape[d] <= index < self.shape[d]:
+            raise IndexError(f"select: index {index} is out of range for dim {dim} of size {self.shape[d]}")
+        return ops.GetItem.apply(self, index=(slice(None),) * d + (int(index),))
+
+    def flip(self, *dims):
+        """Reverse the order along the given dims (a view-like slice with step -1; the gradient flips back)."""
+        dims = _norm_axes(_shape_arg(dims), self.ndim, "flip")
+        return ops.GetItem.apply(self, index=tuple(slice(None, None, -1) if i in dims else slice(None)
+                                                   for i in range(self.ndim)))
+
+    def movedim(self, source, destination):
+        src = _norm_axes(source, self.ndim, "movedim") if isinstance(source, int) else \
+            tuple(_one_dim(s, self.ndim, "movedim") for s in source)
+        dst = _norm_axes(destination, self.ndim, "movedim") if isinstance(destination, int) else \
+            tuple(_one_dim(s, self.ndim, "movedim") for s in destination)
+        if len(src) != len(dst):
+            raise ValueError(f"movedim: source {source} and destination {destination} differ in length")
+        order = [i for i in range(self.ndim) if i not in src]
+        for d, s in sorted(zip(dst, src)):
+            order.insert(d, s)
+        return self.permute(order)
+
+    moveaxis = movedim
+
+    @composite("tril")
+    def tril(self, diagonal: int = 0):
+        """The lower triangle of the last two dims (the rest zero); the gradient is masked the same way."""
+        mask = np.tri(*self.shape[-2:], k=diagonal, dtype=bool)
+        return Tensor.where(mask, self, 0)
+
+    @composite("triu")
+    def triu(self, diagonal: int = 0):
+        mask = ~np.tri(*self.shape[-2:], k=diagonal - 1, dtype=bool)
+        return Tensor.where(mask, self, 0)
+
+    @composite("outer")
+    def outer(self, other):
+        if self.ndim != 1 or other.ndim != 1:
+            raise ValueError(f"outer: needs two 1-D tensors, got shapes {self.shape} and {np.shape(other)}")
+        return self.reshape(-1, 1) * other.reshape(1, -1)
+
+    ger = outer
+
+    def mm(self, other):
+        if self.ndim != 2 or np.ndim(other) != 2:
+            raise ValueError(f"mm: needs two matrices, got shapes {self.shape} and {np.shape(other)} "
+                             f"(matmul broadcasts)")
+        return self.matmul(other)
+
+    def bmm(self, other):
+        if self.ndim != 3 or np.ndim(other) != 3 or self.shape[0] != np.shape(other)[0]:
+            raise ValueError(f"bmm: needs two (B, n, m) batches of the same B, got shapes {self.shape} and "
+                             f"{np.shape(other)}")
+        return self.matmul(other)
+
+    def mv(self, vec):
+        if self.ndim != 2 or np.ndim(vec) != 1:
+            raise ValueError(f"mv: needs a matrix and a vector, got shapes {self.shape} and {np.shape(vec)}")
+        return self.matmul(vec)
+
+    @composite("sort")
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False):
+        """(values, indices) along dim; the values' gradient goes back to where each came from."""
+        d = _one_dim(dim, self.ndim, "sort")
+        idx = self.argsort(d, descending)
+        return return_types.sort(self.gather(d, idx), idx) if self.ndim else return_types.sort(self, idx)
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+        if self.ndim == 0:
+            return Tensor._const(np.zeros((), int64))
+        d = _one_dim(dim, self.ndim, "argsort")
+        key = -self.data if descending and self.data.dtype.kind != "b" else self.data
+        idx = np.argsort(key, axis=d, kind="stable")
+        if descending and self.data.dtype.kind == "b":
+            idx = np.flip(np.argsort(self.data, axis=d, kind="stable"), d)
+        return Tensor._const(np.ascontiguousarray(idx, dtype=int64))
+
+    @composite("topk")
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):  # noqa: A002
+        """The k largest (or smallest) values along dim and their indices, as torch.topk."""
+        d = _one_dim(dim, self.ndim, "topk")
+        if not 0 <= k <= (self.shape[d] if self.ndim else 1):
+            raise IndexError(f"topk: k={k} is out of range for dim {dim} of size {self.shape[d] if self.ndim else 1}")
+        if self.ndim == 0:
+            return return_types.topk(self, Tensor._const(np.zeros((), int64)))
+        idx = self.argsort(d, descending=largest).data
+        idx = np.ascontiguousarray(np.take(idx, np.arange(k), axis=d))
+        return return_types.topk(self.gather(d, idx), Tensor._const(idx))
+
+    def nonzero(self, as_tuple: bool = False):
+        """Indices of the nonzero elements: an (n, ndim) int64 tensor, or one per dim with as_tuple=True."""
+        found = np.nonzero(self.data)
+        if as_tuple:
+            return tuple(Tensor._const(i.astype(int64)) for i in found)
+        return Tensor._const(np.stack(found, axis=1).astype(int64) if found else np.zeros((0, 0), int64))
+
+    def count_nonzero(self, dim=None) -> Tensor:
+        return Tensor._const(np.asarray(np.count_nonzero(self.data, axis=_norm_axes(dim, self.ndim, "count_nonzero")),
+                                        int64))
+
+    @composite("unfold")
+    def unfold(self, dimension: int, size: int, step: int):
+        """Windows of `size` every `step` along a dim, as a new last dim (torch.Tensor.unfold)."""
+        d = _one_dim(dimension, self.ndim, "unfold")
+        n = self.shape[d]
+        if size > n or size <= 0 or step <= 0:
+            raise ValueError(f"unfold: size {size} and step {step} don't fit dim {dimension} of size {n}")
+        count = (n - size) // step + 1
+        idx = (np.arange(count)[:, None] * step + np.arange(size)).ravel()
+        x = self.index_select(d, idx)
+        return x.reshape(self.shape[:d] + (count, size) + self.shape[d + 1:]).movedim(d + 1, -1)
+
+    def cumprod(self, dim=None, *, axis=None):
+        """Running products along dim; differentiable where the input has no zeros (else a clear error)."""
+        if axis is not None:
+            dim, _ = _dim_alias("cumprod", dim, axis)
+        if dim is None:
+            raise TypeError("cumprod: dim is required, e.g. x.cumprod(0)")
+        if self.ndim == 0:
+            return self
+        d = _one_dim(dim, self.ndim, "cumprod")
+        return ops.Cumprod.apply(self, axis=d)
+
+    def unflatten(self, dim: int, sizes):
+        d = _one_dim(dim, self.ndim, "unflatten")
+        return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d + 1:])
+
+    @composite("repeat_interleave")
+    def repeat_interleave(self, repeats, dim=None):
+        """Each element `repeats` times in a row along dim (None: of the flattened tensor)."""
+        x, d = (self.reshape(-1), 0) if dim is None else (self, _one_dim(dim, self.ndim, "repeat_interleave"))
+        reps = repeats.data if isinstance(repeats, Tensor) else repeats
+        return x.index_select(d, np.repeat(np.arange(x.shape[d]), reps))
+
+    @composite("roll")
+    def roll(self, shifts, dims=None):
+        """Shift elements along dims, wrapping around (torch.roll); dims None rolls the flattened tensor."""
+        if dims is None:
+            return self.reshape(-1).roll(shifts, 0).reshape(self.shape)
+        shifts = (shifts,) if isinstance(shifts, (int, np.integer)) else tuple(shifts)
+        dims = (dims,) if isinstance(dims, (int, np.integer)) else tuple(dims)
+        if len(shifts) != len(dims):
+            raise ValueError(f"roll: {len(shifts)} shifts for {len(dims)} dims")
+        out = self
+        for sh, dm in zip(shifts, dims):
+            d = _one_dim(dm, self.ndim, "roll")
+            out = out.index_select(d, np.roll(np.arange(self.shape[d]), sh))
+        return out
+
+    def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1):
+        """The diagonal of dims (dim1, dim2), appended as the last dim, as torch.diagonal."""
+        d1, d2 = _one_dim(dim1, self.ndim, "diagonal"), _one_dim(dim2, self.ndim, "diagonal")
+        if d1 == d2:
+            raise ValueError("diagonal: dim1 and dim2 must differ")
+        rest = [i for i in range(self.ndim) if i not in (d1, d2)]
+        x = self.permute(rest + [d1, d2])
+        n1, n2 = x.shape[-2:]
+        i = np.arange(max(0, -offset), min(n1, n2 - offset)) if n2 - offset > 0 else np.arange(0)
+        return ops.GetItem.apply(x, index=(Ellipsis, i, i + offset))
+
+    @composite("diag")
+    def diag(self, diagonal: int = 0):
+        """1-D: a square matrix with the vector on a diagonal; 2-D: that diagonal, as torch.diag."""
+        if self.ndim == 2:
+            return self.diagonal(diagonal)
+        if self.ndim != 1:
+            raise ValueError(f"diag: expects a 1-D or 2-D tensor, got shape {self.shape}")
+        n = self.shape[0] + abs(diagonal)
+        eye = np.eye(n, k=diagonal, dtype=bool)
+        rows, cols = np.nonzero(eye)
+        picks = np.zeros((n, n), np.int64)
+        picks[rows, cols] = np.arange(len(rows))
+        return Tensor.where(eye, self[picks], 0)
+
+    @composite("trace")
+    def trace(self):
+        if self.ndim != 2:
+            raise ValueError(f"trace: expects a matrix, got shape {self.shape}")
+        return self.diagonal().sum()
+
+    @composite("median")
+    def median(self, dim=None, keepdim: bool = False):
+        """The lower median (of all elements, or (values, indices) along dim), as torch.median."""
+        if dim is None:
+            flat = self.reshape(-1)
+            if flat.shape[0] == 0:
+                raise ValueError("median: of an empty tensor")
+            return flat.sort().values[(flat.shape[0] - 1) // 2]
+        d = _one_dim(dim, self.ndim, "median")
+        srt = self.sort(d)
+        k = (self.shape[d] - 1) // 2
+        idx = srt.indices.data.take([k], axis=d)
+        values = self.gather(d, idx)
+        if not keepdim:
+            values, idx = values.squeeze(d), idx.squeeze(d)
+        return return_types.median(values, Tensor._const(np.ascontiguousarray(idx)))
 
     def unbind(self, dim: int = 0) -> tuple:
         d = _one_dim(dim, self.ndim, "unbind")
@@ -1459,6 +1855,7 @@ class Tensor:
         _check_index_range(idx, self.shape[d], "index_select")
         return ops.GetItem.apply(self, index=(slice(None),) * d + (idx.reshape(-1),))
 
+    @composite("masked_fill")
     def masked_fill(self, mask, value):
         """`value` where mask is True, self elsewhere; mask must be boolean and broadcast to self's shape."""
         m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)

@@ -251,3 +251,55 @@ def allclose(input, other, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bo
 
 def equal(input, other) -> bool:  # noqa: A002
     return _lift(input).equal(other)
+
+
+def einsum(equation: str, *operands) -> Tensor:
+    """Einstein summation with explicit letters, e.g. einsum("bij,bjk->bik", a, b); differentiable."""
+    from . import ops
+
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    eq = equation.replace(" ", "")
+    if "." in eq:
+        raise NotImplementedError("einsum: '...' is not supported here; write every dim's letter out")
+    lhs, arrow, out = eq.partition("->")
+    ins = tuple(lhs.split(","))
+    if len(ins) != len(operands):
+        raise ValueError(f"einsum: {equation!r} names {len(ins)} operands, got {len(operands)}")
+    if not arrow:  # implicit output: the letters used once, in alphabetical order (NumPy's and PyTorch's rule)
+        letters = "".join(ins)
+        out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    tensors = [_lift(t) for t in operands]
+    for sub, t in zip(ins, tensors):
+        if len(sub) != t.ndim:
+            raise ValueError(f"einsum: subscripts {sub!r} don't match an operand of shape {t.shape}")
+    dtype = np.result_type(*[t.dtype for t in tensors])
+    return ops.Einsum.apply(*[t.cast(dtype) for t in tensors], spec=(ins, out))
+
+
+# ---------------------------------------------------------------------------
+# the rest of torch.f(input, ...) == input.f(...): one line each
+# ---------------------------------------------------------------------------
+
+
+def _method(name: str):
+    def fn(input, *args, **kwargs):  # noqa: A002
+        return getattr(_lift(input), name)(*args, **kwargs)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"torch.{name}(input, ...): the same as input.{name}(...)."
+    return fn
+
+
+_METHODS = ("add sub mul div pow neg square sin cos floor ceil round trunc sign reciprocal rsqrt argmin amax amin "
+            "prod cumsum norm var std logsumexp any all topk sort argsort flip tril triu outer bmm mv dot squeeze "
+            "unsqueeze permute chunk split gather index_select masked_fill narrow select movedim unbind clone t "
+            "eq ne lt le gt ge isnan isfinite nonzero count_nonzero logical_not logical_and logical_or "
+            "logical_xor cumprod log1p expm1 log2 log10 exp2 lerp diag diagonal trace median roll "
+            "repeat_interleave unflatten clamp_min clamp_max").split()
+for _name in _METHODS:
+    globals()[_name] = _method(_name)
+subtract, multiply, divide, true_divide, negative = sub, mul, div, div, neg  # noqa: F821  (made just above)
+greater, less, greater_equal, less_equal, not_equal = gt, lt, ge, le, ne  # noqa: F821
+
+__all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations", "np", "Tensor")]

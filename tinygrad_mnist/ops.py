@@ -180,6 +180,24 @@ class Log(Function):
         return (g / self.parents[0],)
 
 
+class Log1p(Function):
+    def forward(self, x):
+        return np.log1p(x)
+
+    def backward(self, g):
+        return (g / (self.parents[0] + 1.0),)
+
+
+class Expm1(Function):
+    saves_output = True
+
+    def forward(self, x):
+        return np.expm1(x)
+
+    def backward(self, g):
+        return (g * (self.output() + 1.0),)
+
+
 class Sqrt(Function):
     saves_inputs = False
     saves_output = True
@@ -296,6 +314,32 @@ class Clip(Function):
         return (g if inside is None else Mul.apply(g, const(inside)),)  # float * bool mask stays float
 
 
+class Sin(Function):
+    def forward(self, x):
+        return np.sin(x)
+
+    def backward(self, g):
+        return (g * self.parents[0].cos(),)
+
+
+class Cos(Function):
+    def forward(self, x):
+        return np.cos(x)
+
+    def backward(self, g):
+        return (-(g * self.parents[0].sin()),)
+
+
+class Step(Function):
+    """floor, ceil, round, trunc, sign: piecewise constant, so the gradient is zero (as PyTorch)."""
+
+    def forward(self, x, fn):
+        return fn(x)
+
+    def backward(self, g):
+        return (const(np.zeros((), g.dtype)).expand(g.shape),)
+
+
 class Clone(Function):
     """A copy in new memory (Tensor.clone); the gradient passes through unchanged."""
 
@@ -410,6 +454,58 @@ class Cumsum(Function):
 
     def backward(self, g):
         return (Cumsum.apply(g, axis=self.axis, reverse=not self.reverse),)
+
+
+class Cumprod(Function):
+    """Running product along an axis.  d out_j / d x_i = out_j / x_i for j >= i, so the gradient is the
+    reverse running sum of g * out, divided by x: tensor ops, differentiable again.  Inputs with zeros
+    would need a different rule; they raise instead of returning a wrong gradient."""
+
+    saves_output = True
+
+    def forward(self, x, axis):
+        self.axis = axis
+        return np.cumprod(x, axis=axis)
+
+    def backward(self, g):
+        x = self.parents[0]
+        if not np.all(x.data != 0):
+            raise NotImplementedError("cumprod: the gradient at inputs equal to 0 is not supported; "
+                                      "mask the zeros or compute the products another way")
+        return (Cumsum.apply(g * self.output(), axis=self.axis, reverse=True) / x,)
+
+
+class Einsum(Function):
+    """np.einsum for explicit subscripts (spec = (input subscripts, output subscripts)).
+
+    The gradient for operand k is itself an einsum: of g and the other operands, to operand k's
+    subscripts; letters summed in operand k alone come back by broadcasting.
+    """
+
+    def forward(self, *xs, spec):
+        self.spec = spec
+        ins, out = spec
+        return np.asarray(np.einsum(",".join(ins) + "->" + out, *xs, optimize=len(xs) > 2))
+
+    def backward(self, g):
+        ins, out = self.spec
+        grads = []
+        for k, p in enumerate(self.parents):
+            if not p._requires_grad:
+                grads.append(None)
+                continue
+            sk = ins[k]
+            if len(set(sk)) != len(sk):
+                raise NotImplementedError(f"einsum: no gradient through a repeated index within one operand "
+                                          f"({sk!r}, a diagonal); use Tensor.diagonal instead")
+            others = [j for j in range(len(ins)) if j != k]
+            avail = set(out).union(*[ins[j] for j in others])
+            keep = "".join(c for c in sk if c in avail)
+            gk = Einsum.apply(g, *[self.parents[j] for j in others], spec=((out, *[ins[j] for j in others]), keep))
+            if keep != sk:  # broadcast along the letters only this operand had
+                gk = gk.reshape(tuple(n if c in avail else 1 for c, n in zip(sk, p.shape))).expand(p.shape)
+            grads.append(gk)
+        return tuple(grads)
 
 
 class LogSoftmax(Function):

@@ -232,7 +232,8 @@ def fit(model: nn.Module, ds: Dataset, recipe: Recipe, *, x_eval=None, y_eval=No
             return
         if not _finite(params):
             raise Diverged(p.epoch + (p.step > 0), p.step, "the parameters became NaN or infinite", opt.lr)
-        arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
+        arrays = {f"model.{k}": v.data if isinstance(v, Tensor) else np.asarray(v)
+                  for k, v in model.state_dict().items()}
         osd = opt.state_dict()
         scalars = {}
         for i, st in osd["state"].items():
