@@ -275,10 +275,14 @@ class Function:
         # output's weak reference (saves_output) holds no data: it needs no clearing.
         ps = self.parents
         try:
-            if len(ps) == 2:  # the common case spelled out: this runs once per op in every backward
+            n = len(ps)
+            if n == 2:  # the common cases spelled out: this runs once per op in every backward
                 a, b = ps
                 self.parents = (a if a._ctx is None and a._requires_grad else a._record or TensorRecord(a),
                                 b if b._ctx is None and b._requires_grad else b._record or TensorRecord(b))
+            elif n == 1:
+                a = ps[0]
+                self.parents = (a if a._ctx is None and a._requires_grad else a._record or TensorRecord(a),)
             else:
                 self.parents = tuple([p if p._ctx is None and p._requires_grad else p._record or TensorRecord(p)
                                       for p in ps])
@@ -403,7 +407,7 @@ def composite(name: str):
     def decorate(fn):
         @functools.wraps(fn)
         def call(*args, **kwargs):
-            out = fn(*args, **kwargs)
+            out = fn(*args, **kwargs) if kwargs else fn(*args)  # an empty **kwargs call costs extra
             # a result with a grad_fn means ops were recorded (or an input came straight back)
             if type(out) is Tensor:
                 if out._ctx is not None:
@@ -425,15 +429,13 @@ def _tag_call(name: str, args, kwargs, outs: list) -> None:
         elif type(v) in (list, tuple):
             inputs += [x for x in v if isinstance(x, Tensor)]
     seen = set(inputs)  # the walk back stops at them
-    call = None
-    stack = [o for o in outs if o not in seen]
+    call = Call(name, tuple(inputs), outs[0].data.shape)
+    stack = outs
     while stack:
         t = stack.pop()
         if t in seen:
             continue
         seen.add(t)
-        if call is None:
-            call = Call(name, tuple(inputs), outs[0].shape)
         ctx = t._ctx
         ctx.calls = ctx.calls + (call,)
         for p in ctx.parents:
@@ -2299,33 +2301,40 @@ def _tag_backward_ops(ctx, t, g, parents, grads, stop) -> None:
 def _backprop(roots, gradients, retain_graph: bool, create_graph: bool) -> None:
     """backward() of several roots: the sweep, then the accumulation into .grad."""
     seeds = [_seed_grad(r, g) for r, g in zip(roots, gradients)]
-    found = _gradients(roots, seeds, retain_graph, create_graph)
     given = [s for s, g in zip(seeds, gradients) if g is not None]  # the caller's arrays: never a leaf's .grad
-    _accumulate_grads(found, given, create_graph)
+    prev = _set_grad_mode(create_graph)  # one switch for the sweep and the accumulation
+    try:
+        _accumulate_grads(_gradients(roots, seeds, retain_graph, create_graph), given)
+    finally:
+        _set_grad_mode(prev)
 
 
-def _accumulate_grads(found, seeds, create_graph: bool) -> None:
-    """Add each gradient of a sweep into its tensor's `.grad` (PyTorch's accumulation)."""
+def _accumulate_grads(found, seeds) -> None:
+    """Add each gradient of a sweep into its tensor's `.grad` (PyTorch's accumulation).
+
+    Runs with grad mode equal to the sweep's create_graph: the sum of an old and a new
+    .grad is part of the graph exactly then.
+    """
+    create_graph = _state.grad_enabled
     # bases of arrays handed to leaves: no two leaves may share one, nor alias the caller's gradient
     leaf_arrays = {id(g.data if g.data.base is None else g.data.base) for g in seeds}
-    with set_grad_enabled(create_graph):  # the sum of old and new .grad is part of the graph iff create_graph
-        for t, g in found:
-            if type(t) is TensorRecord:  # a second backward through a released graph: the tensor itself
-                t = None if t._tensor is None else t._tensor()
-                if t is None:
-                    continue
-            if not create_graph and g._ctx is not None:
-                g = Tensor._const(g.data)  # .grad of a plain backward carries no graph
-            if t._grad is None:
-                base = g.data if g.data.base is None else g.data.base
-                if id(base) in leaf_arrays or not (g.data.flags.writeable and g.data.flags.c_contiguous):
-                    # own, writable memory per leaf; under create_graph a recorded copy keeps the graph
-                    g = ops.Cast.apply(g, dtype=g.data.dtype) if create_graph else Tensor._const(g.data.copy())
-                else:
-                    leaf_arrays.add(id(base))
-                t._grad = g
+    for t, g in found:
+        if type(t) is TensorRecord:  # a second backward through a released graph: the tensor itself
+            t = None if t._tensor is None else t._tensor()
+            if t is None:
+                continue
+        if not create_graph and g._ctx is not None:
+            g = Tensor._const(g.data)  # .grad of a plain backward carries no graph
+        if t._grad is None:
+            base = g.data if g.data.base is None else g.data.base
+            if id(base) in leaf_arrays or not (g.data.flags.writeable and g.data.flags.c_contiguous):
+                # own, writable memory per leaf; under create_graph a recorded copy keeps the graph
+                g = ops.Cast.apply(g, dtype=g.data.dtype) if create_graph else Tensor._const(g.data.copy())
             else:
-                t._grad = t._grad + g
+                leaf_arrays.add(id(base))
+            t._grad = g
+        else:
+            t._grad = t._grad + g
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):

@@ -190,6 +190,7 @@ class Log1p(Function):
 
 class Expm1(Function):
     saves_output = True
+    saves_inputs = False
 
     def forward(self, x):
         return np.expm1(x)
@@ -332,6 +333,8 @@ class Cos(Function):
 
 class Step(Function):
     """floor, ceil, round, trunc, sign: piecewise constant, so the gradient is zero (as PyTorch)."""
+
+    saves_inputs = False
 
     def forward(self, x, fn):
         return fn(x)
@@ -581,6 +584,8 @@ class Reshape(Function):
 
 class Relayout(Function):
     """The same values, stored in the memory order of the array `like` (same shape); identity for gradients."""
+
+    saves_inputs = False
 
     def forward(self, x, like):
         out = _like_layout(like, x.shape, x.dtype)
@@ -1106,6 +1111,7 @@ class PoolScatter(Function):
     order (`like`).  Linear in g; the gradient is PoolGather.
     """
 
+    saves_inputs = False
     saved = ("weights",)
 
     def forward(self, g, geometry, weights, like):
