@@ -1,4 +1,4 @@
-"""Draw computation graphs: a micrograd-style expression and one MLP training step.
+"""Draw computation graphs: a micrograd-style expression, one MLP training step, and its backward pass.
 
     python examples/draw_graph.py                 # SVGs in ./graphs
     python examples/draw_graph.py --out /tmp/g --format png
@@ -64,7 +64,7 @@ def mlp_step(batch: int = 8):
         logits = (x @ w1.T + b1).relu() @ w2.T + b2
         trace = None
     loss = logits.cross_entropy(labels)
-    loss.backward(retain_graph=True)
+    loss.backward()  # frees what ops saved for backward; the graph keeps its structure for drawing
     first_weight = next(iter(dict(params.named_parameters()) if model is not None else params))
     return loss, params, trace, {"x": x, "logits": logits}, first_weight
 
@@ -83,10 +83,12 @@ def main(argv=None) -> int:
         "expression": viz.draw_graph(expr_loss, names=names, output_name="L", show_values=True),
         "expression_backward": viz.draw_graph(expr_loss, names=names, output_name="L", backward_order=True,
                                               rankdir="TB"),
-        "mlp_step": viz.draw_graph(step_loss, params, names=step_names, output_name="loss", collapse="modules",
-                                   trace=trace, rankdir="TB"),
+        "mlp_step": viz.draw_graph(step_loss, params, names=step_names, output_name="loss", trace=trace,
+                                   rankdir="TB"),
         "mlp_step_full": viz.draw_graph(step_loss, params, names=step_names, output_name="loss", highlight=first,
-                                        backward_order=True, rankdir="TB"),
+                                        backward_order=True, collapse=None, expand=True, rankdir="TB"),
+        "mlp_step_backward": viz.draw_graph(step_loss, params, names=step_names, output_name="loss", trace=trace,
+                                            direction="backward", rankdir="TB"),
     }
     missing = None
     for name, dot in drawings.items():

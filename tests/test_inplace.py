@@ -630,3 +630,48 @@ def test_float64_value_into_float32_tensor():
     y.sum().backward()
     assert v.grad.dtype == np.float64 and v.grad.item() == 3.0
     np.testing.assert_array_equal(x.grad.data, [0.0, 1.0])
+
+
+@requires_torch
+def test_writes_between_backwards_through_released_graphs():
+    # ops that saved nothing can be backpropagated again after a release (as PyTorch); a write in
+    # between rebases y, and each graph keeps routing to the y it saw
+    def run(tensor):
+        x, w = tensor([1.0, 2.0]), tensor([3.0, 4.0])
+        y = x + 0
+        a = (y + 1).sum()
+        a.backward()
+        y.add_(w)
+        b = (y + 1).sum()
+        b.backward()
+        b.backward()
+        a.backward()
+        return x.grad, w.grad
+
+    theirs = run(lambda v: torch.tensor(v, requires_grad=True))
+    ours = run(lambda v: Tensor(v, requires_grad=True))
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a.data, b.numpy())
+
+
+@requires_torch
+@pytest.mark.parametrize("opt", ["SGD", "Adam"])
+def test_optimizer_step_between_forward_and_backward_raises_as_in_pytorch(opt):
+    from tinygrad_mnist import optim
+
+    def run(tensor, optimizers):
+        w = tensor([[0.5, -0.25], [1.0, 2.0]])
+        x = tensor([[1.0, 2.0]])
+        first = (x @ w).sum()
+        (x @ w).sum().backward()
+        getattr(optimizers, opt)([w], lr=0.1).step()
+        try:
+            first.backward()  # Matmul saved w, which the step wrote
+        except RuntimeError as e:
+            return str(e)
+        return None
+
+    ours = run(lambda v: Tensor(v, requires_grad=True), optim)
+    theirs = run(lambda v: torch.tensor(v, requires_grad=True), torch.optim)
+    assert theirs is not None and "modified by an inplace operation" in theirs
+    assert ours is not None and "modified by an in-place operation" in ours and "Matmul" in ours

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist import Tensor, viz
-from tinygrad_mnist.engine import _toposort
+from tinygrad_mnist.engine import walk
 
 HAVE_DOT = shutil.which("dot") is not None
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,7 +213,9 @@ def test_gradient_status_colours_and_legend():
     dot = viz.draw_graph(loss, names=names, grad_threshold=1e7)
     assert parse(dot)[0][dot.node_id(big)]["fillcolor"] == viz.COLORS["leaf"]
     dot = viz.draw_graph(loss, names=names, show_grads=False)
-    assert "‖grad‖" not in dot.source and "legend" not in dot.source
+    assert "‖grad‖" not in dot.source and "gradient has NaN" not in dot.source
+    assert "legend [label=<" in dot.source  # a legend by default
+    assert "legend" not in viz.draw_graph(loss, names=names, legend=False).source
 
 
 def test_relu_dead_unit_gives_zero_gradient_colour():
@@ -262,9 +264,9 @@ def test_backward_order_is_reverse_toposort():
     x = Tensor(np.ones((5, 3), np.float32))
     h = (x @ w1.T).tanh()
     loss = ((h @ w2.T) * (h @ w2.T)).mean() + (w1 * w1).sum() * 0.01
-    dot = viz.draw_graph(loss, {"w1": w1, "w2": w2}, backward_order=True, max_nodes=None)
+    dot = viz.draw_graph(loss, {"w1": w1, "w2": w2}, backward_order=True, max_nodes=None, expand=True)
     nodes, _ = parse(dot)
-    visit = [t for t in reversed(_toposort([loss])) if t.grad_fn is not None]
+    visit = [t for t in reversed(walk([loss], constants=False)) if t.grad_fn is not None]
     assert len(visit) == sum(1 for n in nodes if n.startswith("op"))
     for k, t in enumerate(visit, 1):
         nid = dot.node_id(t).replace("t", "op", 1)
@@ -321,37 +323,39 @@ def _net_loss(net, trace=False):
 def test_collapse_modules_inferred_from_parameter_names():
     net = _Net()
     loss, _, x = _net_loss(net)
-    full_nodes, _ = parse(viz.draw_graph(loss, net))
-    dot = viz.draw_graph(loss, net, output_name="loss", collapse="modules")
+    full_nodes, _ = parse(viz.draw_graph(loss, net, collapse=None))
+    dot = viz.draw_graph(loss, net, output_name="loss")  # collapse="modules" is the default
     nodes, edges = parse(dot)
     assert dot.info["modules"] == ["fc1", "fc2"] and dot.info["collapsed"] == ["fc1", "fc2"]
     assert "subgraph cluster_fc1 {" in dot.source and "subgraph cluster_fc2 {" in dot.source
-    assert label(nodes, "mod_fc1")[:2] == ["fc1 (_Linear)", "3 ops: Permute, Matmul, Add"]
-    assert label(nodes, "mod_fc1")[2] == "(4, 6) → (4, 5)"
+    assert label(nodes, "mod_fc1") == ["fc1 · _Linear", "(4, 6) → (4, 5)", "35 params · 140 B"]
+    assert label(nodes, "mod_fc2") == ["fc2 · _Linear", "(4, 5) → (4, 3)", "18 params · 72 B"]
     # each Linear's Permute, Matmul and Add and their two inner tensors become one node: 2 x 5 -> 2 x 1
     assert len(nodes) == len(full_nodes) - 8
     assert ("t0", "mod_fc1") in edge_set(edges) and dot.node_id(x) == "t0"
-    for name in ("fc1.weight", "fc1.bias"):  # parameters sit in their module's cluster, feeding it
+    for name in ("fc1.weight", "fc1.bias"):  # parameters sit beside their module's box, feeding it
         assert (dot.node_id(name), "mod_fc1") in edge_set(edges)
     block = dot.source.split("subgraph cluster_fc1 {")[1].split("}")[0]
     assert f"\t\t{dot.node_id('fc1.weight')} [" in block and "\t\tmod_fc1 [" in block
-    # the ReLU between the layers and the loss stay visible
-    labels = [label(nodes, n)[0] for n in nodes if n.startswith("op")]
-    assert labels[:2] == ["Relu", "CrossEntropy"]
+    # the ReLU between the layers and the loss stay visible; the graph's total is in its label
+    labels = [label(nodes, n)[0] for n in nodes if not n.startswith(("t", "mod_"))]
+    assert labels == ["Relu", "cross_entropy"]
+    assert dot.info["params"] == 53 and "53 parameters · 212 B" in dot.source
 
 
 def test_collapse_with_expand_draws_chosen_module_in_full():
     net = _Net()
     loss, _, _ = _net_loss(net)
-    dot = viz.draw_graph(loss, net, collapse="modules", expand=["fc2"])
+    dot = viz.draw_graph(loss, net, expand=["fc2"])
     nodes, _ = parse(dot)
     assert "mod_fc1" in nodes and "mod_fc2" not in nodes
-    block = dot.source.split("subgraph cluster_fc2 {")[1].split("}")[0]
+    block = dot.source.split("subgraph cluster_fc2 {")[1].split("subgraph")[0]
     assert block.count("shape=ellipse") == 3  # Permute, Matmul, Add drawn inside the cluster
-    dot = viz.draw_graph(loss, net, collapse="modules", expand=True)
-    assert not [n for n in parse(dot)[0] if n.startswith("mod_")]
+    assert 'label="fc2 · _Linear"' in block
+    dot = viz.draw_graph(loss, net, expand=True)
+    assert not [n for n in parse(dot)[0] if n.startswith(("mod_", "call"))]
     with pytest.raises(ValueError, match="unknown module"):
-        viz.draw_graph(loss, net, collapse="modules", expand=["fc9"])
+        viz.draw_graph(loss, net, expand=["fc9"])
 
 
 def test_trace_modules_records_calls_and_restores_classes():
@@ -361,21 +365,20 @@ def test_trace_modules_records_calls_and_restores_classes():
     assert {n: type(m) for n, m in net.named_modules()} == classes
     assert [c["name"] for c in trace.calls] == ["fc1", "act", "fc2"]
     assert [c["cls"] for c in trace.calls] == ["_Linear", "_ReLU", "_Linear"]
-    dot = viz.draw_graph(loss, net, collapse="modules", trace=trace)
+    assert [c["parent"] for c in trace.calls] == [None, None, None]
+    dot = viz.draw_graph(loss, net, trace=trace)
     nodes, _ = parse(dot)
     assert dot.info["collapsed"] == ["act", "fc1", "fc2"]
-    assert label(nodes, "mod_act")[:2] == ["act (_ReLU)", "1 op: Relu"]
-    assert "subgraph cluster_act" not in dot.source  # no parameters: no cluster needed
+    assert label(nodes, "mod_act") == ["act · _ReLU", "(4, 5) → (4, 5)"]
+    assert "subgraph cluster_act" not in dot.source  # no parameters: no frame needed
     # restored on error too
     with pytest.raises(RuntimeError), viz.trace_modules(net):
         raise RuntimeError("boom")
     assert {n: type(m) for n, m in net.named_modules()} == classes
 
 
-def test_trace_modules_with_library_nn_if_available():
-    nn = pytest.importorskip("tinygrad_mnist.nn")
-    if not hasattr(nn, "MLP"):
-        pytest.skip("tinygrad_mnist.nn has no MLP yet")
+def test_trace_modules_with_library_nn():
+    from tinygrad_mnist import nn
     model = nn.MLP([6, 5, 3], activation="relu")
     classes = [type(m) for m in model.modules()]
     x = Tensor(np.ones((2, 6), np.float32))
@@ -383,27 +386,37 @@ def test_trace_modules_with_library_nn_if_available():
         loss = model(x).cross_entropy(np.array([0, 1]))
     assert [type(m) for m in model.modules()] == classes
     assert [c["cls"] for c in trace.calls] == ["Linear", "ReLU", "Linear"]
-    dot = viz.draw_graph(loss, model, collapse="modules", trace=trace)
-    assert len(dot.info["collapsed"]) == 3
-    inferred = viz.draw_graph(loss, model, collapse="modules")
-    assert len(inferred.info["collapsed"]) == 2  # Linear layers only; the ReLU op stays an op
+    dot = viz.draw_graph(loss, model, trace=trace)
+    assert dot.info["collapsed"] == ["0", "1", "2"]
+    inferred = viz.draw_graph(loss, model)
+    assert inferred.info["collapsed"] == ["0", "2"]  # Linear layers only; the ReLU op stays an op
 
 
-def test_infer_groups_pulls_conv_im2col_into_the_module():
+def test_conv_module_is_one_box_fed_by_the_image():
     w, b = param(4, 2, 3, 3), param(4, seed=1)
     x = Tensor(np.ones((1, 2, 6, 6), np.float32), requires_grad=True)
     out = x.conv2d(w, b, padding=1).relu().sum()
-    dot = viz.draw_graph(out, {"conv.weight": w, "conv.bias": b}, collapse="modules")
-    nodes, _ = parse(dot)
-    ops = " ".join(label(nodes, "mod_conv")[1:3])
-    assert ops.startswith("1 op: Conv2d")  # conv2d is one fused op (pad, im2col, GEMM and bias inside)
+    dot = viz.draw_graph(out, {"conv.weight": w, "conv.bias": b}, names={"x": x})
+    nodes, edges = parse(dot)
+    assert label(nodes, "mod_conv") == ["conv", "(1, 2, 6, 6) → (1, 4, 6, 6)", "76 params · 304 B"]
     assert sorted(label(nodes, n)[0] for n in nodes if n.startswith("op")) == ["Relu", "Sum"]
+    assert (dot.node_id(x), "mod_conv") in edge_set(edges)
+    # without modules, the conv2d call is one node; expanded, its primitive (one fused op: pad, im2col,
+    # GEMM and bias inside)
+    nodes, _ = parse(viz.draw_graph(out, {"conv.weight": w, "conv.bias": b}, collapse=None))
+    (call,) = [n for n in nodes if n.startswith("call")]
+    assert label(nodes, call) == ["conv2d", "(1, 2, 6, 6) → (1, 4, 6, 6)"]
+    dot = viz.draw_graph(out, {"conv.weight": w, "conv.bias": b}, collapse=None, expand=["conv2d"])
+    nodes, _ = parse(dot)
+    assert sorted(label(nodes, n)[0] for n in nodes if n.startswith("op")) == ["Conv2d", "Relu", "Sum"]
+    assert 'label=conv2d' in dot.source.split("subgraph cluster_call")[1]
 
 
-def test_collapse_without_modules_notes_it():
+def test_parameters_without_module_names_draw_no_boxes():
     x = Tensor([1.0], requires_grad=True)
-    dot = viz.draw_graph(x * x, collapse="modules")
-    assert "no module found" in dot.source
+    w = Tensor([2.0], requires_grad=True)
+    dot = viz.draw_graph(x * w, params={"w": w})  # a name without a dot: no module, nothing to say about it
+    assert dot.info["modules"] == [] and "module" not in dot.source.split("legend")[0]
 
 
 def _chain(n):
@@ -491,12 +504,12 @@ def test_drawing_does_not_change_graph_or_gradients():
     ref_loss, ref_params = _mlp_loss()
     ref_loss.backward()
     loss, params = _mlp_loss()
-    before = [(t, t.grad_fn, t.grad_fn.parents if t.grad_fn else None) for t in _toposort([loss])]
+    before = [(t, t.grad_fn, t.grad_fn.inputs if t.grad_fn else None) for t in walk([loss])]
     _draw_everything(loss, params)
-    after = [(t, t.grad_fn, t.grad_fn.parents if t.grad_fn else None) for t in _toposort([loss])]
+    after = [(t, t.grad_fn, t.grad_fn.inputs if t.grad_fn else None) for t in walk([loss])]
     assert len(before) == len(after)
     for (t0, c0, p0), (t1, c1, p1) in zip(before, after):
-        assert t0 is t1 and c0 is c1 and (p0 is p1)
+        assert t0 is t1 and c0 is c1 and (p0 == p1 if p0 is None else all(a is b for a, b in zip(p0, p1)))
     assert all(p.grad is None for p in params.values())
     loss.backward(retain_graph=True)  # the graph still backpropagates, to the same gradients
     for name in params:
@@ -512,26 +525,32 @@ def test_drawing_does_not_change_graph_or_gradients():
         np.testing.assert_allclose(params[name].grad.data, 2 * ref_params[name].grad.data, rtol=1e-6)
 
 
-def test_released_graph_is_drawn_not_crashed():
+def test_released_graph_keeps_its_structure():
     loss, params = _mlp_loss()
-    loss.backward()  # releases the graph
-    for kw in ({}, {"backward_order": True}, {"collapse": "modules"}, {"show_values": True}):
+    retained = viz.draw_graph(loss, params, output_name="loss", show_grads=False, show_values=False)
+    loss.backward()  # frees what ops saved, keeps names, shapes and edges
+    for kw in ({}, {"backward_order": True}, {"collapse": None}, {"show_values": True}, {"max_nodes": 5}):
         dot = viz.draw_graph(loss, params, output_name="loss", **kw)
         nodes, edges = parse(dot)
-        assert len(nodes) == 2 and len(edges) == 1
-        op = [n for n in nodes if n.startswith("op")][0]
-        assert "(graph released)" in label(nodes, op)
-        assert "retain_graph=True" in dot.source
+        full = parse(viz.draw_graph(loss, params, output_name="loss", **{**kw, "show_grads": False}))
+        assert len(nodes) == len(full[0]) and len(edges) == len(full[1])
+    nodes, edges = parse(viz.draw_graph(loss, params, output_name="loss", show_grads=False))
+    assert (len(nodes), len(edges)) == tuple(len(p) for p in parse(retained))
+    dot = viz.draw_graph(loss, params, output_name="loss")
+    nodes, _ = parse(dot)
+    for name, p in params.items():  # the whole step, with gradient norms
+        assert label(nodes, dot.node_id(name))[-1] == f"‖grad‖ {np.linalg.norm(p.grad.data):.4g}"
+    assert "drawn after backward()" in dot.source
 
 
 def test_partially_released_graph():
     x = Tensor([1.0, 2.0], requires_grad=True)
     h = x.exp()
-    h.sum().backward()  # releases Exp, keeps nothing of h's history
+    h.sum().backward()  # releases Exp; its structure stays
     y = (h * 2.0).sum()
     nodes, edges = parse(viz.draw_graph(y, names={"x": x, "h": h}, backward_order=True))
-    assert "(graph released)" in label(nodes, "op0")
-    assert len(nodes) == 6 and len(edges) == 5
+    assert [label(nodes, n)[0] for n in ("op1", "op3", "op4")] == ["[3] Exp", "[2] Mul(·, 2)", "[1] Sum"]
+    assert len(nodes) == 7 and len(edges) == 6
 
 
 # ---------------------------------------------------------------------------
@@ -628,12 +647,13 @@ def test_example_writes_svgs(tmp_path):
     r = _run_example(tmp_path)
     assert r.returncode == 0, r.stderr
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["expression.svg", "expression_backward.svg", "mlp_step.svg", "mlp_step_full.svg"]
+    assert names == ["expression.svg", "expression_backward.svg", "mlp_step.svg", "mlp_step_backward.svg",
+                     "mlp_step_full.svg"]
 
 
 def test_example_without_graphviz_writes_dot_files(tmp_path):
     env = {**os.environ, "PATH": ""}
     r = _run_example(tmp_path, env)
     assert r.returncode == 0, r.stderr
-    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".dot"] * 4
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".dot"] * 5
     assert "apt-get install graphviz" in r.stderr

@@ -32,11 +32,12 @@ import numpy as np
 from . import data, serialization
 from .fileio import write_text_atomic
 from .train import RECIPES, Diverged, Interrupted, build_model, evaluate, fit, load_checkpoint, predict_logits
+from .viz import command as viz_command
 
 DEBUG_ENV = "TINYGRAD_MNIST_DEBUG"
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_IO, EXIT_DIVERGED, EXIT_MISSING_DEPENDENCY = 0, 1, 2, 3, 4, 5
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM, as shells report them
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_INTERNAL: "internal error (a bug: rerun with --debug and report the traceback)",
@@ -46,6 +47,7 @@ EXIT_CODES = {
     EXIT_DIVERGED: "training diverged (NaN or infinite loss), or a model file holds NaN/infinite weights",
     EXIT_MISSING_DEPENDENCY: "an optional program or package is missing (matplotlib for --plot, Graphviz's dot)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); train --save wrote a checkpoint to resume from",
+    EXIT_TERMINATED: "terminated (SIGTERM, e.g. `kill` or a job scheduler); handled like Ctrl-C",
 }
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
@@ -183,16 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probs", action="store_true", help="also print the probability of every digit")
 
     g = command("graph", help="draw the computation graph of one training step")
-    g.add_argument("--model", choices=sorted(RECIPES), default="mlp")
-    g.add_argument("-o", "--output", default="graph.svg", help="output file: .svg, .png, .pdf or .dot")
-    g.add_argument("--batch-size", type=_int_at_least(1), default=4)
-    g.add_argument("--expand", action="store_true", help="draw every op instead of one node per module")
-    g.add_argument("--no-grads", action="store_true", help="don't run backward / show gradient norms")
-    g.add_argument("--values", action="store_true", help="show mean/std/min/max of every tensor")
-    g.add_argument("--highlight", metavar="PARAM", help="highlight the path from this parameter to the loss")
-    g.add_argument("--backward-order", action="store_true", help="number ops in the order backward visits them")
-    g.add_argument("--rankdir", choices=["LR", "TB"], default="TB")
-    g.add_argument("--max-nodes", type=_int_at_least(3), default=200)
+    viz_command.add_graph_arguments(g)  # the options live with the drawing code (tinygrad_mnist/viz/command.py)
 
     d = command("download", help="download and verify the full data set into the cache dir")
     d.add_argument("--dataset", choices=sorted(data.DATASETS), default="mnist")
@@ -346,21 +339,23 @@ def cmd_train(args) -> int:
                 "data": str(Path(args.data).expanduser().resolve()) if args.data else None,
                 "save": str(save) if save else None, "source": ds.source, "fingerprint": fingerprint}
 
-    stop = {"asked": False}
+    stop = {"asked": False, "code": EXIT_INTERRUPTED}
 
     def on_signal(signum, frame):
         if stop["asked"]:  # a second Ctrl-C: stop at once (the last checkpoint stays as it was)
             raise KeyboardInterrupt
         stop["asked"] = True
+        stop["code"] = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
 
-    # From here on Ctrl-C finishes the current step, writes the checkpoint and exits 130.
-    previous = signal.signal(signal.SIGINT, on_signal)
+    # From here on Ctrl-C (or a plain `kill`) finishes the current step, writes the checkpoint and exits.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return _train(args, SimpleNamespace(recipe=recipe, resume=resume, model=model, ds=ds, train_ds=train_ds,
                                             x_eval=x_eval, y_eval=y_eval, eval_split=eval_split, save=save, ckpt=ckpt,
                                             metrics=metrics, info=run_info, stop=stop))
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _train(args, run) -> int:
@@ -393,13 +388,14 @@ def _train(args, run) -> int:
     except Interrupted as e:
         if metrics:
             _write_metrics(metrics, e.history)
+        how = "interrupted" if run.stop["code"] == EXIT_INTERRUPTED else "terminated"
         if ckpt:
-            say(f"interrupted at epoch {e.epoch}, step {e.step}: checkpoint saved to {ckpt}; resume with: "
+            say(f"{how} at epoch {e.epoch}, step {e.step}: checkpoint saved to {ckpt}; resume with: "
                 f"python -m tinygrad_mnist train --resume {ckpt}", file=sys.stderr)
         else:
-            say(f"interrupted at epoch {e.epoch}, step {e.step}: nothing saved (train with --save PATH to be able "
+            say(f"{how} at epoch {e.epoch}, step {e.step}: nothing saved (train with --save PATH to be able "
                 "to resume)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return run.stop["code"]
     except OSError as e:  # only checkpoint writes touch the disk during training: a full disk, a lost mount
         kept = f"the last complete checkpoint is kept; resume it with --resume {ckpt}" if ckpt.exists() else \
             "no checkpoint was completed"
@@ -451,7 +447,12 @@ def _read_checkpoint(path):
     if not p.is_file():
         raise CLIError("no checkpoint file", p, "train with --save PATH; its checkpoint is PATH.ckpt.npz, kept "
                        "until the run completes", EXIT_IO)
-    arrays, meta = load_checkpoint(p)
+    try:
+        arrays, meta = load_checkpoint(p)
+    except serialization.SerializationError as e:
+        fix = f"resume from the checkpoint, {checkpoint_path(p)}" if "a model file" in str(e) else \
+            "give the PATH.ckpt.npz file that train --save PATH writes"
+        raise CLIError("not a training checkpoint", p, fix, EXIT_IO) from None
     if "run" not in meta:
         raise CLIError("this checkpoint was not written by the command line", p, "resume it with train.fit(resume=)",
                        EXIT_IO)
@@ -600,25 +601,12 @@ def cmd_graph(args) -> int:
                        "use a name ending in .svg, .png, .pdf or .dot")
     _need_dot(output)
     from . import viz
-    from .engine import Tensor, manual_seed
-    from .train import compute_loss
 
-    manual_seed(0)
-    model = build_model(args.model)
-    names = [name for name, _ in model.named_parameters()]
-    if args.highlight is not None and args.highlight not in names:
-        raise CLIError(f"--highlight {args.highlight!r} is not a parameter of the {args.model} model", "command line",
-                       f"choose one of {', '.join(names)}")
-    sample = data.load_sample()
-    x, y = sample.x_test[:args.batch_size], sample.y_test[:args.batch_size]
-    with viz.trace_modules(model) as trace:  # records module calls so each draws as one box
-        loss = compute_loss(RECIPES[args.model], model(Tensor(x)), y)
-    if not args.no_grads:
-        loss.backward(retain_graph=True)
-    dot = viz.draw_graph(loss, params=model, output_name="loss", collapse=None if args.expand else "modules",
-                         trace=trace, show_values=args.values, show_grads=not args.no_grads,
-                         highlight=args.highlight, backward_order=args.backward_order, rankdir=args.rankdir,
-                         max_nodes=args.max_nodes)
+    try:
+        dot = viz_command.draw_step(args)
+    except ValueError as e:  # an --expand or --highlight name the graph does not have
+        raise CLIError(str(e).removeprefix("draw_graph: "), "command line",
+                       "choose one of the names listed") from None
     try:
         path = viz.render_graph(dot, output)
     except OSError as e:
@@ -653,8 +641,9 @@ def _error_line(e: BaseException) -> tuple[str, int]:
             return CLIError(what, m[1], fix or "replace it with a good copy (python -m tinygrad_mnist download "
                             "fetches verified files)", EXIT_IO).line(), EXIT_IO
         return CLIError(str(e), code=EXIT_IO).line(), EXIT_IO
-    if isinstance(e, serialization.SerializationError):
-        return CLIError(str(e), None, "load a file written by train --save", EXIT_IO).line(), EXIT_IO
+    if isinstance(e, serialization.SerializationError):  # "<file>: <what>"
+        where, _, what = str(e).partition(": ")
+        return CLIError(what or where, where if what else None, "load a file written by train --save").line(), EXIT_IO
     if isinstance(e, MemoryError):
         return CLIError("out of memory", "this machine", "use a smaller --batch-size or --limit").line(), EXIT_IO
     if isinstance(e, OSError):

@@ -370,6 +370,13 @@ def _record_of(t):
     return TensorRecord(t) if rec is None else rec
 
 
+def node_of(t):
+    """What stands for `t` in the graph walk() returns: its TensorRecord once a backward released the ops
+    that read it, else `t` itself (lets viz match a tensor the user still holds, like the input batch)."""
+    rec = getattr(t, "_record", None)
+    return t if rec is None else rec
+
+
 class Call:
     """One call of a composite function (conv2d, cross_entropy, ...): see `composite`."""
 

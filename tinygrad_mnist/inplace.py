@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import threading
 import weakref
 
 import numpy as np
@@ -33,7 +34,8 @@ import numpy as np
 from . import engine, ops
 from .engine import Tensor, _index_arg, _is_float, is_grad_enabled
 
-_ticks = itertools.count(1)  # next() is atomic: threads writing at once still get distinct stamps
+_ticks = itertools.count(1)
+_lock = threading.Lock()  # writes from several threads: the clock only moves forward, versions count every write
 _KEEP = 64  # write stamps kept per block of memory: versions are exact for ops recorded within the last 64 writes
 
 
@@ -63,19 +65,25 @@ def _note_write(arr: np.ndarray, recorded: bool) -> int:
     """Advance the clock and the version of arr's memory; returns this write's stamp."""
     owner = _owner(arr)
     key = id(owner)
-    w = _writes.get(key)
-    if w is None:
-        w = _writes[key] = _Writes()
-        weakref.finalize(owner, _writes.pop, key, None)
-    stamp = next(_ticks)
-    w.version += 1
-    w.stamps.append(stamp)
-    del w.stamps[:-_KEEP]
-    if recorded:
-        w.recorded.append(stamp)
-        del w.recorded[:-_KEEP]
-    engine._clock = stamp
+    with _lock:
+        w = _writes.get(key)
+        if w is None:
+            w = _writes[key] = _Writes()
+            weakref.finalize(owner, _writes.pop, key, None)
+        stamp = next(_ticks)
+        w.version += 1
+        w.stamps.append(stamp)
+        del w.stamps[:-_KEEP]
+        if recorded:
+            w.recorded.append(stamp)
+            del w.recorded[:-_KEEP]
+        engine._clock = stamp
     return stamp
+
+
+def written(t: Tensor) -> None:
+    """Count a write made straight into t.data (an optimizer step): ops that saved t then refuse backward."""
+    _note_write(t.data, recorded=False)
 
 
 def version(t: Tensor) -> int:
@@ -159,7 +167,7 @@ def _check_fresh(ctx, node: Tensor, who: str) -> None:
 def _node_of(t: Tensor, copy: bool = False) -> Tensor:
     """A hidden tensor standing for t's current value and graph node."""
     node = Tensor._const(t.data.copy() if copy else t.data)
-    node._ctx, node._requires_grad = t._ctx, t._requires_grad
+    node._ctx, node._requires_grad, node._name = t._ctx, t._requires_grad, t.name
     return node
 
 
@@ -176,6 +184,7 @@ def _rebase(t: Tensor, ctx, old: Tensor, stamp: int) -> None:
     if ctx.saves_output:
         ctx._out = weakref.ref(t)
     t._ctx, t._requires_grad = ctx, True
+    t._record = None  # records handed out so far stand for the old node; a later release makes a new one
 
 
 _VIEWS = (ops.Reshape, ops.Permute, ops.GetItem)

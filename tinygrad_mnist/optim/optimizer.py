@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from .. import inplace
 from ..engine import Tensor, enable_grad
 
 # ---------------------------------------------------------------------------
@@ -106,6 +107,7 @@ class Optimizer:
                 g = p.grad.data  # the engine hands leaves contiguous gradients
                 # dt: Python floats -> the parameter's scalar type, so float32 math stays float32
                 self._update(p.data, g, self.state.setdefault(p, {}), group, p.data.dtype.type)
+                inplace.written(p)  # a version bump, as PyTorch's in-place update: a stale graph can't backprop
         return loss
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict, dt) -> None:
