@@ -1916,6 +1916,44 @@ class Tensor:
     def copy_(self, src) -> Tensor:
         return inplace.copy(self, src)
 
+    def relu_(self) -> Tensor:
+        return inplace.apply(self, "relu_", Tensor.relu, reads_self=True)
+
+    def sigmoid_(self) -> Tensor:
+        return inplace.apply(self, "sigmoid_", Tensor.sigmoid)
+
+    def tanh_(self) -> Tensor:
+        return inplace.apply(self, "tanh_", Tensor.tanh)
+
+    def exp_(self) -> Tensor:
+        return inplace.apply(self, "exp_", Tensor.exp)
+
+    def log_(self) -> Tensor:
+        return inplace.apply(self, "log_", Tensor.log, reads_self=True)
+
+    def sqrt_(self) -> Tensor:
+        return inplace.apply(self, "sqrt_", Tensor.sqrt)
+
+    def abs_(self) -> Tensor:
+        return inplace.apply(self, "abs_", Tensor.abs, reads_self=True)
+
+    def neg_(self) -> Tensor:
+        return inplace.apply(self, "neg_", Tensor.__neg__)
+
+    def pow_(self, exponent) -> Tensor:
+        others = (exponent,) if isinstance(exponent, Tensor) else ()
+        return inplace.apply(self, "pow_", lambda s: s ** exponent, others, reads_self=True)
+
+    def masked_fill_(self, mask, value) -> Tensor:
+        others = (value,) if isinstance(value, Tensor) else ()
+        return inplace.apply(self, "masked_fill_", lambda s: s.masked_fill(mask, value), others)
+
+    def clamp_min_(self, min) -> Tensor:  # noqa: A002  (PyTorch's keyword name)
+        return inplace.clamp(self, min, None, "clamp_min_")
+
+    def clamp_max_(self, max) -> Tensor:  # noqa: A002
+        return inplace.clamp(self, None, max, "clamp_max_")
+
     @property
     def _version(self) -> int:
         """In-place writes into this tensor's memory so far (shared by its views), as in PyTorch."""
