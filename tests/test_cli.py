@@ -61,13 +61,14 @@ DRIVER = textwrap.dedent("""
     from tinygrad_mnist import cli, optim
     mode, at = sys.argv[1], int(sys.argv[2])
     count = [0]
-    if mode == "sigint-after-step":  # Ctrl-C right after optimizer step number `at`
+    if mode in ("sigint-after-step", "sigterm-after-step"):  # Ctrl-C (or `kill`) right after step number `at`
+        sig = signal.SIGINT if mode == "sigint-after-step" else signal.SIGTERM
         for cls in (optim.Adam, optim.SGD):
             def step(self, _orig=cls.step):
                 _orig(self)
                 count[0] += 1
                 if count[0] == at:
-                    os.kill(os.getpid(), signal.SIGINT)
+                    os.kill(os.getpid(), sig)
             cls.step = step
     elif mode == "poison-after-step":  # a NaN in the weights after optimizer step `at`, as a blow-up leaves
         def step(self, _orig=optim.Adam.step):
@@ -392,6 +393,14 @@ def test_sigint_then_resume_equals_uninterrupted(model, at, tiny_dir, uninterrup
     assert_same_run(ref, save, metrics)
 
 
+def test_sigterm_is_handled_like_ctrl_c(tiny_dir, tmp_path):
+    ckpt = tmp_path / "m.ckpt.npz"
+    p = run_driver("sigterm-after-step", 4, *RESUME_RUN, "--data", tiny_dir, "--save", tmp_path / "m.npz")
+    assert p.returncode == cli.EXIT_TERMINATED == 143, p.stderr
+    assert f"terminated at epoch 1, step 4: checkpoint saved to {ckpt}; resume with" in p.stderr
+    assert load_checkpoint(ckpt)[1]["position"]["step"] == 4
+
+
 def test_kill_during_checkpoint_save(tiny_dir, uninterrupted, tmp_path):
     """SIGKILL inside the second checkpoint write: the first stays whole, the resume cleans up and is exact."""
     save, ckpt = tmp_path / "m.npz", tmp_path / "m.ckpt.npz"
@@ -643,10 +652,10 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_help_documents_the_exit_codes():
     p = run_module("train", "--help")
     assert p.returncode == 0
-    for code in (2, 3, 4, 5, 130):
+    for code in (2, 3, 4, 5, 130, 143):
         assert re.search(rf"^\s+{code}\s+\w", p.stdout, re.M), p.stdout
     readme = (REPO / "README.md").read_text()
-    for code in (2, 3, 4, 5, 130):
+    for code in (2, 3, 4, 5, 130, 143):
         assert f"| {code} |" in readme
 
 

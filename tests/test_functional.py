@@ -272,3 +272,20 @@ def test_layer_norm_and_embedding_modules_like_torch():
     assert (emb.weight.data[0] == 0).all() and emb(Tensor(np.array([[1, 0]]))).shape == (1, 2, 3)
     with pytest.raises(IndexError, match="index 10 is out of range for 10 rows"):
         emb(np.array([10]))
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda x: F.mse_loss(x, np.zeros((4, 3), np.float32)), "mse_loss"),
+    (lambda x: F.l1_loss(x, np.zeros((4, 3), np.float32)), "l1_loss"),
+    (lambda x: F.cross_entropy(x, np.array([0, 1, 2, 1])), "cross_entropy"),
+    (lambda x: F.cross_entropy(x, np.array([0, 1, 2, -100])), "cross_entropy"),
+    (lambda x: F.nll_loss(x, np.array([0, 1, 2, 1])), "nll_loss"),
+    (lambda x: F.binary_cross_entropy_with_logits(x, np.zeros((4, 3), np.float32)), "binary_cross_entropy_with_logits"),
+    (lambda x: F.gelu(x), "gelu"),
+    (lambda x: F.layer_norm(x, (3,)), "layer_norm"),
+    (lambda x: F.pad(x, (1, 1)), "pad"),
+], ids=["mse", "l1", "ce_fused", "ce_general", "nll", "bce_logits", "gelu", "layer_norm", "pad"])
+def test_functional_calls_are_recorded_once_for_viz(call, name):
+    x = Tensor(np.random.default_rng(0).uniform(0.1, 0.9, (4, 3)).astype(np.float32), requires_grad=True)
+    calls = [c.name for c in call(x).grad_fn.calls]
+    assert calls[-1] == name and calls.count(name) == 1, calls  # outermost last, and not twice

@@ -389,3 +389,19 @@ def test_scheduler_drives_the_update_and_resumes():
     resumed.load_state_dict(state)
     resumed.step()
     assert resumed.get_last_lr() == [0.0625]
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1), lambda ps: optim.Adam(ps)], ids=["sgd", "adam"])
+def test_backward_through_a_graph_recorded_before_step_raises_like_torch(make):
+    """opt.step() writes the parameters in place: a graph that saved them can't give their old gradient."""
+    lin = nn.Linear(3, 2)
+    opt = make(lin.parameters())
+    x = Tensor(np.ones((4, 3), np.float32), requires_grad=True)
+    loss = (lin(x) ** 2).sum()
+    loss.backward(retain_graph=True)
+    opt.step()
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        loss.backward()
+    opt.zero_grad()
+    (lin(x) ** 2).sum().backward()  # a graph recorded after the step is fine
+    opt.step()

@@ -423,6 +423,15 @@ RAISE_BOTH = {  # both libraries must raise (an error, never a different answer)
     "linear_shape_mismatch": "result = nn.Linear(3, 2)(torch.tensor(A))",
     "cuda_device": "result = nn.Linear(3, 2).to('cuda')",
     "cross_entropy_label_out_of_range": "result = F.cross_entropy(torch.tensor(A), torch.tensor([0, 1, 4]))",
+    "backward_after_step": """
+        model = nn.Linear(4, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        loss = model(torch.tensor(X, requires_grad=True)).pow(2).sum()
+        loss.backward(retain_graph=True)
+        opt.step()
+        loss.backward()
+        result = 0
+    """,
     "load_state_dict_missing_key": """
         m = nn.Linear(3, 2)
         m.load_state_dict({"weight": m.weight.detach()})

@@ -37,7 +37,7 @@ from .viz import command as viz_command
 DEBUG_ENV = "TINYGRAD_MNIST_DEBUG"
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_IO, EXIT_DIVERGED, EXIT_MISSING_DEPENDENCY = 0, 1, 2, 3, 4, 5
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM, as shells report them
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_INTERNAL: "internal error (a bug: rerun with --debug and report the traceback)",
@@ -47,6 +47,7 @@ EXIT_CODES = {
     EXIT_DIVERGED: "training diverged (NaN or infinite loss), or a model file holds NaN/infinite weights",
     EXIT_MISSING_DEPENDENCY: "an optional program or package is missing (matplotlib for --plot, Graphviz's dot)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); train --save wrote a checkpoint to resume from",
+    EXIT_TERMINATED: "terminated (SIGTERM, e.g. `kill` or a job scheduler); handled like Ctrl-C",
 }
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
@@ -338,21 +339,23 @@ def cmd_train(args) -> int:
                 "data": str(Path(args.data).expanduser().resolve()) if args.data else None,
                 "save": str(save) if save else None, "source": ds.source, "fingerprint": fingerprint}
 
-    stop = {"asked": False}
+    stop = {"asked": False, "code": EXIT_INTERRUPTED}
 
     def on_signal(signum, frame):
         if stop["asked"]:  # a second Ctrl-C: stop at once (the last checkpoint stays as it was)
             raise KeyboardInterrupt
         stop["asked"] = True
+        stop["code"] = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
 
-    # From here on Ctrl-C finishes the current step, writes the checkpoint and exits 130.
-    previous = signal.signal(signal.SIGINT, on_signal)
+    # From here on Ctrl-C (or a plain `kill`) finishes the current step, writes the checkpoint and exits.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return _train(args, SimpleNamespace(recipe=recipe, resume=resume, model=model, ds=ds, train_ds=train_ds,
                                             x_eval=x_eval, y_eval=y_eval, eval_split=eval_split, save=save, ckpt=ckpt,
                                             metrics=metrics, info=run_info, stop=stop))
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _train(args, run) -> int:
@@ -385,13 +388,14 @@ def _train(args, run) -> int:
     except Interrupted as e:
         if metrics:
             _write_metrics(metrics, e.history)
+        how = "interrupted" if run.stop["code"] == EXIT_INTERRUPTED else "terminated"
         if ckpt:
-            say(f"interrupted at epoch {e.epoch}, step {e.step}: checkpoint saved to {ckpt}; resume with: "
+            say(f"{how} at epoch {e.epoch}, step {e.step}: checkpoint saved to {ckpt}; resume with: "
                 f"python -m tinygrad_mnist train --resume {ckpt}", file=sys.stderr)
         else:
-            say(f"interrupted at epoch {e.epoch}, step {e.step}: nothing saved (train with --save PATH to be able "
+            say(f"{how} at epoch {e.epoch}, step {e.step}: nothing saved (train with --save PATH to be able "
                 "to resume)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return run.stop["code"]
     except OSError as e:  # only checkpoint writes touch the disk during training: a full disk, a lost mount
         kept = f"the last complete checkpoint is kept; resume it with --resume {ckpt}" if ckpt.exists() else \
             "no checkpoint was completed"

@@ -21,17 +21,11 @@ import warnings
 
 import numpy as np
 
-from .. import engine as _core
 from .. import ops as _ops
 from ..engine import Tensor
+from ..engine import composite as _composite  # calls show as one box in viz (Function.calls)
 
 REDUCTIONS = ("mean", "sum", "none")
-
-
-def _composite(name: str):
-    """Record calls in the graph (Function.calls) where the engine offers it; otherwise a no-op."""
-    deco = getattr(_core, "composite", None)
-    return deco(name) if deco is not None else (lambda fn: fn)
 
 
 # ---------------------------------------------------------------------------
@@ -430,7 +424,6 @@ def nll_loss(input: Tensor, target, weight=None, size_average=None, ignore_index
     return _restore(_reduce(loss, reduction), shape, reduction)
 
 
-@_composite("cross_entropy")
 def cross_entropy(input: Tensor, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy of logits (N, C) (or (C,), or (N, C, d1, ...)) against class indices or
@@ -440,11 +433,18 @@ def cross_entropy(input: Tensor, target, weight=None, size_average=None, ignore_
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     y = _array(target)
-    prob_target = y.dtype.kind == "f"
     if input.ndim == 2 and weight is None and label_smoothing == 0.0 and not (
             isinstance(target, Tensor) and target.requires_grad):
-        if prob_target or not (y == ignore_index).any():  # the fused op: one node, exact gradient
-            return input.cross_entropy(target, reduction=reduction)
+        if y.dtype.kind == "f" or not (y == ignore_index).any():  # the fused op: one node, exact gradient
+            return input.cross_entropy(target, reduction=reduction)  # (itself recorded as a cross_entropy call)
+    return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+
+
+@_composite("cross_entropy")
+def _cross_entropy(input: Tensor, target, weight, ignore_index: int, reduction: str, label_smoothing: float):
+    """cross_entropy's general path: log_softmax, then nll_loss or the probabilities' sum, and smoothing."""
+    y = _array(target)
+    prob_target = y.dtype.kind == "f"
     if not prob_target:
         logp = log_softmax(input, 1 if input.ndim > 1 else 0)
         loss = nll_loss(logp, target, weight=weight, ignore_index=ignore_index, reduction=reduction)

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from .. import engine as _core
+from .. import inplace
 from ..engine import Tensor
 
 
@@ -50,6 +51,7 @@ def _fill(t: Tensor, values: np.ndarray) -> Tensor:
     """Write `values` into t's array (in place, like torch's init functions), in t's dtype."""
     if t.data.flags.writeable:
         np.copyto(t.data, values, casting="unsafe")
+        inplace.written(t)  # an in-place write: graphs that saved t see it (version counter)
     else:  # e.g. a broadcast view: give the tensor its own array
         t.data = np.asarray(values).astype(t.data.dtype)
     return t
