@@ -529,3 +529,28 @@ def test_factory_tensors_have_every_slot():
     for t in (tg.zeros(2), tg.randn(2, requires_grad=True), tg.arange(3), Tensor.full((2,), 1.0)):
         assert t.name is None and t.grad is None and t.grad_fn is None and t.is_leaf
         (t.float() * 2).sum()
+
+
+SECOND_ORDER = [  # every new primitive: its backward is written in Tensor ops, so it differentiates again
+    ("clone", lambda x: (x.clone() ** 3).sum(), None),
+    ("prod", lambda x: x.prod(1).sum(), uniform(0.5, 1.5)),
+    ("cumsum", lambda x: (x.cumsum(1) ** 3).sum(), None),
+    ("cumprod", lambda x: x.cumprod(1).sum(), uniform(0.5, 1.5)),
+    ("sin-cos", lambda x: (x.sin() * x.cos()).sum(), None),
+    ("log1p-expm1", lambda x: (x.log1p() * x.expm1()).sum(), uniform(-0.5, 1.5)),
+    ("step-fns", lambda x: (x.floor() * x * x + x.sign() * x ** 3).sum(), away(-1, 0, 1)),
+    ("einsum", lambda x: tg.einsum("ij,kj->ik", x, x * x).sum(), None),
+    ("gather-max-dim", lambda x: (x.max(1).values ** 3).sum() + (x.gather(0, _GIDX[:2]) ** 2).sum(), grid()),
+    ("norm", lambda x: x.norm(dim=1).sum() + x.norm(p=3), away(0.0)),
+]
+
+
+@pytest.mark.parametrize("name,f,init", SECOND_ORDER, ids=[c[0] for c in SECOND_ORDER])
+def test_new_primitives_grad_of_grad(name, f, init):
+    from helpers import make_inputs
+
+    from tinygrad_mnist.gradcheck import gradcheck
+
+    (a,) = make_inputs([(3, 4)], init)
+    x = Tensor(a, requires_grad=True)
+    assert gradcheck(lambda t: tg.autograd.grad(f(t), t, create_graph=True)[0], [x])
