@@ -246,8 +246,9 @@ def test_gradients_is_pure_and_backward_accumulates():
     assert w.grad is None  # the sweep alone touches no .grad
     assert [t for t, _ in found] == [w]
     np.testing.assert_allclose(found[0][1].data, 2 * w.data)
-    E._accumulate_grads(found, [], create_graph=False)
-    E._accumulate_grads(found, [], create_graph=False)
+    with no_grad():  # the mode a plain backward accumulates in (create_graph=False)
+        E._accumulate_grads(found, [])
+        E._accumulate_grads(found, [])
     np.testing.assert_allclose(w.grad.data, 4 * w.data)
 
 

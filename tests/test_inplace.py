@@ -106,6 +106,21 @@ CASES = {
     "clamp_both": (lambda y, v: y.clamp_(LO, HI), lambda y, v: y.clamp_(LO, HI), None, None),
     "clamp_tensor_min": (lambda y, v: y.clamp_(min=v), lambda y, v: y.clamp_(min=v), (4,), None),
     "clamp_tensor_max": (lambda y, v: y.clamp_(max=v), lambda y, v: y.clamp_(max=v), (3, 1), None),
+    "relu_": (lambda y, v: y.relu_(), lambda y, v: y.relu_(), None, None),
+    "sigmoid_": (lambda y, v: y.sigmoid_(), lambda y, v: y.sigmoid_(), None, None),
+    "tanh_": (lambda y, v: y.tanh_(), lambda y, v: y.tanh_(), None, None),
+    "exp_": (lambda y, v: y.exp_(), lambda y, v: y.exp_(), None, None),
+    "abs_log_": (lambda y, v: y.abs_().add_(0.5).log_(), lambda y, v: y.abs_().add_(0.5).log_(), None, None),
+    "abs_sqrt_": (lambda y, v: y.abs_().add_(0.5).sqrt_(), lambda y, v: y.abs_().add_(0.5).sqrt_(), None, None),
+    "abs_": (lambda y, v: y.abs_(), lambda y, v: y.abs_(), None, None),
+    "neg_": (lambda y, v: y.neg_(), lambda y, v: y.neg_(), None, None),
+    "pow_": (lambda y, v: y.pow_(3), lambda y, v: y.pow_(3), None, None),
+    "masked_fill_": (lambda y, v: y.masked_fill_(MASK, v), lambda y, v: y.masked_fill_(torch.as_tensor(MASK), v),
+                     (), None),
+    "masked_fill_number": (lambda y, v: y.masked_fill_(MASK[0], -1.0),
+                           lambda y, v: y.masked_fill_(torch.as_tensor(MASK[0]), -1.0), None, None),
+    "clamp_min_": (lambda y, v: y.clamp_min_(LO), lambda y, v: y.clamp_min_(LO), None, None),
+    "clamp_max_": (lambda y, v: y.clamp_max_(HI), lambda y, v: y.clamp_max_(HI), None, None),
     "setitem_then_add": (lambda y, v: (y.__setitem__(0, v), y.add_(v)),
                          lambda y, v: (y.__setitem__(0, v), y.add_(v)), (4,), None),
     "index_iadd": (lambda y, v: y.__setitem__(slice(1, 3), y[1:3].__iadd__(v)),  # y[1:3] += v
@@ -187,7 +202,9 @@ def test_same_object_and_same_memory(name):
 
 @pytest.mark.parametrize("method,args", [("add_", (1.0,)), ("sub_", (1.0,)), ("mul_", (2.0,)),
                                          ("div_", (2.0,)), ("zero_", ()), ("fill_", (3.0,)),
-                                         ("copy_", (np.ones(3, np.float32),)), ("clamp_", (0.0, 1.0))])
+                                         ("copy_", (np.ones(3, np.float32),)), ("clamp_", (0.0, 1.0)),
+                                         ("relu_", ()), ("exp_", ()), ("neg_", ()), ("pow_", (2,)),
+                                         ("masked_fill_", (np.array([True, False, True]), 0.0))])
 def test_methods_return_self(method, args):
     t = Tensor([1.0, -2.0, 3.0])
     assert getattr(t, method)(*args) is t
@@ -544,6 +561,28 @@ def test_only_ops_that_read_an_input_refuse_a_later_write(name):
             np.testing.assert_allclose(x.grad.data, tx.grad.numpy(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("chain", ["exp_ sqrt_", "exp_ mul_", "sigmoid_ add_", "mul_self add_"])
+def test_writing_a_saved_output_again_refuses_backward_as_in_pytorch(chain):
+    # exp_, sqrt_, sigmoid_ keep their result (the tensor itself) for backward: a second write breaks it
+    def run(make):
+        x = make([0.5, -1.0])
+        y = x * 1.5
+        for op in chain.split():
+            if op == "mul_self":
+                y.mul_(y.detach())
+            else:
+                getattr(y, op)(*((2.0,) if op in ("mul_", "add_") else ()))
+        try:
+            y.sum().backward()
+        except RuntimeError as e:
+            return str(e)
+
+    ours = run(lambda v: Tensor(v, requires_grad=True))
+    assert ours is not None and "modified by an in-place operation" in ours
+    if HAVE_TORCH:
+        assert run(lambda v: torch.tensor(v, requires_grad=True)) is not None
+
+
 def test_max_output_written_in_place_refuses_backward():
     x = Tensor([[1.0, 3.0], [4.0, 2.0]], requires_grad=True)
     m = x.amax(1, keepdim=True)  # its output is the array Max kept for backward
@@ -594,6 +633,9 @@ def test_int_tensors():
         t.div_(2)
     with raises(TypeError, "clamp_", "int64"):
         t.clamp_(0.5)
+    with raises(TypeError, "exp_", "float", "int64"):
+        t.exp_()
+    np.testing.assert_array_equal(Tensor(np.array([-1, 2])).relu_().neg_().data, [0, -2])  # int results stay
     # a value that requires grad written into an int tensor: the int result can't carry a gradient
     w = Tensor([1.7, 2.2], requires_grad=True)
     t[0:2] = w

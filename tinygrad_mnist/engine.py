@@ -207,13 +207,15 @@ class Function:
         ctx = cls()
         try:
             # record only if an input requires grad and grad mode is on in this thread
+            # (a call with **params costs several times a plain one, even when params is empty)
             if len(inputs) == 2:  # the common cases, spelled out: this is the hottest path
                 a, b = inputs
-                data = ctx.forward(a.data, b.data, **params)
+                data = ctx.forward(a.data, b.data, **params) if params else ctx.forward(a.data, b.data)
                 record = (a._requires_grad or b._requires_grad) and (not _grad_off or _state.grad_enabled)
             elif len(inputs) == 1:
-                data = ctx.forward(inputs[0].data, **params)
-                record = inputs[0]._requires_grad and (not _grad_off or _state.grad_enabled)
+                x = inputs[0]
+                data = ctx.forward(x.data, **params) if params else ctx.forward(x.data)
+                record = x._requires_grad and (not _grad_off or _state.grad_enabled)
             else:
                 data = ctx.forward(*[t.data for t in inputs], **params)
                 record = any([t._requires_grad for t in inputs]) and (not _grad_off or _state.grad_enabled)
@@ -273,12 +275,16 @@ class Function:
         # output's weak reference (saves_output) holds no data: it needs no clearing.
         ps = self.parents
         try:
-            if len(ps) == 2:  # the common case spelled out: this runs once per op in every backward
+            n = len(ps)
+            if n == 2:  # the common cases spelled out: this runs once per op in every backward
                 a, b = ps
-                self.parents = (a if a._ctx is None and a._requires_grad else a._record or _record_of(a),
-                                b if b._ctx is None and b._requires_grad else b._record or _record_of(b))
+                self.parents = (a if a._ctx is None and a._requires_grad else a._record or TensorRecord(a),
+                                b if b._ctx is None and b._requires_grad else b._record or TensorRecord(b))
+            elif n == 1:
+                a = ps[0]
+                self.parents = (a if a._ctx is None and a._requires_grad else a._record or TensorRecord(a),)
             else:
-                self.parents = tuple([p if p._ctx is None and p._requires_grad else p._record or _record_of(p)
+                self.parents = tuple([p if p._ctx is None and p._requires_grad else p._record or TensorRecord(p)
                                       for p in ps])
         except AttributeError:  # an input made without the usual constructors (no _record slot set)
             self.parents = tuple([_record_of(p) for p in ps])
@@ -316,6 +322,7 @@ class TensorRecord:
         self._ctx = t._ctx
         # a tensor that asked for retain_grad() keeps showing its .grad while it lives
         self._tensor = weakref.ref(t) if t._retain else None
+        t._record = self  # one record per tensor: later consumers find it there
 
     @property
     def grad_fn(self) -> Function | None:
@@ -360,9 +367,7 @@ def _record_of(t):
     if t._ctx is None and t._requires_grad:
         return t
     rec = getattr(t, "_record", None)  # None also for a tensor made without the usual constructors
-    if rec is None:
-        rec = t._record = TensorRecord(t)
-    return rec
+    return TensorRecord(t) if rec is None else rec
 
 
 def node_of(t):
@@ -409,45 +414,40 @@ def composite(name: str):
     def decorate(fn):
         @functools.wraps(fn)
         def call(*args, **kwargs):
-            out = fn(*args, **kwargs)
-            if not _grad_off or _state.grad_enabled:
-                _tag_call(name, args, kwargs, out)
+            out = fn(*args, **kwargs) if kwargs else fn(*args)  # an empty **kwargs call costs extra
+            # a result with a grad_fn means ops were recorded (or an input came straight back)
+            if type(out) is Tensor:
+                if out._ctx is not None:
+                    _tag_call(name, args, kwargs, [out])
+            elif isinstance(out, tuple):
+                outs = [o for o in out if isinstance(o, Tensor) and o._ctx is not None]
+                if outs:
+                    _tag_call(name, args, kwargs, outs)
             return out
         return call
     return decorate
 
 
-def _tensors_in(values) -> list:
-    found = []
-    for v in values:
+def _tag_call(name: str, args, kwargs, outs: list) -> None:
+    inputs = []  # the tensors the caller passed, in argument order
+    for v in (*args, *kwargs.values()) if kwargs else args:
         if isinstance(v, Tensor):
-            found.append(v)
+            inputs.append(v)
         elif type(v) in (list, tuple):
-            found += [x for x in v if isinstance(x, Tensor)]
-    return found
-
-
-def _tag_call(name: str, args, kwargs, out) -> None:
-    outs = [o for o in (out if isinstance(out, tuple) else (out,)) if isinstance(o, Tensor) and o._ctx is not None]
-    if not outs:
-        return  # nothing recorded
-    inputs = _tensors_in(args)
-    if kwargs:
-        inputs += _tensors_in(kwargs.values())
-    call = None
-    shape = outs[0].shape
-    seen = set(inputs)  # the walk stops at what the caller passed
+            inputs += [x for x in v if isinstance(x, Tensor)]
+    seen = set(inputs)  # the walk back stops at them
+    call = Call(name, tuple(inputs), outs[0].data.shape)
     stack = outs
     while stack:
         t = stack.pop()
-        ctx = t._ctx
-        if ctx is None or t in seen or type(t) is TensorRecord:
+        if t in seen:
             continue
         seen.add(t)
-        if call is None:
-            call = Call(name, tuple(inputs), shape)
+        ctx = t._ctx
         ctx.calls = ctx.calls + (call,)
-        stack.extend(ctx.parents)
+        for p in ctx.parents:
+            if p._ctx is not None and p not in seen:
+                stack.append(p)
 
 
 def _op_error(cls, inputs, e):
@@ -1916,6 +1916,44 @@ class Tensor:
     def copy_(self, src) -> Tensor:
         return inplace.copy(self, src)
 
+    def relu_(self) -> Tensor:
+        return inplace.apply(self, "relu_", Tensor.relu, reads_self=True)
+
+    def sigmoid_(self) -> Tensor:
+        return inplace.apply(self, "sigmoid_", Tensor.sigmoid)
+
+    def tanh_(self) -> Tensor:
+        return inplace.apply(self, "tanh_", Tensor.tanh)
+
+    def exp_(self) -> Tensor:
+        return inplace.apply(self, "exp_", Tensor.exp)
+
+    def log_(self) -> Tensor:
+        return inplace.apply(self, "log_", Tensor.log, reads_self=True)
+
+    def sqrt_(self) -> Tensor:
+        return inplace.apply(self, "sqrt_", Tensor.sqrt)
+
+    def abs_(self) -> Tensor:
+        return inplace.apply(self, "abs_", Tensor.abs, reads_self=True)
+
+    def neg_(self) -> Tensor:
+        return inplace.apply(self, "neg_", Tensor.__neg__)
+
+    def pow_(self, exponent) -> Tensor:
+        others = (exponent,) if isinstance(exponent, Tensor) else ()
+        return inplace.apply(self, "pow_", lambda s: s ** exponent, others, reads_self=True)
+
+    def masked_fill_(self, mask, value) -> Tensor:
+        others = (value,) if isinstance(value, Tensor) else ()
+        return inplace.apply(self, "masked_fill_", lambda s: s.masked_fill(mask, value), others)
+
+    def clamp_min_(self, min) -> Tensor:  # noqa: A002  (PyTorch's keyword name)
+        return inplace.clamp(self, min, None, "clamp_min_")
+
+    def clamp_max_(self, max) -> Tensor:  # noqa: A002
+        return inplace.clamp(self, None, max, "clamp_max_")
+
     @property
     def _version(self) -> int:
         """In-place writes into this tensor's memory so far (shared by its views), as in PyTorch."""
@@ -2166,24 +2204,28 @@ def walk(roots, *, constants: bool = True) -> list:
     # sets and dicts of nodes hash by identity (Tensor.__hash__), cheaper than keying by id()
     order, seen = [], set()
     clock = _clock
-    stack = [(r, False) for r in reversed(roots)]
+    stack = list(reversed(roots))
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
+        node = stack.pop()
+        if node is _DONE:  # all of the node below the marker's inputs are in order: now the node
+            order.append(stack.pop())
             continue
         if node in seen:
             continue
         seen.add(node)
-        stack.append((node, True))
+        stack.append(node)
+        stack.append(_DONE)
         ctx = node._ctx
         if ctx is not None:
             if clock and ctx._t < clock:  # recorded before an in-place write: see what it really read
                 inplace.resolve(ctx)
             for p in reversed(ctx.parents):  # reversed onto the stack: popped in argument order
                 if (constants or p._requires_grad) and p not in seen:
-                    stack.append((p, False))
+                    stack.append(p)
     return order
+
+
+_DONE = object()  # walk's stack marker: the node under it has had its inputs visited
 
 
 def _toposort(roots) -> list:
@@ -2264,10 +2306,14 @@ def _gradients(roots, seeds, retain_graph: bool, create_graph: bool, inputs=None
             for p, pg in zip(parents, in_grads):
                 if pg is None or not p._requires_grad:
                     continue
-                meta = p.data if type(p) is Tensor else p  # shape and dtype; a record carries them itself
-                if pg.data.shape != meta.shape:
+                try:
+                    meta = p.data  # for its shape and dtype
+                except AttributeError:  # a TensorRecord (a released graph) carries them itself
+                    meta = p
+                gd = pg.data
+                if gd.shape != meta.shape:
                     pg = pg.sum_to(meta.shape)
-                if pg.data.dtype is not meta.dtype and pg.data.dtype != meta.dtype:
+                if gd.dtype is not meta.dtype and gd.dtype != meta.dtype:
                     pg = pg.cast(meta.dtype)
                 old = grads.get(p)
                 grads[p] = pg if old is None else old + pg
@@ -2300,33 +2346,40 @@ def _tag_backward_ops(ctx, t, g, parents, grads, stop) -> None:
 def _backprop(roots, gradients, retain_graph: bool, create_graph: bool) -> None:
     """backward() of several roots: the sweep, then the accumulation into .grad."""
     seeds = [_seed_grad(r, g) for r, g in zip(roots, gradients)]
-    found = _gradients(roots, seeds, retain_graph, create_graph)
     given = [s for s, g in zip(seeds, gradients) if g is not None]  # the caller's arrays: never a leaf's .grad
-    _accumulate_grads(found, given, create_graph)
+    prev = _set_grad_mode(create_graph)  # one switch for the sweep and the accumulation
+    try:
+        _accumulate_grads(_gradients(roots, seeds, retain_graph, create_graph), given)
+    finally:
+        _set_grad_mode(prev)
 
 
-def _accumulate_grads(found, seeds, create_graph: bool) -> None:
-    """Add each gradient of a sweep into its tensor's `.grad` (PyTorch's accumulation)."""
+def _accumulate_grads(found, seeds) -> None:
+    """Add each gradient of a sweep into its tensor's `.grad` (PyTorch's accumulation).
+
+    Runs with grad mode equal to the sweep's create_graph: the sum of an old and a new
+    .grad is part of the graph exactly then.
+    """
+    create_graph = _state.grad_enabled
     # bases of arrays handed to leaves: no two leaves may share one, nor alias the caller's gradient
     leaf_arrays = {id(g.data if g.data.base is None else g.data.base) for g in seeds}
-    with set_grad_enabled(create_graph):  # the sum of old and new .grad is part of the graph iff create_graph
-        for t, g in found:
-            if type(t) is TensorRecord:  # a second backward through a released graph: the tensor itself
-                t = None if t._tensor is None else t._tensor()
-                if t is None:
-                    continue
-            if not create_graph and g._ctx is not None:
-                g = Tensor._const(g.data)  # .grad of a plain backward carries no graph
-            if t._grad is None:
-                base = g.data if g.data.base is None else g.data.base
-                if id(base) in leaf_arrays or not (g.data.flags.writeable and g.data.flags.c_contiguous):
-                    # own, writable memory per leaf; under create_graph a recorded copy keeps the graph
-                    g = ops.Cast.apply(g, dtype=g.data.dtype) if create_graph else Tensor._const(g.data.copy())
-                else:
-                    leaf_arrays.add(id(base))
-                t._grad = g
+    for t, g in found:
+        if type(t) is TensorRecord:  # a second backward through a released graph: the tensor itself
+            t = None if t._tensor is None else t._tensor()
+            if t is None:
+                continue
+        if not create_graph and g._ctx is not None:
+            g = Tensor._const(g.data)  # .grad of a plain backward carries no graph
+        if t._grad is None:
+            base = g.data if g.data.base is None else g.data.base
+            if id(base) in leaf_arrays or not (g.data.flags.writeable and g.data.flags.c_contiguous):
+                # own, writable memory per leaf; under create_graph a recorded copy keeps the graph
+                g = ops.Cast.apply(g, dtype=g.data.dtype) if create_graph else Tensor._const(g.data.copy())
             else:
-                t._grad = t._grad + g
+                leaf_arrays.add(id(base))
+            t._grad = g
+        else:
+            t._grad = t._grad + g
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):

@@ -381,3 +381,18 @@ def clamp(t: Tensor, lo, hi, name: str = "clamp_") -> Tensor:
 
     return update(t, name, lambda s: s.clamp(lo_, hi_), direct, [b for b in bounds if b is not None],
                   reads_self=True)
+
+
+def apply(t: Tensor, name: str, fn, others=(), reads_self: bool = False) -> Tensor:
+    """t = fn(t) in place, for an out-of-place method fn (relu_, exp_, masked_fill_, ...)."""
+
+    def direct(a):
+        res = fn(Tensor._const(a)).data
+        if not np.can_cast(res.dtype, a.dtype, casting="same_kind"):  # int tensors (never recorded) land here
+            raise TypeError(f"{name}: the result is {res.dtype} and can't be written into this {a.dtype} tensor "
+                            f"in place; use the out-of-place op, or .float() the tensor first")
+        if res.shape != a.shape:
+            raise ValueError(f"{name}: the result has shape {res.shape}, the tensor {a.shape}")
+        np.copyto(a, res)
+
+    return update(t, name, fn, direct, others, reads_self)

@@ -58,9 +58,9 @@ class Mul(Function):
     def forward(self, x, y):
         return x * y
 
-    def backward(self, g):
+    def backward(self, g):  # g has the inputs' dtype: Mul.apply directly, not through Tensor.__mul__
         x, y = self.parents
-        return (g * y if x._requires_grad else None), (g * x if y._requires_grad else None)
+        return (Mul.apply(g, y) if x._requires_grad else None), (Mul.apply(g, x) if y._requires_grad else None)
 
 
 class Div(Function):
@@ -584,6 +584,8 @@ class Reshape(Function):
 
 class Relayout(Function):
     """The same values, stored in the memory order of the array `like` (same shape); identity for gradients."""
+
+    saves_inputs = False
 
     def forward(self, x, like):
         out = _like_layout(like, x.shape, x.dtype)
@@ -1109,6 +1111,7 @@ class PoolScatter(Function):
     order (`like`).  Linear in g; the gradient is PoolGather.
     """
 
+    saves_inputs = False
     saved = ("weights",)
 
     def forward(self, g, geometry, weights, like):
