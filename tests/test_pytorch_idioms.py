@@ -220,6 +220,19 @@ INPLACE = {
                 w.grad.zero_()
         result = w, loss
     """,
+    "relu_inplace": """
+        x = torch.tensor(A, requires_grad=True)
+        h = x * 2
+        out = F.relu(h, inplace=True)
+        m = nn.Sequential(nn.Linear(4, 4), nn.ReLU(inplace=True))
+        seeded(m)
+        (out.sum() + m(x).sum()).backward()
+        result = out is h, h, x.grad
+    """,
+    "relu_inplace_on_leaf_requiring_grad_raises": """
+        x = torch.tensor(A, requires_grad=True)
+        result = F.relu(x, inplace=True)
+    """,
     "inplace_on_leaf_requiring_grad_raises": """
         w = torch.tensor(W, requires_grad=True)
         w += 1
