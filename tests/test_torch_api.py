@@ -290,6 +290,20 @@ SNIPPETS = {
               "x.median(dim=0, keepdim=True).indices, x.roll(1, 1), x.roll(2), x.repeat_interleave(2), "
               "x.repeat_interleave(2, dim=0), x.unflatten(1, (3, 1)).shape, x.unfold(1, 2, 1), x.clamp_min(2.5), "
               "x.clamp_max(2.5), T.einsum('ij,kj->ik', x, x), T.einsum('ij', x), T.einsum('ii', x[:, :2])]",
+    "device-idiom": "device = T.device('cuda' if T.cuda.is_available() else 'cpu'); x = T.zeros(2, device=device)\n"
+                    "T.backends.cudnn.benchmark = True\n"
+                    "with T.inference_mode():\n    y = T.ones(2, requires_grad=True) * 2\n"
+                    "out = [str(device), x.to(device).device.type, T.get_default_dtype() == T.float32, "
+                    "y.requires_grad, T.cuda.device_count(), T.backends.mps.is_available()]",
+    "no_grad-decorator": "@T.no_grad()\ndef f(a):\n    return a * 2\n"
+                         "out = [f(T.ones(2, requires_grad=True)).requires_grad, T.is_grad_enabled()]",
+    "where-forms": "x = T.arange(4.); out = [x.where(x > 1, T.zeros(4)), x.where(x < 2, 9.0), T.where(x > 1, x, -x), "
+                   "T.tensor([1.0, float('inf'), -float('inf')]).isinf(), T.isnan(T.tensor([float('nan')]))]",
+    "promotion-0d": "f = T.tensor([1., 2.]); i = T.tensor([1, 2]); d0 = T.tensor(2.0, dtype=T.float64); "
+                    "b = T.tensor([True, False]); out = [(f * d0).dtype == T.float32, (i * d0).dtype == T.float64, "
+                    "(i.int() * T.tensor(3)).dtype == T.int32, (b + T.tensor(2)).dtype == T.int64, "
+                    "(f.double() * T.tensor(2.0)).dtype == T.float64, (T.tensor(1.0) * d0).dtype == T.float64, "
+                    "(f + f.double()).dtype == T.float64, T.where(b, f, d0).dtype == T.float32, f * d0]",
     "scalar-helpers": "x = T.tensor([[1., 2.], [3., 4.]]); out = [x.sum().item(), x.tolist(), x.numel(), len(x), "
                       "x.equal(x.clone()), x.allclose(x + 1e-9)]",
 }
@@ -504,3 +518,39 @@ def test_cumprod_and_einsum_limits_are_clear_errors():
         tg.einsum("ii->", m).backward()
     with pytest.raises(NotImplementedError, match="letter"):
         tg.einsum("...ij->...", m)
+
+
+def test_legacy_shape_constructor_is_a_clear_error():
+    with pytest.raises(TypeError, match="zeros"):
+        Tensor(2, 3)
+
+
+def test_factory_tensors_have_every_slot():
+    for t in (tg.zeros(2), tg.randn(2, requires_grad=True), tg.arange(3), Tensor.full((2,), 1.0)):
+        assert t.name is None and t.grad is None and t.grad_fn is None and t.is_leaf
+        (t.float() * 2).sum()
+
+
+SECOND_ORDER = [  # every new primitive: its backward is written in Tensor ops, so it differentiates again
+    ("clone", lambda x: (x.clone() ** 3).sum(), None),
+    ("prod", lambda x: x.prod(1).sum(), uniform(0.5, 1.5)),
+    ("cumsum", lambda x: (x.cumsum(1) ** 3).sum(), None),
+    ("cumprod", lambda x: x.cumprod(1).sum(), uniform(0.5, 1.5)),
+    ("sin-cos", lambda x: (x.sin() * x.cos()).sum(), None),
+    ("log1p-expm1", lambda x: (x.log1p() * x.expm1()).sum(), uniform(-0.5, 1.5)),
+    ("step-fns", lambda x: (x.floor() * x * x + x.sign() * x ** 3).sum(), away(-1, 0, 1)),
+    ("einsum", lambda x: tg.einsum("ij,kj->ik", x, x * x).sum(), None),
+    ("gather-max-dim", lambda x: (x.max(1).values ** 3).sum() + (x.gather(0, _GIDX[:2]) ** 2).sum(), grid()),
+    ("norm", lambda x: x.norm(dim=1).sum() + x.norm(p=3), away(0.0)),
+]
+
+
+@pytest.mark.parametrize("name,f,init", SECOND_ORDER, ids=[c[0] for c in SECOND_ORDER])
+def test_new_primitives_grad_of_grad(name, f, init):
+    from helpers import make_inputs
+
+    from tinygrad_mnist.gradcheck import gradcheck
+
+    (a,) = make_inputs([(3, 4)], init)
+    x = Tensor(a, requires_grad=True)
+    assert gradcheck(lambda t: tg.autograd.grad(f(t), t, create_graph=True)[0], [x])

@@ -10,9 +10,11 @@ zeros/ones/randn/arange/cat/stack/where/softmax/..., the dtypes, manual_seed,
 no_grad, and `autograd.grad` / `autograd.backward`.
 """
 
+from types import SimpleNamespace as _SimpleNamespace
+
 import numpy as _np
 
-from . import autograd
+from . import autograd, cuda
 from . import functions as _functions
 from .engine import (
     Function,
@@ -86,6 +88,7 @@ from .functions import (  # noqa: F401  (torch.f(x, ...) for the Tensor methods 
     index_select,
     is_tensor,
     isfinite,
+    isinf,
     isnan,
     le,
     lerp,
@@ -186,6 +189,24 @@ int32 = _np.dtype(_np.int32)
 int = int32  # noqa: A001
 uint8 = _np.dtype(_np.uint8)
 
+# torch.backends: only the CPU here; flags scripts set (cudnn.benchmark = True) are accepted and change nothing
+backends = _SimpleNamespace(mps=_SimpleNamespace(is_available=lambda: False, is_built=lambda: False),
+                            cudnn=_SimpleNamespace(enabled=False, benchmark=False, deterministic=False,
+                                                   is_available=lambda: False))
+inference_mode = no_grad
+
+
+def get_default_dtype():
+    return float32
+
+
+def set_default_dtype(dtype) -> None:
+    """Only float32 (the default) exists here: Python floats become float32 tensors."""
+    if _np.dtype(dtype) != float32:
+        raise NotImplementedError(f"set_default_dtype: only float32 is supported; pass dtype={_np.dtype(dtype)} "
+                                  f"to the factories instead")
+
+
 __version__ = "0.1.0"
 
 # the layers above the core, reachable as after `import torch`: tinygrad_mnist.nn.Linear, tinygrad_mnist.optim.SGD
@@ -196,7 +217,8 @@ from .serialization import save_object as save  # noqa: E402
 __all__ = _functions.__all__ + [  # (some names twice: harmless)
     "Function", "Tensor", "autograd", "bool", "bool_", "device", "double", "enable_grad", "float", "float32",
     "float64", "from_numpy", "grad", "int", "int32", "int64", "is_grad_enabled", "long", "manual_seed", "no_grad",
-    "return_types", "set_grad_enabled", "uint8", "__version__",
+    "return_types", "set_grad_enabled", "uint8", "__version__", "backends", "cuda", "get_default_dtype",
+    "inference_mode", "set_default_dtype",
     "abs", "allclose", "arange", "argmax", "as_tensor", "cat", "clamp", "clip", "concat", "concatenate", "empty",
     "empty_like", "equal", "exp", "eye", "flatten", "full", "full_like", "is_tensor", "linspace", "log",
     "log_softmax", "matmul", "max", "maximum", "mean", "min", "minimum", "mm", "numel", "ones", "ones_like", "rand",

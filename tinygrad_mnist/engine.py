@@ -581,6 +581,22 @@ def _check_device(dev, op: str) -> str:
 _CPU = device("cpu")
 
 
+class _static_or_method:
+    """Tensor.f(a, b, c) calls f as written; x.f(b, c) calls f(b, x, c).
+
+    For where: Tensor.where(cond, x, y) as torch.where, and x.where(cond, y) as torch's Tensor.where.
+    """
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self.fn
+        return functools.partial(lambda x, cond, other: self.fn(cond, x, other), obj)
+
+
 class return_types:  # noqa: N801  (named after torch.return_types)
     """The (values, indices) named tuples of max(dim) and min(dim), as torch.return_types."""
 
@@ -609,6 +625,9 @@ class Tensor:
     def __init__(self, data, requires_grad: bool = False, dtype=None, device=None):
         if device is not None:
             _check_device(device, "Tensor")
+        if type(requires_grad) is int and isinstance(data, int):
+            raise TypeError(f"Tensor({data}, {requires_grad}, ...) looks like PyTorch's legacy Tensor(*sizes); "
+                            f"write tinygrad_mnist.zeros({data}, {requires_grad}) or empty(...) for a shape")
         self.data = _as_array(data, dtype, copy=self._copies_data)  # a copy, as torch.tensor (from_numpy shares)
         self._grad = None
         self._ctx = None
@@ -637,8 +656,9 @@ class Tensor:
         """A new leaf around a freshly made array (the factories: no second copy)."""
         if device is not None:
             _check_device(device, "factory")
-        t = cls.__new__(cls)
+        t = cls.__new__(cls)  # every slot set, as in _const
         t.data, t._grad, t._ctx, t._retain, t._requires_grad = arr, None, None, False, False
+        t._record = t._name = None
         if requires_grad:
             t.requires_grad = True
         return t
@@ -1179,6 +1199,9 @@ class Tensor:
     def isfinite(self) -> Tensor:
         return Tensor._const(np.isfinite(self.data))
 
+    def isinf(self) -> Tensor:
+        return Tensor._const(np.isinf(self.data))
+
     # -- elementwise ------------------------------------------------------------
     def exp(self):
         return ops.Exp.apply(self)
@@ -1294,9 +1317,12 @@ class Tensor:
     def sign(self):
         return ops.Step.apply(self, fn=np.sign)
 
-    @staticmethod
+    @_static_or_method
     def where(cond, a, b) -> Tensor:
-        """Elementwise `a if cond else b`; the gradient flows to a and b, not cond."""
+        """Elementwise `a if cond else b`; the gradient flows to a and b, not cond.
+
+        Tensor.where(cond, a, b) as torch.where; x.where(cond, other) as torch's Tensor.where (x where cond).
+        """
         cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
         if not isinstance(a, Tensor):  # a scalar side takes the tensor side's dtype
             a = b._lift(a) if isinstance(b, Tensor) else Tensor(a)
@@ -2171,6 +2197,9 @@ def _promote(a: Tensor, b: Tensor):
         return a, b.cast(a.data.dtype)
     if fb and not fa:
         return a.cast(b.data.dtype), b
+    if (a.data.ndim == 0) != (b.data.ndim == 0) and (a.data.dtype.kind == "b") == (b.data.dtype.kind == "b"):
+        # PyTorch: within a category a 0-d tensor doesn't widen one with dims (float32 * float64 0-d -> float32)
+        return (a.cast(b.data.dtype), b) if a.data.ndim == 0 else (a, b.cast(a.data.dtype))
     dt = np.result_type(a.data.dtype, b.data.dtype)
     return a.cast(dt), b.cast(dt)
 

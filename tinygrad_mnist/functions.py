@@ -295,7 +295,7 @@ _METHODS = ("add sub mul div pow neg square sin cos floor ceil round trunc sign 
             "prod cumsum norm var std logsumexp any all topk sort argsort flip tril triu outer bmm mv dot squeeze "
             "unsqueeze permute chunk split gather index_select masked_fill narrow select movedim unbind clone t "
             "eq ne lt le gt ge isnan isfinite nonzero count_nonzero logical_not logical_and logical_or "
-            "logical_xor cumprod log1p expm1 log2 log10 exp2 lerp diag diagonal trace median roll "
+            "logical_xor isinf cumprod log1p expm1 log2 log10 exp2 lerp diag diagonal trace median roll "
             "repeat_interleave unflatten clamp_min clamp_max").split()
 for _name in _METHODS:
     globals()[_name] = _method(_name)
