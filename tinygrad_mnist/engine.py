@@ -217,7 +217,8 @@ class Function:
                 data = ctx.forward(x.data, **params) if params else ctx.forward(x.data)
                 record = x._requires_grad and (not _grad_off or _state.grad_enabled)
             else:
-                data = ctx.forward(*[t.data for t in inputs], **params)
+                arrays = [t.data for t in inputs]
+                data = ctx.forward(*arrays, **params) if params else ctx.forward(*arrays)
                 record = any([t._requires_grad for t in inputs]) and (not _grad_off or _state.grad_enabled)
         except (ValueError, IndexError) as e:
             raise _op_error(cls, inputs, e) from None
@@ -2255,18 +2256,6 @@ def walk(roots, *, constants: bool = True) -> list:
 
 
 _DONE = object()  # walk's stack marker: the node under it has had its inputs visited
-
-
-def _toposort(roots) -> list:
-    """walk(roots, constants=False), raising at an op a backward released.
-
-    Kept for viz.py until it reads the released structure through `walk`.
-    """
-    order = walk(roots, constants=False)
-    for t in order:
-        if t._ctx is not None and t._ctx.released:
-            raise _released_error(t._ctx)
-    return order
 
 
 def _released_error(ctx: Function) -> RuntimeError:
