@@ -405,3 +405,28 @@ def test_backward_through_a_graph_recorded_before_step_raises_like_torch(make):
     opt.zero_grad()
     (lin(x) ** 2).sum().backward()  # a graph recorded after the step is fine
     opt.step()
+
+
+def test_reduce_lr_on_plateau_resumes_through_save_and_load(tmp_path):
+    import tinygrad_mnist as tm
+
+    def make():
+        opt = optim.SGD([Tensor([1.0], requires_grad=True)], lr=1.0)
+        return opt, optim.lr_scheduler.ReduceLROnPlateau(opt, patience=1, factor=0.5)
+
+    metrics = [3.0, 2.0, 2.5, 2.6, 2.7, 1.0, 1.5, 1.6]
+    opt, sched = make()
+    for m in metrics[:4]:
+        sched.step(m)
+    tm.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, tmp_path / "s.pt")
+    for m in metrics[4:]:
+        sched.step(m)
+    opt2, sched2 = make()
+    ck = tm.load(tmp_path / "s.pt")
+    opt2.load_state_dict(ck["opt"])
+    sched2.load_state_dict(ck["sched"])
+    for m in metrics[4:]:
+        sched2.step(m)
+    assert sched2.get_last_lr() == sched.get_last_lr() == [0.25]
+    with pytest.raises(ValueError, match="factor must be < 1.0"):
+        optim.lr_scheduler.ReduceLROnPlateau(opt, factor=2.0)

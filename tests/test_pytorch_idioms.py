@@ -220,6 +220,19 @@ INPLACE = {
                 w.grad.zero_()
         result = w, loss
     """,
+    "relu_inplace": """
+        x = torch.tensor(A, requires_grad=True)
+        h = x * 2
+        out = F.relu(h, inplace=True)
+        m = nn.Sequential(nn.Linear(4, 4), nn.ReLU(inplace=True))
+        seeded(m)
+        (out.sum() + m(x).sum()).backward()
+        result = out is h, h, x.grad
+    """,
+    "relu_inplace_on_leaf_requiring_grad_raises": """
+        x = torch.tensor(A, requires_grad=True)
+        result = F.relu(x, inplace=True)
+    """,
     "inplace_on_leaf_requiring_grad_raises": """
         w = torch.tensor(W, requires_grad=True)
         w += 1
@@ -368,8 +381,19 @@ NN = {
                 out.append(sched.get_last_lr()[0])
             return out
 
+        def plateau(**kw):
+            opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **kw)
+            out = []
+            for metric in [5, 4, 4.1, 4.2, 4.0, 3.9999, 5, 5, 5, 2, 3, 3, 3, 3]:
+                sched.step(metric)
+                out.append(opt.param_groups[0]["lr"])
+            return out
+
         S = torch.optim.lr_scheduler
-        result = [lrs(lambda o: S.StepLR(o, step_size=2, gamma=0.5)),
+        result = [plateau(patience=1), plateau(mode="max", factor=0.5, patience=0, cooldown=1),
+                  plateau(patience=2, threshold=0.5, threshold_mode="abs", min_lr=0.005),
+                  lrs(lambda o: S.StepLR(o, step_size=2, gamma=0.5)),
                   lrs(lambda o: S.MultiStepLR(o, milestones=[1, 4], gamma=0.1)),
                   lrs(lambda o: S.ExponentialLR(o, gamma=0.9)),
                   lrs(lambda o: S.CosineAnnealingLR(o, T_max=5, eta_min=0.01)),

@@ -7,8 +7,9 @@
 Everything here is a composition of engine ops, so the engine derives every
 gradient.  Arguments PyTorch has but this engine does not implement (dilation,
 groups, ceil_mode, ...) raise NotImplementedError when given a non-default
-value, never silently mean something else.  `inplace=True` is accepted and the
-result is computed out of place: use the returned tensor.
+value, never silently mean something else.  `inplace=True` writes in place for
+relu (Tensor.relu_); elsewhere it is accepted and the result is computed out of
+place: use the returned tensor.
 
 This module is the one home of the losses; tinygrad_mnist.losses keeps its older
 names (mse is Nielsen's halved quadratic cost) on top of these.
@@ -114,7 +115,12 @@ def _implicit_dim(name: str, ndim: int) -> int:
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
-    return input.relu()
+    """max(x, 0); inplace=True writes the result into input (Tensor.relu_, PyTorch's autograd rules)."""
+    return input.relu_() if inplace else input.relu()
+
+
+def relu_(input: Tensor) -> Tensor:
+    return input.relu_()
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:

@@ -462,7 +462,8 @@ class Dropout(Module):
 
 
 class _Activation(Module):
-    """A parameter-free elementwise layer.  inplace=True is accepted (the returned tensor is the result)."""
+    """A parameter-free elementwise layer.  inplace=True writes in place for ReLU; the others accept it and
+    compute out of place (use the returned tensor)."""
 
     def __init__(self, inplace: bool = False):
         self.inplace = inplace
@@ -470,7 +471,7 @@ class _Activation(Module):
 
 class ReLU(_Activation):
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(x)
+        return F.relu(x, self.inplace)
 
 
 class LeakyReLU(_Activation):
