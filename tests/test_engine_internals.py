@@ -349,3 +349,25 @@ def test_call_inputs_are_released_with_the_graph():
     assert data() is None  # the call record does not keep the image alive
     assert isinstance(call.inputs[0], TensorRecord) and call.inputs[0].shape == (1, 1, 4, 4)
     assert call.inputs[1] is w
+
+
+def test_linear_is_one_op_that_names_its_call():
+    # Linear is the whole `linear` call: its record is made when looked at, with the caller's tensors
+    x = Tensor(np.ones((4, 3), np.float32))
+    w = Tensor(np.ones((5, 3), np.float32), requires_grad=True)
+    b = Tensor(np.zeros(5, np.float32), requires_grad=True)
+    out = x.linear(w, b)
+    (call,) = out.grad_fn.calls
+    assert call.name == "linear" and call.inputs == (x, w, b) and call.output_shape == (4, 5)
+    assert out.grad_fn.calls[0] is call  # made once
+    out2 = x.linear(w, b).sum()
+    out2.backward()
+    (call2,) = out2.grad_fn.inputs[0].grad_fn.calls
+    assert call2.name == "linear" and call2.inputs[1] is w and call2.inputs[0].shape == (4, 3)
+
+
+def test_mixed_dtype_linear_is_still_one_call():
+    x = Tensor(np.ones((2, 3), np.float64))
+    w = Tensor(np.ones((4, 3), np.float32), requires_grad=True)
+    out = x.linear(w)
+    assert [c.name for c in out.grad_fn.calls] == ["linear"]

@@ -185,7 +185,8 @@ class Function:
     saves_output = False
     saves_inputs = True  # backward reads its inputs' values (True, or a tuple of input indices)
     parents: tuple = ()
-    calls: tuple = ()
+    call_name: str | None = None  # a primitive that is by itself a whole user call (Linear is `linear`)
+    _calls: tuple = ()
     backward_of: Function | None = None
     saved: tuple = ()
     released = False
@@ -246,6 +247,21 @@ class Function:
         return type(self).__name__
 
     @property
+    def calls(self) -> tuple:
+        """The composite calls this op was made in, innermost first (see `composite`).
+
+        An op whose class names a `call_name` is that call by itself: its record
+        is made here, on first look, so the hot path never pays for it.
+        """
+        if self.call_name is not None and not any(c.name == self.call_name for c in self._calls[:1]):
+            self._calls = (Call(self.call_name, tuple(self.parents), self.call_output_shape()),) + self._calls
+        return self._calls
+
+    def call_output_shape(self) -> tuple | None:
+        """The output shape for a `call_name` op's record (ops that set call_name override this)."""
+        return None
+
+    @property
     def inputs(self) -> tuple:
         """The op's inputs in argument order: live Tensors, or TensorRecords once released."""
         return self.parents
@@ -290,8 +306,8 @@ class Function:
         except AttributeError:  # an input made without the usual constructors (no _record slot set)
             self.parents = tuple([_record_of(p) for p in ps])
         self.released = True
-        if self.calls:
-            for c in self.calls:
+        if self._calls:  # records made later (call_name) take the released inputs anyway
+            for c in self._calls:
                 c._release()
         if _clock:  # in-place bookkeeping (inplace.py) may hold the tensors as recorded
             self.__dict__.pop("_raw_parents", None)
@@ -445,7 +461,7 @@ def _tag_call(name: str, args, kwargs, outs: list) -> None:
             continue
         seen.add(t)
         ctx = t._ctx
-        ctx.calls = ctx.calls + (call,)
+        ctx._calls = ctx.calls + (call,)
         for p in ctx.parents:
             if p._ctx is not None and p not in seen:
                 stack.append(p)
@@ -2032,7 +2048,6 @@ class Tensor:
 
     dot = matmul
 
-    @composite("linear")
     def linear(self, weight, bias=None) -> Tensor:
         """self @ weight.T + bias, with weight (out, in) as in nn.Linear; no transpose is materialised."""
         if weight.ndim != 2 or self.ndim < 2 or self.shape[-1] != weight.shape[1]:
@@ -2040,7 +2055,11 @@ class Tensor:
                              f"(need input (..., in) and weight (out, in))")
         if weight.dtype != self.dtype or (bias is not None and (bias.dtype != self.dtype or bias.ndim > 1)):
             out = ops.Matmul.apply(*_promote(self, weight), tb=True)  # mixed dtypes: the general path
-            return out if bias is None else out + bias
+            out = out if bias is None else out + bias
+            if out._ctx is not None:
+                _tag_call("linear", (self, weight, bias), None, [out])
+            return out
+        # one op, the whole call: Linear names itself `linear` (call_name), no tagging cost per step
         return ops.Linear.apply(self, weight) if bias is None else ops.Linear.apply(self, weight, bias)
 
     # -- neural-network functions -------------------------------------------------------
