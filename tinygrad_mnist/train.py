@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__, engine, losses, nn, optim, serialization
-from .data import Dataset, one_hot
+from .data import Dataset
 from .engine import Tensor, from_numpy, no_grad
 from .fileio import atomic_write
 from .models import MODELS
@@ -81,7 +81,7 @@ def make_schedule(recipe: Recipe, opt: optim.Optimizer):
 
 def compute_loss(recipe: Recipe, output: Tensor, labels: np.ndarray) -> Tensor:
     if recipe.loss == "mse":
-        return losses.mse(output, one_hot(labels, output.shape[1]))
+        return losses.mse(output, labels)  # integer labels become one-hot rows there, checked once
     if recipe.loss == "cross_entropy":
         return losses.cross_entropy(output, labels)
     raise ValueError(f"unknown loss {recipe.loss!r}; choose cross_entropy or mse")
