@@ -60,6 +60,9 @@ def _set_grad_mode(mode: bool) -> bool:
 
 
 _rng = np.random.default_rng()
+# The recorder of tinygrad_mnist.compile while it captures a step (compile.py), else None: every op
+# (Function.apply) and every new leaf tensor is reported to it, so a step can be replayed without the engine.
+_tracer = None
 _clock = 0  # in-place writes so far (inplace.py); while 0, recording and backward skip all version bookkeeping
 
 
@@ -240,6 +243,8 @@ class Function:
         else:
             out._ctx = None
             out._requires_grad = False
+        if _tracer is not None:
+            _tracer.op(ctx, inputs, params, out)
         return out
 
     @property
@@ -654,6 +659,8 @@ class Tensor:
         self._requires_grad = False
         if requires_grad:
             self.requires_grad = True
+        if _tracer is not None:
+            _tracer.leaf(self)
 
     @staticmethod
     def _const(arr: np.ndarray) -> Tensor:
@@ -666,6 +673,8 @@ class Tensor:
         t._record = None
         t._name = None
         t._requires_grad = False
+        if _tracer is not None:
+            _tracer.leaf(t)
         return t
 
     @classmethod
@@ -678,6 +687,8 @@ class Tensor:
         t._record = t._name = None
         if requires_grad:
             t.requires_grad = True
+        if _tracer is not None:
+            _tracer.leaf(t)
         return t
 
     # -- attributes ----------------------------------------------------------
