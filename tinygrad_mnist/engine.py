@@ -1343,7 +1343,9 @@ class Tensor:
         """Round half to even, as torch.round (and NumPy)."""
         if not _is_float(self.data.dtype):
             return self
-        return ops.Step.apply(self, fn=np.round if decimals == 0 else functools.partial(np.round, decimals=decimals))
+        # decimals as a plain param, not a functools.partial made per call: compile compares the params of two steps
+        return ops.Step.apply(self, fn=np.round) if decimals == 0 else ops.Step.apply(self, fn=np.round,
+                                                                                     decimals=decimals)
 
     def sign(self):
         return ops.Step.apply(self, fn=np.sign)
@@ -1925,7 +1927,8 @@ class Tensor:
             raise ValueError(f"masked_fill: mask of shape {m.shape} doesn't broadcast to {self.shape}")
         if isinstance(value, Tensor) and value.ndim:
             raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
-        return Tensor.where(m, value if isinstance(value, Tensor) else self._lift(value), self)
+        cond = mask if isinstance(mask, Tensor) else m  # a tensor mask stays an op input (compile records it)
+        return Tensor.where(cond, value if isinstance(value, Tensor) else self._lift(value), self)
 
     # -- in-place ops: they write into self.data; the autograd rules live in inplace.py ----
     def __setitem__(self, index, value) -> None:
@@ -2368,7 +2371,8 @@ def _seed_grad(root: Tensor, gradient) -> Tensor:
         if root.data.ndim == 0:  # a 0-d constant is baked into a recording
             return Tensor._const(np.ones((), root.data.dtype))
         return ops.Full.apply(shape=root.shape, value=1, dtype=root.data.dtype)
-    g = gradient if isinstance(gradient, Tensor) else Tensor(np.asarray(gradient))
+    # the caller's array, wrapped (not copied: compile knows a step input); .grad never aliases it (see given)
+    g = gradient if isinstance(gradient, Tensor) else Tensor._const(np.asarray(gradient))
     if g.shape != root.shape:
         raise ValueError(f"backward: gradient has shape {g.shape} but the output has shape {root.shape}")
     if g.data.dtype != root.data.dtype:

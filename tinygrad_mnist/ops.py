@@ -460,8 +460,8 @@ class Step(Function):
 
     saves_inputs = False
 
-    def forward(self, x, fn):
-        return fn(x)
+    def forward(self, x, fn, **kw):
+        return fn(x, **kw)
 
     def backward(self, g):
         return (const(np.zeros((), g.dtype)).expand(g.shape),)
