@@ -626,3 +626,20 @@ def test_round_with_decimals_records_the_same_op_twice():
         return step, [w]
 
     _replay_equals_eager(build, _batches())
+
+
+def test_random_factories_inside_a_step_replay_fresh_draws_like_eager():
+    def build():
+        (w,) = _params((10, 5), seed=4)
+
+        def step(x, y):
+            noise = tg.randn(6, 5) * 0.1 + tg.rand(6, 5) + Tensor.uniform(6, 5, low=-1.0, high=2.0)
+            pick = tg.randint(0, 5, (6,))
+            h = x @ w + noise
+            out = h[tg.arange(6), pick] + h[:, tg.randperm(5)].sum(1)
+            out.sum().backward()
+            return out, pick
+
+        return step, [w]
+
+    _replay_equals_eager(build, _batches())
