@@ -578,17 +578,17 @@ class Reshape(Function):
         if x.ndim > 2 and not x.flags.c_contiguous and g.data.flags.c_contiguous and _memory_order(x):
             # x was a permuted block (a conv/pool result in (C, H, W, N) order, say): hand back the
             # gradient in that order, or every elementwise op behind it mixes two layouts (~10x slower)
-            g = Relayout.apply(g, like=x)
+            g = Relayout.apply(g, layout=_layout(x))
         return (g,)
 
 
 class Relayout(Function):
-    """The same values, stored in the memory order of the array `like` (same shape); identity for gradients."""
+    """The same values, their axes stored in the memory order `layout` (see _layout); identity for gradients."""
 
     saves_inputs = False
 
-    def forward(self, x, like):
-        out = _like_layout(like, x.shape, x.dtype)
+    def forward(self, x, layout):
+        out = _empty_in(layout, x.shape, x.dtype)
         out[...] = x
         return out
 
@@ -602,14 +602,19 @@ def _memory_order(a: np.ndarray):
     return order if a.transpose(order).flags.c_contiguous else None
 
 
-def _like_layout(like: np.ndarray, shape, dtype, fill=None) -> np.ndarray:
-    """A new array of `shape` whose memory order of axes is that of `like` (same ndim)."""
-    order = sorted(range(like.ndim), key=lambda a: -like.strides[a])  # outermost axis first
-    mem_shape = tuple(shape[a] for a in order)
-    buf = np.zeros(mem_shape, dtype) if fill == 0 else np.empty(mem_shape, dtype)
+def _layout(a: np.ndarray) -> tuple:
+    """The memory order of a's axes, outermost first (a param: ops that make arrays "like" another)."""
+    return tuple(sorted(range(a.ndim), key=lambda ax: -a.strides[ax]))
+
+
+def _empty_in(layout, shape, dtype, fill=None, lead=()) -> np.ndarray:
+    """A new array of `lead + shape` whose last len(shape) axes lie in memory in the order `layout`."""
+    buf = np.zeros(lead + tuple(shape[a] for a in layout), dtype) if fill == 0 else \
+        np.empty(lead + tuple(shape[a] for a in layout), dtype)
     if fill not in (None, 0):
         buf.fill(fill)
-    return buf.transpose(np.argsort(order))
+    k = len(lead)
+    return buf.transpose(tuple(range(k)) + tuple(k + a for a in np.argsort(layout)))
 
 
 class Permute(Function):
@@ -995,7 +1000,8 @@ class Conv2d(Function):
         x, w = self.parents[:2]
         geometry = {"stride": self.stride, "padding": self.padding}
         gx = ConvTranspose2d.apply(g, w, shape=x.shape, **geometry) if x._requires_grad else None
-        gw = Conv2dWeightGrad.apply(x, g, kernel=w.shape[2:], cols=self.cols, **geometry) \
+        # the columns reach the weight gradient through this op (read when it runs), never as an array param
+        gw = Conv2dWeightGrad.apply(x, g, kernel=w.shape[2:], conv=self, **geometry) \
             if w._requires_grad else None
         if len(self.parents) == 2:
             return gx, gw
@@ -1027,12 +1033,14 @@ class ConvTranspose2d(Function):
 class Conv2dWeightGrad(Function):
     """The weight gradient of Conv2d: x (N, C, H, W) and g (N, O, OH, OW) -> (O, C, kh, kw).
 
-    Equals the composite's ``g.reshape(O, -1) @ unfold(x).T``: one GEMM over the columns
-    (passed in as `cols` when the forward kept them).  Linear in x and in g.
+    Equals the composite's ``g.reshape(O, -1) @ unfold(x).T``: one GEMM over the columns.  `conv`
+    is the Conv2d whose gradient this is: its forward kept x's columns, read here when this op
+    runs (a replay re-runs that forward first, so they are fresh).  Linear in x and in g.
     """
 
-    def forward(self, x, g, kernel, stride, padding, cols=None):
+    def forward(self, x, g, kernel, stride, padding, conv=None):
         self.kernel, self.stride, self.padding = kernel, stride, padding
+        cols = None if conv is None else conv.cols
         if cols is None:
             cols = _im2col(x, kernel, stride, padding)
         gw = _rows(g) @ cols.T  # (O, C*kh*kw)
@@ -1052,13 +1060,15 @@ def _pad_hw(x: np.ndarray, padding, value) -> np.ndarray:
     if not (ph or pw):
         return x
     n, c, h, w = x.shape
-    out = _like_layout(x, (n, c, h + 2 * ph, w + 2 * pw), x.dtype, fill=value)
+    out = _empty_in(_layout(x), (n, c, h + 2 * ph, w + 2 * pw), x.dtype, fill=value)
     out[:, :, ph:ph + h, pw:pw + w] = x
     return out
 
 
 class _PoolGeometry:
-    """Windows of a 2-D pooling over (N, C, H, W): kernel, stride, padding and the slab of each offset."""
+    """Windows of a 2-D pooling over (N, C, H, W): kernel, stride, padding and the slab of each offset.
+
+    Equal by value (a recording compares the params of two calls)."""
 
     def __init__(self, shape, kernel, stride, padding):
         self.shape, self.kernel, self.stride, self.padding = shape, kernel, stride, padding
@@ -1071,6 +1081,18 @@ class _PoolGeometry:
         self.tiles = kernel == stride and self.out[2] * kernel[0] == self.padded[2] \
             and self.out[3] * kernel[1] == self.padded[3]
 
+    def _key(self):
+        return self.shape, self.kernel, self.stride, self.padding
+
+    def __eq__(self, other):
+        return isinstance(other, _PoolGeometry) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return "_PoolGeometry(shape={}, kernel={}, stride={}, padding={})".format(*self._key())
+
     def slabs(self):
         """For each kernel offset, the index of the (N, C, OH, OW) slab of the padded input it reads."""
         (kh, kw), (sh, sw), (oh, ow) = self.kernel, self.stride, self.out[2:]
@@ -1082,94 +1104,129 @@ class _PoolGeometry:
         return a[:, :, ph:ph + h, pw:pw + w] if ph or pw else a
 
 
-def _scale(a: np.ndarray, weight) -> np.ndarray:
-    return a * weight if not isinstance(weight, float) else a * a.dtype.type(weight)
+def _low(dtype):
+    """Max pooling's padding value: below every value of the dtype."""
+    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+def _shares(hits: np.ndarray, dtype):
+    """Max pooling's weight of each window offset from the 0/1 hits (k, N, C, OH, OW): the hits
+    themselves, or where k > 1 offsets tie for the max, 1/k for each (Tensor.max's tie rule)."""
+    if np.count_nonzero(hits) == hits[0].size:
+        return hits
+    count = hits.sum(0, dtype=np.uint16 if len(hits) > 255 else np.uint8)
+    return hits * np.reciprocal(count, dtype=dtype)
+
+
+def _weight(weights, k: int, scale, dtype):
+    """The multiplier of window offset k: a slab of the weights, or the scalar scale."""
+    return dtype.type(scale) if weights is None else weights[k]
+
+
+class PoolHits(Function):
+    """Which window offsets hold the max: bool (kh*kw, N, C, OH, OW), `x`'s window slab == `out`.
+
+    Max pooling's gradient routes each output gradient to these offsets (PoolScatter/PoolGather
+    with the hits as weights).  A 0/1 mask: its own derivative is zero, so its gradient is None.
+    """
+
+    saves_inputs = False
+
+    def forward(self, x, out, geometry):
+        xp = _pad_hw(x, geometry.padding, _low(x.dtype))
+        slabs = geometry.slabs()
+        hits = _empty_in(_layout(out), out.shape, np.bool_, lead=(len(slabs),))
+        for k, slab in enumerate(slabs):
+            np.equal(xp[slab], out, out=hits[k])
+        return hits
+
+    def backward(self, g):
+        return None, None
 
 
 class PoolGather(Function):
     """out = sum over the window offsets k of weight_k * (window slab k of x): a weighted 2-D pooling.
 
-    With one scalar weight 1/(kh*kw) it is avg_pool2d (zero padding counted, as PyTorch's
-    default); it equals the composite ``x.pad(...).unfold2d(...)`` -> ``.mean(0)``.  Weights are
-    a float or one (N, C, OH, OW) array per offset.  Linear in x; the gradient is PoolScatter.
+    With no weights and `scale` 1/(kh*kw) it is avg_pool2d (zero padding counted, as PyTorch's
+    default); it equals the composite ``x.pad(...).unfold2d(...)`` -> ``.mean(0)``.  With the hits
+    of max pooling (PoolHits, a second input) the weights are their tie-sharing shares.
+    Linear in x; the gradient is PoolScatter.
     """
 
-    saved = ("weights",)  # max pooling's per-offset masks
+    saves_inputs = (1,)  # the hits, when given; x's value is never read back
 
-    def forward(self, x, geometry, weights):
-        self.geometry, self.weights = geometry, weights
+    def forward(self, x, hits=None, geometry=None, scale=1.0):
+        self.geometry, self.scale, self.layout = geometry, scale, _layout(x)
+        weights = None if hits is None else _shares(hits, x.dtype)
         xp = _pad_hw(x, geometry.padding, 0)
-        out = _like_layout(x, geometry.out, x.dtype)
+        out = _empty_in(_layout(x), geometry.out, x.dtype)
         for k, slab in enumerate(geometry.slabs()):
-            wk = weights if isinstance(weights, float) else weights[k]
+            wk = _weight(weights, k, scale, x.dtype)
             if k == 0:
-                np.multiply(xp[slab], x.dtype.type(wk) if isinstance(wk, float) else wk, out=out)
+                np.multiply(xp[slab], wk, out=out)
             else:
-                out += _scale(xp[slab], wk)
+                out += xp[slab] * wk
         return out
 
     def backward(self, g):
-        return (PoolScatter.apply(g, geometry=self.geometry, weights=self.weights, like=self.parents[0].data),)
+        hits = self.parents[1] if len(self.parents) > 1 else None
+        inputs = (g,) if hits is None else (g, hits)
+        gx = PoolScatter.apply(*inputs, geometry=self.geometry, scale=self.scale, layout=self.layout)
+        return (gx,) if hits is None else (gx, None)
 
 
 class PoolScatter(Function):
     """The adjoint of PoolGather: each output gradient times weight_k goes back to window slab k.
 
-    Overlapping windows add up; the result has the pooled input's shape (N, C, H, W) and memory
-    order (`like`).  Linear in g; the gradient is PoolGather.
+    Overlapping windows add up; the result has the pooled input's shape (N, C, H, W), its axes in
+    memory in the order `layout`.  Linear in g; the gradient is PoolGather.
     """
 
-    saves_inputs = False
-    saved = ("weights",)
+    saves_inputs = (1,)
 
-    def forward(self, g, geometry, weights, like):
-        self.geometry, self.weights = geometry, weights
-        out = _like_layout(like, geometry.padded, g.dtype, fill=None if geometry.tiles else 0)
+    def forward(self, g, hits=None, geometry=None, scale=1.0, layout=(0, 1, 2, 3)):
+        self.geometry, self.scale = geometry, scale
+        weights = None if hits is None else _shares(hits, g.dtype)
+        out = _empty_in(layout, geometry.padded, g.dtype, fill=None if geometry.tiles else 0)
         if _memory_order(g) != _memory_order(out):  # one copy now, not a mixed-layout op per offset
-            buf = _like_layout(out, g.shape, g.dtype)
+            buf = _empty_in(layout, g.shape, g.dtype)
             buf[...] = g
             g = buf
         for k, slab in enumerate(geometry.slabs()):
-            wk = weights if isinstance(weights, float) else weights[k]
+            wk = _weight(weights, k, scale, g.dtype)
             if geometry.overlap:
-                out[slab] += _scale(g, wk)
+                out[slab] += g * wk
             else:  # disjoint windows: write each slab once
-                np.multiply(g, g.dtype.type(wk) if isinstance(wk, float) else wk, out=out[slab])
+                np.multiply(g, wk, out=out[slab])
         return geometry.unpad(out)
 
     def backward(self, gg):
-        return (PoolGather.apply(gg, geometry=self.geometry, weights=self.weights),)
+        hits = self.parents[1] if len(self.parents) > 1 else None
+        inputs = (gg,) if hits is None else (gg, hits)
+        dg = PoolGather.apply(*inputs, geometry=self.geometry, scale=self.scale)
+        return (dg,) if hits is None else (dg, None)
 
 
 class MaxPool2d(Function):
     """Max over each 2-D window of x (N, C, H, W), padding with -inf; ties share the gradient equally.
 
     Equals the composite ``x.pad(..., value=-inf).unfold2d(...)`` -> ``.max(0)`` (Tensor.max's tie
-    rule).  One elementwise maximum per window offset; the gradient is PoolScatter with the
-    0/1 (or tie-sharing) weight of each offset, found by comparing each slab with the result.
+    rule).  One elementwise maximum per window offset; the gradient is PoolScatter weighted by
+    PoolHits (which offsets hold the max, found by comparing each slab with the result).
     """
 
     saves_output = True
 
     def forward(self, x, geometry):
-        self.geometry = geometry
-        low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        xp = _pad_hw(x, geometry.padding, low)
+        self.geometry, self.layout = geometry, _layout(x)
+        xp = _pad_hw(x, geometry.padding, _low(x.dtype))
         slabs = geometry.slabs()
-        out = _like_layout(x, geometry.out, x.dtype)
+        out = _empty_in(self.layout, geometry.out, x.dtype)
         np.maximum(xp[slabs[0]], xp[slabs[1]], out=out) if len(slabs) > 1 else np.copyto(out, xp[slabs[0]])
         for slab in slabs[2:]:
             np.maximum(out, xp[slab], out=out)
         return out
 
     def backward(self, g):
-        x, geometry = self.parents[0].data, self.geometry
-        xp = _pad_hw(x, geometry.padding, -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min)
-        out = self.output().data
-        hits = [xp[slab] == out for slab in geometry.slabs()]
-        if sum(np.count_nonzero(h) for h in hits) != out.size:  # ties: each of k tied maxima gets g / k
-            count = hits[0].astype(np.uint16 if len(hits) > 255 else np.uint8)
-            for h in hits[1:]:
-                count += h
-            g = g * const(np.reciprocal(count, dtype=g.dtype))
-        return (PoolScatter.apply(g, geometry=geometry, weights=hits, like=x),)
+        hits = PoolHits.apply(self.parents[0], self.output(), geometry=self.geometry)
+        return (PoolScatter.apply(g, hits, geometry=self.geometry, layout=self.layout),)

@@ -1,0 +1,182 @@
+"""conv2d, pooling and linear are capture-sound (TEAM rule 1 and 2 of issue 12's contract).
+
+A throwaway tracer stands in for tinygrad_mnist.compile's recorder: it watches `engine._tracer`
+while a forward and backward run, and checks that every array reaching an op is a known one (a
+leaf made before the step, the output of an op seen earlier, or a 0-d constant) and that no op
+gets an ndarray in its params.  So nothing these ops need in backward (im2col columns, max
+pooling's hits) is computed with raw NumPy behind the recording or baked into a param.
+Once `tinygrad_mnist.compile` exists, replay must also equal eager bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tinygrad_mnist
+from tinygrad_mnist import Tensor, engine, grad
+
+
+def _arrays_in(v):
+    if isinstance(v, np.ndarray):
+        return [v]
+    if isinstance(v, (tuple, list)):
+        return [a for x in v for a in _arrays_in(x)]
+    if isinstance(v, dict):
+        return [a for x in v.values() for a in _arrays_in(x)]
+    return []
+
+
+class Tracer:
+    """Records every op's output array; complains about unknown inputs and array params."""
+
+    def __init__(self, leaves):
+        self.known = {id(t.data): t.data for t in leaves}  # arrays held, so ids are never reused
+        self.problems = []
+        self.ops = []
+
+    def leaf(self, t):
+        # a leaf made during the step is only known when 0-d (a Python number's constant); one
+        # that no op reads (a .grad copy) is harmless, one an op reads is reported in op()
+        if not t.data.ndim:
+            self.known[id(t.data)] = t.data
+
+    def op(self, ctx, inputs, params, out):
+        name = type(ctx).__name__
+        self.ops.append(name)
+        for i, t in enumerate(inputs):
+            if id(t.data) not in self.known and t.data.ndim:
+                self.problems.append(f"{name}: input {i} {t.shape} is no step input, leaf or op output")
+        for k, v in params.items():
+            if _arrays_in(v):
+                self.problems.append(f"{name}: param {k!r} holds an ndarray")
+        self.known[id(out.data)] = out.data
+
+
+def traced(fn, leaves):
+    tracer = Tracer(leaves)
+    engine._tracer = tracer
+    try:
+        fn()
+    finally:
+        engine._tracer = None
+    assert tracer.problems == []
+    return tracer
+
+
+def _net(x, p, pool):
+    # x holds small integers: ties inside the first max pooling's windows.  tanh rather than relu,
+    # whose mask is another helper's (rules) part of the contract.
+    h = x.max_pool2d(3, stride=1, padding=1)
+    h = h.conv2d(p["w1"], p["b1"], stride=1, padding=1).tanh()
+    h = h.max_pool2d(2) if pool == "max" else h.avg_pool2d(2)
+    h = h.conv2d(p["w2"], p["b2"], stride=2)
+    return h.flatten(1).linear(p["fc"], p["fcb"])
+
+
+def _image(rng):
+    return Tensor(rng.integers(-3, 3, (2, 2, 10, 10)).astype(np.float64), requires_grad=True)
+
+
+def _params(rng):
+    shapes = {"w1": (4, 2, 3, 3), "b1": (4,), "w2": (3, 4, 3, 3), "b2": (3,), "fc": (5, 12), "fcb": (5,)}
+    return {k: Tensor(rng.standard_normal(s), requires_grad=True) for k, s in shapes.items()}
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_forward_backward_touches_only_recorded_arrays(pool):
+    rng = np.random.default_rng(0)
+    p = _params(rng)
+    x = _image(rng)  # its gradient runs ConvTranspose2d
+
+    def step():
+        out = _net(x, p, pool)
+        (out * out).sum().backward()
+
+    ops = traced(step, [x, *p.values()]).ops
+    assert {"Conv2d", "ConvTranspose2d", "Conv2dWeightGrad", "PoolScatter", "Linear", "Matmul"} <= set(ops)
+    assert ("PoolGather" in ops) == (pool == "avg")  # avg pooling's forward; max pooling's is MaxPool2d
+    assert "PoolHits" in ops  # the first pooling is a max pooling in both
+    assert all(t.grad is not None for t in [x, *p.values()])
+
+
+def test_grad_of_grad_touches_only_recorded_arrays():
+    rng = np.random.default_rng(1)
+    p = _params(rng)
+    x = _image(rng)
+
+    def step():
+        out = _net(x, p, "max")
+        gx, gw = grad((out * out).sum(), [x, p["w1"]], create_graph=True)
+        ((gx * gx).sum() + (gw * gw).sum()).backward()
+
+    ops = traced(step, [x, *p.values()]).ops
+    assert "PoolGather" in ops  # the gradient of max pooling's scatter, under create_graph
+    assert p["w2"].grad is not None and x.grad is not None
+
+
+def test_matmul_spellings_touch_only_recorded_arrays():
+    rng = np.random.default_rng(2)
+    w = Tensor(rng.standard_normal((6, 4)), requires_grad=True)
+    b = Tensor(rng.standard_normal(4), requires_grad=True)
+    x = Tensor(rng.standard_normal((3, 6)), requires_grad=True)
+
+    def step():
+        h = (x @ w + b).tanh()
+        (h @ w.T + x).sum().backward()
+
+    traced(step, [x, w, b])
+    assert w.grad is not None
+
+
+@pytest.mark.skipif(not hasattr(tinygrad_mnist, "compile"), reason="tinygrad_mnist.compile has not landed yet")
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_replay_equals_eager(pool):
+    from tinygrad_mnist import optim
+
+    def run(compiled):
+        rng = np.random.default_rng(3)
+        p = _params(rng)
+        opt = optim.SGD(list(p.values()), lr=0.01)
+
+        def step(x):
+            opt.zero_grad()
+            out = _net(x, p, pool)
+            loss = (out * out).sum()
+            loss.backward()
+            opt.step()
+            return loss
+
+        fn = tinygrad_mnist.compile(step) if compiled else step
+        batches = [Tensor(rng.integers(-3, 3, (2, 2, 10, 10)).astype(np.float64)) for _ in range(4)]
+        losses = []
+        for xb in batches:
+            loss = fn(xb)
+            losses.append(np.array(loss.data if isinstance(loss, Tensor) else loss))
+        return losses, [np.array(t.data) for t in p.values()]
+
+    eager_losses, eager_params = run(False)
+    replay_losses, replay_params = run(True)
+    for a, b in zip(eager_losses + eager_params, replay_losses + replay_params):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_max_pool_scatter_and_gather_are_adjoint_with_ties():
+    """<PoolScatter(g, hits), v> == <g, PoolGather(v, hits)>, tie shares included: the pair that
+    max pooling's gradient and its gradient of gradient are made of."""
+    from tinygrad_mnist import ops
+
+    rng = np.random.default_rng(4)
+    x = Tensor(rng.integers(0, 2, (2, 3, 6, 6)).astype(np.float64))  # 0/1 values: ties everywhere
+    geometry = ops._PoolGeometry(x.shape, (3, 3), (1, 1), (1, 1))
+    out = ops.MaxPool2d.apply(x, geometry=geometry)
+    hits = ops.PoolHits.apply(x, out, geometry=geometry)
+    assert (hits.data.sum(0) > 1).any()
+    g = Tensor(rng.standard_normal(out.shape))
+    v = Tensor(rng.standard_normal(x.shape))
+    scattered = ops.PoolScatter.apply(g, hits, geometry=geometry, layout=ops._layout(x.data))
+    gathered = ops.PoolGather.apply(v, hits, geometry=geometry)
+    np.testing.assert_allclose((scattered.data * v.data).sum(), (g.data * gathered.data).sum(), rtol=1e-12)
+    # each output's gradient is shared out whole among its tied maxima
+    np.testing.assert_allclose(ops.PoolScatter.apply(Tensor(np.ones(out.shape)), hits, geometry=geometry,
+                                                     layout=ops._layout(x.data)).data.sum(), out.data.size)
