@@ -94,9 +94,9 @@ def test_forward_backward_touches_only_recorded_arrays(pool):
         (out * out).sum().backward()
 
     ops = traced(step, [x, *p.values()]).ops
-    assert {"Conv2d", "ConvTranspose2d", "Conv2dWeightGrad", "PoolScatter", "Linear", "Matmul"} <= set(ops)
+    assert {"Conv2d", "ConvTranspose2d", "Conv2dWeightGrad", "MaxPoolGrad", "Linear", "Matmul"} <= set(ops)
     assert ("PoolGather" in ops) == (pool == "avg")  # avg pooling's forward; max pooling's is MaxPool2d
-    assert "PoolHits" in ops  # the first pooling is a max pooling in both
+    assert ("PoolScatter" in ops) == (pool == "avg")  # avg pooling's gradient; max pooling's is MaxPoolGrad
     assert all(t.grad is not None for t in [x, *p.values()])
 
 
@@ -111,7 +111,7 @@ def test_grad_of_grad_touches_only_recorded_arrays():
         ((gx * gx).sum() + (gw * gw).sum()).backward()
 
     ops = traced(step, [x, *p.values()]).ops
-    assert "PoolGather" in ops  # the gradient of max pooling's scatter, under create_graph
+    assert {"PoolHits", "PoolGather"} <= set(ops)  # the gradient of max pooling's gradient (create_graph)
     assert p["w2"].grad is not None and x.grad is not None
 
 
@@ -180,3 +180,20 @@ def test_max_pool_scatter_and_gather_are_adjoint_with_ties():
     # each output's gradient is shared out whole among its tied maxima
     np.testing.assert_allclose(ops.PoolScatter.apply(Tensor(np.ones(out.shape)), hits, geometry=geometry,
                                                      layout=ops._layout(x.data)).data.sum(), out.data.size)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1)),
+                                                   ((3, 2), (2, 1), (1, 0))])
+def test_max_pool_grad_equals_scatter_of_hits(kernel, stride, padding):
+    """The fused MaxPoolGrad is PoolScatter weighted by PoolHits, bit for bit, ties included."""
+    from tinygrad_mnist import ops
+
+    rng = np.random.default_rng(5)
+    x = Tensor(rng.integers(0, 3, (3, 4, 7, 8)).astype(np.float32))
+    geometry = ops._PoolGeometry(x.shape, kernel, stride, padding)
+    out = ops.MaxPool2d.apply(x, geometry=geometry)
+    g = Tensor(rng.standard_normal(out.shape).astype(np.float32))
+    layout = ops._layout(x.data)
+    fused = ops.MaxPoolGrad.apply(g, x, out, geometry=geometry, layout=layout)
+    hits = ops.PoolHits.apply(x, out, geometry=geometry)
+    assert np.array_equal(fused.data, ops.PoolScatter.apply(g, hits, geometry=geometry, layout=layout).data)

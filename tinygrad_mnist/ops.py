@@ -1270,8 +1270,8 @@ class MaxPool2d(Function):
     """Max over each 2-D window of x (N, C, H, W), padding with -inf; ties share the gradient equally.
 
     Equals the composite ``x.pad(..., value=-inf).unfold2d(...)`` -> ``.max(0)`` (Tensor.max's tie
-    rule).  One elementwise maximum per window offset; the gradient is PoolScatter weighted by
-    PoolHits (which offsets hold the max, found by comparing each slab with the result).
+    rule).  One elementwise maximum per window offset; the gradient is MaxPoolGrad (PoolScatter
+    weighted by PoolHits: which offsets hold the max, found by comparing each slab with the result).
     """
 
     saves_output = True
@@ -1287,5 +1287,46 @@ class MaxPool2d(Function):
         return out
 
     def backward(self, g):
-        hits = PoolHits.apply(self.parents[0], self.output(), geometry=self.geometry)
-        return (PoolScatter.apply(g, hits, geometry=self.geometry, layout=self.layout),)
+        return (MaxPoolGrad.apply(g, self.parents[0], self.output(), geometry=self.geometry, layout=self.layout),)
+
+
+class MaxPoolGrad(Function):
+    """Max pooling's input gradient: g (N, C, OH, OW) routed to the window offsets where x (N, C, H, W)
+    held the max `out`, tied maxima sharing.  The result has x's shape and memory order (`layout`).
+
+    Equals ``PoolScatter(g, PoolHits(x, out))``, fused: one pass over chunks of channels (split
+    across threads) makes each chunk's hits and uses them while they are in cache.  Linear in g;
+    its gradient is PoolGather with the hits; x and out get none (the hits are a 0/1 choice).
+    """
+
+    saves_inputs = (1, 2)  # x and out; g's value is never read back
+
+    def forward(self, g, x, out, geometry, layout):
+        self.geometry = geometry
+        xp = _pad_hw(x, geometry.padding, _low(x.dtype))
+        slabs = geometry.slabs()
+        dst = _empty_in(layout, geometry.padded, g.dtype, fill=None if geometry.tiles else 0)
+        hits = _empty_in(_layout(out), out.shape, np.bool_, lead=(len(slabs),))
+        relayout = _memory_order(g) != _memory_order(dst)  # one copy, not a mixed-layout op per offset
+        buf = _empty_in(layout, g.shape, g.dtype) if relayout else g
+
+        def channels(lo, hi):
+            gc, h = buf[:, lo:hi], hits[:, :, lo:hi]
+            if relayout:
+                gc[...] = g[:, lo:hi]
+            for k, slab in enumerate(slabs):
+                np.equal(xp[slab][:, lo:hi], out[:, lo:hi], out=h[k])
+            shares = _shares(h, g.dtype)  # elementwise: the same whatever the chunks
+            for k, slab in enumerate(slabs):
+                if geometry.overlap:
+                    dst[slab][:, lo:hi] += gc * shares[k]
+                else:  # disjoint windows: write each slab once
+                    np.multiply(gc, shares[k], out=dst[slab][:, lo:hi])
+
+        _parallel(channels, g.shape[1], dst.size)
+        return geometry.unpad(dst)
+
+    def backward(self, gg):
+        g, x, out = self.parents
+        hits = PoolHits.apply(x, out, geometry=self.geometry)
+        return PoolGather.apply(gg, hits, geometry=self.geometry), None, None
