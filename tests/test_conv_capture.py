@@ -182,14 +182,17 @@ def test_max_pool_scatter_and_gather_are_adjoint_with_ties():
                                                      layout=ops._layout(x.data)).data.sum(), out.data.size)
 
 
-@pytest.mark.parametrize("kernel,stride,padding", [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1)),
-                                                   ((3, 2), (2, 1), (1, 0))])
-def test_max_pool_grad_equals_scatter_of_hits(kernel, stride, padding):
-    """The fused MaxPoolGrad is PoolScatter weighted by PoolHits, bit for bit, ties included."""
+@pytest.mark.parametrize("kernel,stride,padding", [((2, 2), (2, 2), (0, 0)), ((2, 2), (2, 2), (1, 1)),
+                                                   ((3, 3), (1, 1), (1, 1)), ((3, 2), (2, 1), (1, 0))])
+@pytest.mark.parametrize("chwn", [False, True])
+def test_max_pool_grad_equals_scatter_of_hits(kernel, stride, padding, chwn):
+    """The fused MaxPoolGrad is PoolScatter weighted by PoolHits, bit for bit, ties included, for
+    windows that tile the image (its own path) or not, in NCHW or the convs' (C, H, W, N) memory order."""
     from tinygrad_mnist import ops
 
     rng = np.random.default_rng(5)
-    x = Tensor(rng.integers(0, 3, (3, 4, 7, 8)).astype(np.float32))
+    a = rng.integers(0, 3, (4, 8, 8, 3) if chwn else (3, 4, 8, 8)).astype(np.float32)
+    x = Tensor(a.transpose(3, 0, 1, 2) if chwn else a)
     geometry = ops._PoolGeometry(x.shape, kernel, stride, padding)
     out = ops.MaxPool2d.apply(x, geometry=geometry)
     g = Tensor(rng.standard_normal(out.shape).astype(np.float32))

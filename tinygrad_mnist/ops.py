@@ -1306,9 +1306,27 @@ class MaxPoolGrad(Function):
         xp = _pad_hw(x, geometry.padding, _low(x.dtype))
         slabs = geometry.slabs()
         dst = _empty_in(layout, geometry.padded, g.dtype, fill=None if geometry.tiles else 0)
-        hits = _empty_in(_layout(out), out.shape, np.bool_, lead=(len(slabs),))
         relayout = _memory_order(g) != _memory_order(dst)  # one copy, not a mixed-layout op per offset
         buf = _empty_in(layout, g.shape, g.dtype) if relayout else g
+
+        if geometry.tiles:  # windows tile the image: one compare, one multiply over (N, C, OH, kh, OW, kw) views
+            (kh, kw), (n, c, oh, ow) = geometry.kernel, out.shape
+            six = (n, c, oh, kh, ow, kw)
+            x6, d6 = xp.reshape(six, copy=False), dst.reshape(six, copy=False)
+            h6 = _empty_in(layout, geometry.padded, np.bool_).reshape(six, copy=False)
+
+            def tiles(lo, hi):
+                gc, h = buf[:, lo:hi], h6[:, lo:hi]
+                if relayout:
+                    gc[...] = g[:, lo:hi]
+                np.equal(x6[:, lo:hi], out[:, lo:hi, :, None, :, None], out=h)
+                if np.count_nonzero(h) != gc.size:  # ties share: the same numbers as _shares gives
+                    h = h * np.reciprocal(h.sum((3, 5), dtype=np.uint16 if kh * kw > 255 else np.uint8,
+                                                keepdims=True), dtype=g.dtype)
+                np.multiply(gc[:, :, :, None, :, None], h, out=d6[:, lo:hi])
+
+            _parallel(tiles, g.shape[1], dst.size)
+            return geometry.unpad(dst)
 
         def channels(lo, hi):
             gc, h = buf[:, lo:hi], hits[:, :, lo:hi]
@@ -1323,6 +1341,7 @@ class MaxPoolGrad(Function):
                 else:  # disjoint windows: write each slab once
                     np.multiply(gc, shares[k], out=dst[slab][:, lo:hi])
 
+        hits = _empty_in(_layout(out), out.shape, np.bool_, lead=(len(slabs),))
         _parallel(channels, g.shape[1], dst.size)
         return geometry.unpad(dst)
 
