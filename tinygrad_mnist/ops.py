@@ -1320,9 +1320,9 @@ class MaxPoolGrad(Function):
                 if relayout:
                     gc[...] = g[:, lo:hi]
                 np.equal(x6[:, lo:hi], out[:, lo:hi, :, None, :, None], out=h)
-                if np.count_nonzero(h) != gc.size:  # ties share: the same numbers as _shares gives
-                    h = h * np.reciprocal(h.sum((3, 5), dtype=np.uint16 if kh * kw > 255 else np.uint8,
-                                                keepdims=True), dtype=g.dtype)
+                if np.count_nonzero(h) != gc.size:  # ties share: g/k to each of k tied maxima (as _shares)
+                    gc = gc * np.reciprocal(h.sum((3, 5), dtype=np.uint16 if kh * kw > 255 else np.uint8),
+                                            dtype=g.dtype)  # scaling g, not the hits: a 1/(kh*kw) size temporary
                 np.multiply(gc[:, :, :, None, :, None], h, out=d6[:, lo:hi])
 
             _parallel(tiles, g.shape[1], dst.size)
