@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import tinygrad_mnist
-from tinygrad_mnist import Tensor, engine, grad
+from tinygrad_mnist import Function, Tensor, engine, grad, no_grad
 
 
 def _arrays_in(v):
@@ -129,36 +129,45 @@ def test_matmul_spellings_touch_only_recorded_arrays():
     assert w.grad is not None
 
 
-@pytest.mark.skipif(not hasattr(tinygrad_mnist, "compile"), reason="tinygrad_mnist.compile has not landed yet")
+class _SGDStep(Function):
+    """p -= lr * g in place, as a recorded op (what tests/test_compile.py uses, before optim's lands)."""
+
+    def forward(self, p, g, lr):
+        p -= p.dtype.type(lr) * g
+        return p
+
+
 @pytest.mark.parametrize("pool", ["max", "avg"])
 def test_replay_equals_eager(pool):
-    from tinygrad_mnist import optim
+    """tinygrad_mnist.compile: 2 recordings then replays of conv/pool/linear steps, bit for bit eager's."""
 
-    def run(compiled):
-        rng = np.random.default_rng(3)
-        p = _params(rng)
-        opt = optim.SGD(list(p.values()), lr=0.01)
+    def build():
+        p = _params(np.random.default_rng(3))
 
         def step(x):
-            opt.zero_grad()
+            for t in p.values():
+                t.grad = None
             out = _net(x, p, pool)
             loss = (out * out).sum()
             loss.backward()
-            opt.step()
+            with no_grad():
+                for t in p.values():
+                    _SGDStep.apply(t, t.grad, lr=0.01)
             return loss
 
-        fn = tinygrad_mnist.compile(step) if compiled else step
-        batches = [Tensor(rng.integers(-3, 3, (2, 2, 10, 10)).astype(np.float64)) for _ in range(4)]
-        losses = []
-        for xb in batches:
-            loss = fn(xb)
-            losses.append(np.array(loss.data if isinstance(loss, Tensor) else loss))
-        return losses, [np.array(t.data) for t in p.values()]
+        return p, step
 
-    eager_losses, eager_params = run(False)
-    replay_losses, replay_params = run(True)
-    for a, b in zip(eager_losses + eager_params, replay_losses + replay_params):
-        np.testing.assert_array_equal(a, b)
+    rng = np.random.default_rng(4)
+    xs = [rng.integers(-3, 3, (2, 2, 10, 10)).astype(np.float64) for _ in range(5)]
+    pe, eager = build()
+    pc, step = build()
+    step = tinygrad_mnist.compile(step)
+    for x in xs:
+        le, lc = eager(Tensor(x)), step(Tensor(x))
+        assert le.data.tobytes() == lc.data.tobytes()
+        for a, b in zip(pe.values(), pc.values()):
+            assert a.data.tobytes() == b.data.tobytes() and a.grad.data.tobytes() == b.grad.data.tobytes()
+    assert step.replays == 3
 
 
 def test_max_pool_scatter_and_gather_are_adjoint_with_ties():
