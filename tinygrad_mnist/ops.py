@@ -1179,17 +1179,21 @@ class Fold(Function):
 
 
 # The copies, adds and comparisons around the GEMMs run on one core in NumPy while BLAS uses
-# them all; big ones are split into contiguous chunks (of channels, mostly) run side by side in
-# a few threads (NumPy releases the GIL inside them).  Each element is computed by the same
-# kernel as in one piece, so results are the same bit for bit with any number of threads.
-_num_threads = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+# them all.  They can be split into contiguous chunks (of channels) run side by side in a few
+# threads (NumPy releases the GIL inside them); each element is computed by the same kernel as in
+# one piece, so results are the same bit for bit with any number of threads.  Off by default: on
+# its own col2im runs ~1.8x faster on 2 free cores, but inside a training step OpenBLAS's idle
+# worker thread keeps spinning on the other core for tens of ms after every GEMM, and a whole CNN
+# step measured no faster (2-core machine).  `set_num_threads(n)` turns it on (it may pay where
+# BLAS runs one thread, OPENBLAS_NUM_THREADS=1; not measured in a whole step).
+_num_threads = 1
 _PARALLEL_MIN = 1 << 20  # elements: below ~1M a thread hand-off (~40 us) costs more than it saves
 _pool = None
 _pool_pid = None
 
 
 def set_num_threads(n: int) -> None:
-    """How many threads the conv/pool ops split their big copies over (1: never split); BLAS keeps its own."""
+    """How many threads the conv/pool ops split their big copies over (default 1: never split); BLAS keeps its own."""
     global _num_threads
     if int(n) < 1:
         raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
