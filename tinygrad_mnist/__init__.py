@@ -211,6 +211,10 @@ __version__ = "0.1.0"
 
 # the layers above the core, reachable as after `import torch`: tinygrad_mnist.nn.Linear, tinygrad_mnist.optim.SGD
 from . import nn, optim  # noqa: E402
+
+# record a training step once, replay it (the module stays importable as tinygrad_mnist.compile's home:
+# `from tinygrad_mnist.compile import CaptureError`)
+from .compile import CaptureError, compile  # noqa: E402, A004
 from .serialization import load_object as load  # noqa: E402
 from .serialization import save_object as save  # noqa: E402
 
@@ -224,5 +228,5 @@ __all__ = _functions.__all__ + [  # (some names twice: harmless)
     "log_softmax", "matmul", "max", "maximum", "mean", "min", "minimum", "mm", "numel", "ones", "ones_like", "rand",
     "rand_like", "randint", "randn", "randn_like", "randperm", "relu", "reshape", "sigmoid", "softmax", "sqrt",
     "stack", "sum", "tanh", "tensor", "transpose", "where", "zeros", "zeros_like",
-    "load", "nn", "optim", "save",
+    "load", "nn", "optim", "save", "compile", "CaptureError",
 ]
