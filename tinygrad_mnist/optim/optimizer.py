@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import inplace
 from ..engine import Tensor, _set_grad_mode, enable_grad
-from .updates import AdamStep, SGDStep
+from .updates import AdamStep, GroupRef, SGDStep
 
 # ---------------------------------------------------------------------------
 # Optimizer base
@@ -57,6 +57,7 @@ class Optimizer:
         self.param_groups: list[dict] = []
         self._buffers: dict = {}  # parameter -> {name: Tensor}, made eagerly (Tensor hashes by identity)
         self._slots: dict = {}  # parameter -> what step() hands its update (see _slot)
+        self._refs: dict = {}  # id(group) -> its GroupRef
         self._stepped: set = set()  # parameters updated at least once: those `state` lists, as PyTorch does
         params = [params] if isinstance(params, Tensor) else list(params)
         if not params:
@@ -164,6 +165,13 @@ class Optimizer:
     def _update(self, inputs: list, k: int, group: dict) -> None:
         """Apply the update primitive (updates.py) to inputs, k per parameter."""
         raise NotImplementedError
+
+    def _ref(self, group: dict) -> GroupRef:
+        """The one GroupRef of a group (the update primitives' `hp`)."""
+        ref = self._refs.get(id(group))
+        if ref is None or ref.group is not group:
+            ref = self._refs[id(group)] = GroupRef(group)
+        return ref
 
     def _refit(self, p: Tensor, group: dict) -> dict:
         """p's array changed shape or dtype since its state was made: cast the state (same shape) or start anew."""
@@ -289,7 +297,7 @@ class SGD(Optimizer):
         return [state["_scratch"], state["momentum_buffer"], state["_started"]]
 
     def _update(self, inputs, k, group):
-        SGDStep.apply(*inputs, group=group, k=k)
+        SGDStep.apply(*inputs, hp=self._ref(group), k=k)
 
     def _public_state(self, p, state):
         return {"momentum_buffer": state["momentum_buffer"].data} if "momentum_buffer" in state else {}
@@ -337,7 +345,7 @@ class Adam(Optimizer):
         return [state["exp_avg"], state["exp_avg_sq"], state["step"], state["_scratch"]]
 
     def _update(self, inputs, k, group):
-        AdamStep.apply(*inputs, group=group, decoupled=self.decoupled)
+        AdamStep.apply(*inputs, hp=self._ref(group), decoupled=self.decoupled)
 
     def _public_state(self, p, state):
         return {"step": int(state["step"].data), "exp_avg": state["exp_avg"].data,

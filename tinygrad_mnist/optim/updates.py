@@ -5,10 +5,10 @@ An optimizer calls its primitive once per parameter group, through `.apply` unde
 inputs p0, g0, <state of p0>, p1, g1, <state of p1>, ... (k arrays per parameter; one op for the whole
 group costs less than one per parameter, as torch's "foreach" updates).  Nothing is recorded in a graph,
 but `tinygrad_mnist.compile` sees each update as an op of the step and replays it by calling forward
-again on the same arrays.  Forward reads the hyperparameters from the parameter group (`group`, the
-optimizer's own dict) each time it runs, so a learning rate a scheduler sets between steps is the one
-used, eager or replayed.  Forward returns the first parameter's array (the op's output means nothing
-else).
+again on the same arrays.  Forward reads the hyperparameters from the parameter group (the optimizer's
+own dict, held by a GroupRef) each time it runs, so a learning rate a scheduler sets between steps is
+the one used, eager or replayed.  Forward returns the first parameter's array (the op's output means
+nothing else).
 
 The arithmetic is the optimizers' original in-place NumPy, step for step (same operations, same order,
 same dtypes): results are bit-identical to it.  There is no backward: an update is not differentiable.
@@ -21,6 +21,26 @@ import math
 import numpy as np
 
 from ..engine import Function
+
+
+class GroupRef:
+    """An optimizer's parameter group as an update primitive's parameter: forward reads the
+    hyperparameters from `.group` each time it runs.  A plain holder, not the dict itself: compile
+    bakes params into the recording and checks that no array or Tensor hides in them, and the
+    group's "params" list holds Tensors.  Two refs to the same group are equal."""
+
+    __slots__ = ("group",)
+
+    def __init__(self, group: dict):
+        self.group = group
+
+    def __eq__(self, other):
+        return type(other) is GroupRef and other.group is self.group
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"GroupRef({ {k: v for k, v in self.group.items() if k != 'params'} })"
 
 
 class _Update(Function):
@@ -36,7 +56,8 @@ class SGDStep(_Update):
     exactly, as PyTorch does, whatever the dampening).
     """
 
-    def forward(self, *arrays, group, k):
+    def forward(self, *arrays, hp, k):
+        group = hp.group
         lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
         dampening, nesterov = group["dampening"], group["nesterov"]
         for i in range(0, len(arrays), k):
@@ -65,7 +86,8 @@ class AdamStep(_Update):
     here; the bias corrections are computed from it, in Python floats as torch does), scratch.
     """
 
-    def forward(self, *arrays, group, decoupled):
+    def forward(self, *arrays, hp, decoupled):
+        group = hp.group
         b1, b2 = group["betas"]
         lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
         for i in range(0, len(arrays), 6):
