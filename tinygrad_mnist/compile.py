@@ -352,12 +352,7 @@ class _Recorder:
 
 
 def _check_param(ctx, key, v, depth=0) -> None:
-    """**params are baked into the recording: arrays there would be stale on replay.
-
-    A parameter (a leaf that requires grad) is allowed: an optimizer's param-group dict lists them,
-    and the op reads the group's hyperparameters from it at every call."""
-    if isinstance(v, Tensor) and v._ctx is None and v._requires_grad:
-        return
+    """**params are baked into the recording: arrays there would be stale on replay."""
     if isinstance(v, (np.ndarray, Tensor)):
         raise CaptureError(
             f"compile: {type(ctx).__name__} got an {'ndarray' if isinstance(v, np.ndarray) else 'Tensor'} of shape "
