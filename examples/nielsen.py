@@ -36,19 +36,13 @@ def main(argv=None) -> int:
 
     lr, batch_size = 3.0, 10
 
-    def train_step(x, y):
-        a = feedforward(x)
-        cost = ((y - a) ** 2).sum() * (0.5 / len(x))  # C = 1/2n sum_x ||y(x) - a(x)||^2
-        for p in params:
-            p.grad = None  # backward adds to .grad, so clear last step's
+    def train_step(x, y):  # compile records it on its first calls, then replays its NumPy kernels
+        cost = ((y - feedforward(x)) ** 2).sum() * (0.5 / len(x))  # C = 1/2n sum_x ||y(x) - a(x)||^2
         cost.backward()
         with no_grad():  # the update is not part of the model: record no graph for it
             for p in params:
                 p -= lr * p.grad  # w -> w - eta dC/dw, in place
-        return cost
-
-    # compile records the step (forward, backward, update) on its first calls, then replays the recorded
-    # NumPy kernels: the same numbers as the eager step, without the engine's bookkeeping
+                p.grad = None  # backward adds to .grad, so clear it for the next step
     step = compile(train_step, enabled=not args.no_compile)
     rng = np.random.default_rng(0)  # one generator for all epochs: a new shuffle every epoch
     for epoch in range(args.epochs):
