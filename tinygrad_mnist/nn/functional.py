@@ -86,9 +86,9 @@ def check_class_indices(labels, n_classes: int, name: str, ignore_index=None, wh
 
 def _target_like(input: Tensor, target, name: str, same_shape: bool = False) -> Tensor:
     """A float target in input's dtype; a Tensor target stays in the graph (its gradient is defined too)."""
-    if not isinstance(target, Tensor):
-        target = Tensor(np.asarray(_array(target), dtype=input.dtype))
-    elif target.dtype != input.dtype:
+    if not isinstance(target, Tensor):  # wrapped, not copied (compile knows a step input); a cast is an op
+        target = Tensor._const(np.asarray(_array(target)))
+    if target.dtype != input.dtype:
         target = target.cast(input.dtype)
     if target.shape != input.shape:
         if same_shape:
