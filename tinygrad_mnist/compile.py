@@ -34,9 +34,13 @@ parameters hold the replayed arrays, as eager would leave them.
 
 from __future__ import annotations
 
+import ast
 import builtins
+import copy
 import functools
+import inspect
 import sys
+import textwrap
 import threading
 
 import numpy as np
@@ -196,10 +200,11 @@ class _Slot:
 
 
 class _Op:
-    __slots__ = ("ctx", "ins", "params", "out")
+    __slots__ = ("ctx", "ins", "params", "out", "random")
 
-    def __init__(self, ctx, ins, params, out):
+    def __init__(self, ctx, ins, params, out, random):
         self.ctx, self.ins, self.params, self.out = ctx, ins, params, out
+        self.random = random  # the library's generator moved while it ran (or just before): never folded
 
 
 class _Recorder:
@@ -220,6 +225,7 @@ class _Recorder:
         self.grad_cleared: set = set()  # parameters whose .grad the step set to None before first seeing them
         self.outputs = None  # the returned structure, with slot numbers for tensors
         self.tensor_inputs: set[int] = set()  # input slots passed as Tensors (read as .data on replay)
+        self.rng_mark = _rng_mark()
 
     # -- slots ------------------------------------------------------------------
     def _slot(self, kind, arr, **kw) -> int:
@@ -300,8 +306,16 @@ class _Recorder:
             for key, v in params.items():
                 _check_param(ctx, key, v)
         self.created.add(out)
-        o = self._slot(OP, _get_data(out))
-        self.ops.append(_Op(ctx, tuple(ins), params, o))
+        arr = _get_data(out)
+        for i, t in zip(ins, inputs):
+            if self.slots[i].kind == CONST and _get_data(t) is arr:
+                raise CaptureError(f"compile: {type(ctx).__name__} writes in place into a constant made inside the "
+                                   f"step (shape {arr.shape}); replay would keep adding to one array. Create it "
+                                   f"before the step, or use the out-of-place op")
+        o = self._slot(OP, arr, value=arr)  # the value only matters if the op gets folded (see _Program)
+        mark = _rng_mark()
+        self.ops.append(_Op(ctx, tuple(ins), params, o, mark != self.rng_mark))
+        self.rng_mark = mark
 
     # -- the end of the call ------------------------------------------------------
     def finish(self, result) -> None:
@@ -349,6 +363,90 @@ class _Recorder:
         if isinstance(v, np.ndarray):
             raise CaptureError("compile: the step returns an ndarray; return Tensors (replay hands back copies)")
         return ("value", v)
+
+
+def _rng_mark():
+    g = engine._rng
+    return id(g), g.bit_generator.state
+
+
+_FORMS: dict = {}  # forward function -> (parameter names, defaults, returned expression) or None
+
+
+def _inline_form(fn):
+    """How to inline `fn` when it is `def forward(self, a, b, ...): return <expression>` not using self."""
+    if fn in _FORMS:
+        return _FORMS[fn]
+    form = None
+    try:
+        d = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+    except (OSError, TypeError, SyntaxError):
+        d = None
+    if isinstance(d, ast.FunctionDef) and not d.decorator_list and not fn.__code__.co_freevars:
+        body = [st for st in d.body if not (isinstance(st, ast.Expr) and isinstance(st.value, ast.Constant))]
+        a = d.args
+        if (len(body) == 1 and isinstance(body[0], ast.Return) and body[0].value is not None
+                and not (a.vararg or a.kwarg or a.kwonlyargs or a.posonlyargs)):
+            expr = body[0].value
+            nodes = list(ast.walk(expr))
+            names = [x.arg for x in a.args]
+            if names and not any(isinstance(n, (ast.Lambda, ast.comprehension, ast.NamedExpr)) for n in nodes) \
+                    and not any(isinstance(n, ast.Name) and n.id == names[0] for n in nodes):
+                defaults = dict(zip(names[len(names) - len(fn.__defaults__ or ()):], fn.__defaults__ or ()))
+                form = (names[1:], defaults, expr)
+    _FORMS[fn] = form
+    return form
+
+
+def _inlined(op: _Op, k: int, args: list, g: dict) -> str | None:
+    """The op's forward written out in place (`v7 = v2 + v5` for Add): a Python call less per op.
+
+    Only for a forward that is a single `return <expression>` of its arguments (Add, Mul, Tanh, ...):
+    the same expression on the same arrays gives the same result.
+    """
+    fn = type(op.ctx).forward
+    if getattr(op.ctx.forward, "__func__", None) is not fn:
+        return None
+    form = _inline_form(fn)
+    if form is None:
+        return None
+    names, defaults, expr = form
+    subst = {}
+    for name, arg in zip(names, args[:len(op.ins)]):
+        subst[name] = arg
+    for j, key in enumerate(op.params):
+        subst[key] = f"c{k}_{j}"
+    for name in names:
+        if name not in subst:
+            if name not in defaults:
+                return None
+            g[f"c{k}_{name}"] = defaults[name]
+            subst[name] = f"c{k}_{name}"
+    glob = fn.__globals__
+
+    class Rename(ast.NodeTransformer):
+        def visit_Name(self, n):  # noqa: N802  (ast's visitor naming)
+            if n.id in subst:
+                return ast.copy_location(ast.Name(subst[n.id], ast.Load()), n)
+            value = glob[n.id] if n.id in glob else getattr(builtins, n.id)  # a module global: bind it now
+            alias = f"_{n.id}_{id(value):x}"
+            g[alias] = value
+            return ast.copy_location(ast.Name(alias, ast.Load()), n)
+
+    try:
+        return "(" + ast.unparse(Rename().visit(copy.deepcopy(expr))) + ")"
+    except AttributeError:  # a name that is neither an argument nor a global: leave the call as it is
+        return None
+
+
+def _plain(v) -> bool:
+    """A parameter value that is data, not state read when the op runs (a param-group dict, another op)."""
+    if v is None or isinstance(v, (bool, int, float, str, np.dtype, np.generic, slice, type, np.ufunc)) \
+            or v is Ellipsis:
+        return True
+    if isinstance(v, (tuple, list)):
+        return all(_plain(x) for x in v)
+    return False
 
 
 def _check_param(ctx, key, v, depth=0) -> None:
@@ -470,7 +568,9 @@ class _Program:
     """The recording as two generated functions: `run(args, kwargs)` for replay, `body(*sources)` for checking.
 
     Each recorded op is one line, `v7 = f3(v2, v5, axis=c3_0)`: f3 is the op's bound forward and the
-    parameters are globals of the generated module.
+    parameters are globals of the generated module.  An op that only reads constants (the loss's
+    scale times the seed gradient, its broadcast) gives the same array every time: its recorded
+    result becomes a read-only constant too, and the op is not replayed.
     """
 
     def __init__(self, rec: _Recorder):
@@ -479,28 +579,36 @@ class _Program:
         lines = []
         sources = [s for s in rec.slots if s.kind in (INPUT, LIVE)]
         self.sources = sources
+        writes = {s for _, s in rec.data_writes} | {s for _, s in rec.grad_writes if s is not None}
+        kind = self._fold(rec, writes)
         for s in rec.slots:
-            if s.kind == CONST:
+            if kind[s.index] == CONST:
                 g[f"v{s.index}"] = s.value  # baked: a global under the slot's name
+            elif s.kind == OP:
+                s.value = None  # the recorded array of an op that is replayed: not needed
         last_use = {}
         for k, op in enumerate(rec.ops):
             for i in op.ins:
                 last_use[i] = k
-        keep = set()  # slots needed after the ops: results, re-bound .data/.grad
+        keep = set(writes)  # slots needed after the ops: results, re-bound .data/.grad
         self._collect_outputs(rec.outputs, keep)
-        keep.update(s for _, s in rec.data_writes if s is not None)
-        keep.update(s for _, s in rec.grad_writes if s is not None)
+        self.folded = 0
         for k, op in enumerate(rec.ops):
-            g[f"f{k}"] = op.ctx.forward
+            if kind[op.out] == CONST:
+                self.folded += 1
+                continue
             args = [f"v{i}" for i in op.ins]
             for j, (name, value) in enumerate(op.params.items()):
                 g[f"c{k}_{j}"] = value
                 args.append(f"{name}=c{k}_{j}")
-            call = f"f{k}({', '.join(args)})"
+            call = _inlined(op, k, args, g)
+            if call is None:
+                g[f"f{k}"] = op.ctx.forward
+                call = f"f{k}({', '.join(args)})"
             if rec.slots[op.out].shape == ():  # NumPy hands back scalars for 0-d results; apply wraps them
                 call = f"_asarray({call})"
             lines.append(f"    v{op.out} = {call}")
-            dead = sorted({i for i in op.ins if last_use[i] == k and i not in keep and rec.slots[i].kind == OP})
+            dead = sorted({i for i in op.ins if last_use[i] == k and i not in keep and kind[i] == OP})
             if dead:  # drop intermediates as soon as the last op read them (big activations in a CNN)
                 lines.append(f"    del {', '.join(f'v{i}' for i in dead)}")
         result = self._expr(rec.outputs, g)
@@ -540,6 +648,23 @@ class _Program:
         self.source = "\n".join(body) + "\n\n" + "\n".join(run) + "\n"
         exec(builtins.compile(self.source, f"<compiled step {rec.name}>", "exec"), g)
         self.body, self.run = g["body"], g["run"]
+
+    @staticmethod
+    def _fold(rec: _Recorder, writes: set) -> list:
+        """Slot kinds, with the results of ops that read only constants turned into constants."""
+        kind = [s.kind for s in rec.slots]
+        written = set()  # slots an op wrote in place (it handed back its input array)
+        for op in rec.ops:
+            out = rec.slots[op.out].value
+            written.update(i for i in op.ins if rec.slots[i].value is out)
+        for op in rec.ops:
+            if (op.ins and not op.random and op.out not in writes and all(kind[i] == CONST for i in op.ins)
+                    and not any(i in written for i in (*op.ins, op.out)) and _plain(tuple(op.params.values()))):
+                kind[op.out] = CONST
+        for s in rec.slots:
+            if kind[s.index] == CONST:
+                s.value.flags.writeable = False  # shared by every replay: a write into it must fail loudly
+        return kind
 
     def _input_is_tensor(self, s: _Slot) -> bool:
         return s.index in self.rec.tensor_inputs
