@@ -34,17 +34,19 @@ CAPTURED: set = set()  # op classes seen in a step that replayed exactly
 REFUSED: dict = {}  # case id -> the refusal
 
 
-def run_case(shapes, fn, init, name):
+def run_case(shapes, fn, init, name, make_args=None):
+    """Four calls of a step around fn(*params, *args), compiled and eager; make_args(k) gives call k's arguments."""
+
     def build():
         return [Tensor(a.astype(np.float32), requires_grad=True) for a in make_inputs(shapes, init, seed=0)]
 
     pe, pc = build(), build()
 
     def step_of(ps):
-        def step():
+        def step(*args):
             for p in ps:
                 p.grad = None
-            out = fn(*ps)
+            out = fn(*ps, *args)
             outs = out if isinstance(out, tuple) else (out,)
             loss = sum(((o * o).sum() for o in outs if o.requires_grad), start=tg.zeros(()))
             if loss.requires_grad:
@@ -58,9 +60,12 @@ def run_case(shapes, fn, init, name):
         for a, b, v in zip(pe, pc, make_inputs(shapes, init, seed=k + 1)):  # new values, same memory
             a.data[...] = v
             b.data[...] = v
-        (oe, ge) = eager()
+        args = make_args(k) if make_args else ()
+        tg.manual_seed(k)  # random ops (dropout) draw the same numbers in both runs
+        (oe, ge) = eager(*args)
+        tg.manual_seed(k)
         try:
-            (oc, gc) = step()
+            (oc, gc) = step(*args)
         except CaptureError as e:
             REFUSED[name] = str(e)
             return None
@@ -78,6 +83,58 @@ def run_case(shapes, fn, init, name):
 @pytest.mark.parametrize("shapes,fn,tfn,init", ALL_CASES)
 def test_replay_equals_eager_or_refuses(request, shapes, fn, tfn, init):
     step = run_case(shapes, fn, init, request.node.callspec.id)
+    if step is not None:
+        for prog in step._programs.values():
+            CAPTURED.update(type(op.ctx) for op in prog.rec_ops)
+
+
+def _labels(k):
+    return (np.random.default_rng(k).integers(0, 5, 4),)
+
+
+def _floats(*shapes, kind=np.float32):
+    return lambda k: tuple(np.random.default_rng(k).random(s).astype(kind) for s in shapes)
+
+
+def _mask(k):
+    return (np.random.default_rng(k).random((3, 4)) > 0.5,)
+
+
+# ops the table above reaches only with an ndarray built into the case (refused: not a step input), or not at all;
+# here labels, conditions and data come in as step arguments
+EXTRA_CASES = [
+    ("sin-cos", [(3, 4)], lambda x: x.sin() * x.cos(), None),
+    ("log1p-expm1", [(3, 4)], lambda x: (x * x).log1p() + x.expm1(), None),
+    ("gelu-erf", [(3, 4)], lambda x: tg.nn.functional.gelu(x), None),
+    ("cast-double", [(3, 4)], lambda x: x.double() * 2.0, None),
+    ("clone-floor", [(3, 4)], lambda x: x.clone() + (x * 3.0).floor(), None),
+    ("cumsum-cumprod-prod", [(3, 4)], lambda x: x.cumsum(1) + x.cumprod(0) + x.prod(1, keepdim=True), None),
+    ("einsum", [(3, 4), (4, 2)], lambda a, b: tg.einsum("ij,jk->ik", a, b), None),
+    ("cat-stack", [(3, 4), (2, 4)], lambda a, b: tg.cat([a, b]).sum(0) + tg.stack([a[0], b[1]]).sum(0), None),
+    ("setitem-on-clone", [(3, 4), (4,)], lambda a, b: _setitem(a, b), None),
+    ("linear", [(4, 6), (3, 6), (3,)], lambda x, w, b: x.linear(w, b), None),
+    ("where-cond-arg", [(3, 4), (3, 4)], lambda a, b, c: Tensor.where(tg.from_numpy(c), a, b), _mask),
+    ("cross_entropy-labels-arg", [(4, 5)], lambda x, y: x.cross_entropy(y), _labels),
+    ("cross_entropy-tensor-labels-arg", [(4, 5)], lambda x, y: x.cross_entropy(tg.from_numpy(y)), _labels),
+    ("mse-onehot-arg", [(4, 5)], lambda x, t: ((x.softmax(-1) - tg.from_numpy(t)) ** 2).mean(), _floats((4, 5))),
+    ("dropout", [(4, 5)], lambda x: x.dropout(0.4, training=True), None),
+    ("comparisons", [(3, 4)], lambda x: x * (x > 0.0).float() + x.abs() * (x <= 0.5).float(), None),
+    ("max-argmax", [(3, 5)], lambda x: x.max(1).values * x.argmax(1).float(), None),
+    ("conv2d-pools", [(2, 1, 6, 6), (3, 1, 3, 3), (3,)],
+     lambda x, w, b: x.conv2d(w, b, padding=1).relu().max_pool2d(2) + x.conv2d(w, b, padding=1).avg_pool2d(2), None),
+    ("conv2d-stride", [(2, 2, 5, 5), (4, 2, 3, 3), (4,)], lambda x, w, b: x.conv2d(w, b, stride=2, padding=1), None),
+]
+
+
+def _setitem(a, b):
+    c = a.clone()
+    c[1] = b * 2.0
+    return c
+
+
+@pytest.mark.parametrize("name,shapes,fn,make_args", EXTRA_CASES, ids=[c[0] for c in EXTRA_CASES])
+def test_more_ops_replay_equal_eager_or_refuse(name, shapes, fn, make_args):
+    step = run_case(shapes, fn, None, name, make_args)
     if step is not None:
         for prog in step._programs.values():
             CAPTURED.update(type(op.ctx) for op in prog.rec_ops)

@@ -883,14 +883,17 @@ def _verify(prog: _Program, rec: _Recorder, before, result) -> None:
     rebound = {id(t) for t, _ in rec.data_writes}
     for s in prog.sources:  # what was written in place: parameters, optimizer state
         if s.kind == LIVE and id(s.tensor) not in rebound:
-            _compare_arrays(_get_data(s.tensor), replayed[s.index], problems,
-                            f"a tensor of shape {s.shape} the step reads")
+            t = s.tensor
+            what = ("the .grad of a parameter" if s.owner is not None else
+                    "a parameter" if t._requires_grad and t._ctx is None else "a tensor from before the step")
+            _compare_arrays(_get_data(t), replayed[s.index], problems, f"{what} of shape {s.shape} after the step")
     if problems:
         raise CaptureError(
             f"compile: replaying the recording of {rec.name} does not reproduce the eager step: {problems[0]} "
             f"differs. Something in the step changes arrays outside recorded ops (NumPy on .data, an optimizer "
-            f"or in-place write that bypasses the ops, a Python number that changes) or draws random numbers "
-            f"outside an op; it can't be replayed (use compile(fn, enabled=False))")
+            f"or an in-place write that bypasses the ops), reads a Python value that changed between calls, or "
+            f"draws random numbers outside an op (manual_seed inside the step?); it can't be replayed "
+            f"(use compile(fn, enabled=False))")
 
 
 def _compare_out(eager, replayed, problems: list, what: str) -> None:
