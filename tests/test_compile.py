@@ -392,3 +392,49 @@ def test_nested_compiled_step_runs_inside_the_outer_recording():
     for _ in range(4):
         assert same(outer(x), np.full(2, 3.0, np.float32))
     assert outer.replays == 2 and inner.replays == 0
+
+
+def test_compile_as_a_method_decorator():
+    class Model:
+        def __init__(self, scale):
+            self.w = Tensor(np.full(3, scale, np.float32), requires_grad=True)
+
+        @tg.compile
+        def step(self, x):
+            self.w.grad = None
+            loss = (as_tensor(x) * self.w).sum()
+            loss.backward()
+            return loss
+
+    a, b = Model(1.0), Model(2.0)
+    x = np.arange(3, dtype=np.float32)
+    for _ in range(3):
+        assert same(a.step(x), np.float32(3.0)) and same(b.step(x), np.float32(6.0))
+    assert Model.step.programs == 2 and Model.step.replays == 2  # one recording per instance
+    assert same(a.w.grad, x) and same(b.w.grad, x)
+
+
+def test_reading_an_input_tensor_in_user_code_is_refused():
+    def step(x):
+        scale = x.data.mean()  # a Python number from the data: baked into the recording
+        return x * float(scale)
+
+    with pytest.raises(CaptureError, match=r"\.data of a tensor of shape \(3,\)"):
+        tg.compile(step)(Tensor(np.ones(3, np.float32)))
+
+
+def test_a_parameter_rebound_to_another_shape_records_again():
+    w = Tensor(np.ones(3, np.float32), requires_grad=True)
+
+    def step(x):
+        w.grad = None
+        loss = (as_tensor(x) * w).sum()
+        loss.backward()
+        return loss
+
+    c = tg.compile(step)
+    for _ in range(3):
+        c(np.ones(3, np.float32))
+    w.data = np.full((2, 3), 2.0, np.float32)  # outside the step: allowed; the recording no longer fits
+    assert same(c(np.ones(3, np.float32)), np.float32(12.0))
+    assert w.grad.shape == (2, 3) and c.replays == 1

@@ -59,6 +59,10 @@ class _Stale(Exception):
     """A recording's assumptions (a .grad present or absent) no longer hold: record again."""
 
 
+class _Miss(Exception):
+    """The arguments don't fit the program tried first: look the right one up by signature."""
+
+
 # ---------------------------------------------------------------------------
 # the tracer: one per capturing thread, reached through engine._tracer
 # ---------------------------------------------------------------------------
@@ -99,9 +103,10 @@ def _data_get(t):
         if t in rec.created:
             if not _library_caller():
                 raise CaptureError(
-                    f"compile: .data of a tensor of shape {arr.shape} computed inside the compiled step was read "
-                    f"by user code; replay would never run that code again. Use tensor ops (under no_grad() for "
-                    f"updates, e.g. `p -= lr * p.grad`), or return the tensor from the step and read it outside")
+                    f"compile: .data of a tensor of shape {arr.shape} that the compiled step computes (or takes as "
+                    f"input) was read by user code; replay would never run that code again. Use tensor ops (under "
+                    f"no_grad() for updates, e.g. `p -= lr * p.grad`), or return the tensor from the step and read "
+                    f"it outside")
         else:
             rec.seen_array(t, arr)
     return arr
@@ -144,7 +149,8 @@ def _escape(name: str, call: str):
         rec = _active.get(_get_ident())
         if rec is not None and self in rec.created:
             raise CaptureError(
-                f"compile: {call} of a tensor computed inside the compiled step (shape {self.shape}): its value "
+                f"compile: {call} of a tensor of the compiled step (shape {self.shape}, computed or an input): "
+                f"its value "
                 f"would be read once, while recording, and never on replay. Return the tensor from the step "
                 f"and read it outside (`loss = step(x, y); print(float(loss))`), or use compile(fn, enabled=False)")
         return original(self, *args, **kwargs)
@@ -439,6 +445,33 @@ def _inlined(op: _Op, k: int, args: list, g: dict) -> str | None:
         return None
 
 
+def _guards(args: tuple, kwargs: dict, g: dict) -> list:
+    """Lines that raise _Miss unless the arguments have the signature these did (see _signature)."""
+    lines = [f"    if len(args) != {len(args)}: raise _Miss"]
+    if kwargs:
+        g["_kw"] = set(kwargs)
+        lines.append("    if kwargs.keys() != _kw: raise _Miss")
+    else:
+        lines.append("    if kwargs: raise _Miss")
+    for n, (where, v) in enumerate([(f"args[{i}]", v) for i, v in enumerate(args)]
+                                   + [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]):
+        a = f"a{n}"
+        if type(v) is np.ndarray or isinstance(v, Tensor):
+            arr = _get_data(v) if isinstance(v, Tensor) else v
+            g[f"_T{n}"], g[f"_S{n}"] = type(v), (arr.shape, arr.dtype, arr.strides)
+            lines += [f"    {a} = {where}", f"    if type({a}) is not _T{n}: raise _Miss"]
+            if isinstance(v, Tensor):
+                lines.append(f"    {a} = {a}.data")
+            lines.append(f"    if ({a}.shape, {a}.dtype, {a}.strides) != _S{n}: raise _Miss")
+        elif _hashable(v):
+            g[f"_T{n}"], g[f"_V{n}"] = type(v), v
+            lines.append(f"    if type({where}) is not _T{n} or {where} != _V{n}: raise _Miss")
+        else:
+            g[f"_V{n}"] = v
+            lines.append(f"    if {where} is not _V{n}: raise _Miss")
+    return lines
+
+
 def _plain(v) -> bool:
     """A parameter value that is data, not state read when the op runs (a param-group dict, another op)."""
     if v is None or isinstance(v, (bool, int, float, str, np.dtype, np.generic, slice, type, np.ufunc)) \
@@ -573,9 +606,10 @@ class _Program:
     result becomes a read-only constant too, and the op is not replayed.
     """
 
-    def __init__(self, rec: _Recorder):
+    def __init__(self, rec: _Recorder, call_args: tuple, call_kwargs: dict):
         self.rec = rec
-        g = {"_asarray": np.asarray, "_wrap": Tensor._const, "_Stale": _Stale}
+        g = {"_asarray": np.asarray, "_wrap": Tensor._const, "_Stale": _Stale, "_Miss": _Miss,
+             "_ndarray": np.ndarray}
         lines = []
         sources = [s for s in rec.slots if s.kind in (INPUT, LIVE)]
         self.sources = sources
@@ -620,7 +654,7 @@ class _Program:
                 f"    return {result}, ({', '.join(data_w)}{',' if data_w else ''}), "
                 f"({', '.join(grad_w)}{',' if grad_w else ''})"]
         # run: reads the sources itself, writes .data/.grad back
-        head = ["def run(args, kwargs):"]
+        head = ["def run(args, kwargs):", *_guards(call_args, call_kwargs, g)]
         for j, p in enumerate(rec.need_no_grad):
             g[f"q{j}"] = p
             head.append(f"    if q{j}._grad is not None: raise _Stale")
@@ -637,6 +671,10 @@ class _Program:
             else:
                 g[f"t{s.index}"] = s.tensor
                 head.append(f"    v{s.index} = t{s.index}.data")
+        live = [s for s in sources if s.kind == LIVE]
+        if live:  # a tensor from before the step re-bound to another shape (load_state_dict of another model)
+            g["_live_shapes"] = tuple(s.shape for s in live)
+            head.append(f"    if ({', '.join(f'v{s.index}.shape' for s in live)},) != _live_shapes: raise _Stale")
         tail = []
         for j, (t, s) in enumerate(rec.data_writes):
             g[f"d{j}"] = t
@@ -743,13 +781,19 @@ class Compiled:
         self.fn = fn
         self.enabled = enabled
         self._programs: dict[tuple, _Program] = {}
+        self._last: _Program | None = None  # tried first: the usual case is the same signature as last time
         self._first: dict[tuple, tuple] = {}  # key -> (first recording, the objects its key names by id)
         self.calls = self.eager_calls = self.replays = self.recordings = 0
+
+    def __get__(self, obj, cls=None):
+        """@compile on a method: the instance is the first argument (keyed by identity, like any object)."""
+        return self if obj is None else functools.partial(self, obj)
 
     def reset(self) -> None:
         """Forget every recording (after replacing parameter or optimizer-state tensors, not just their values)."""
         self._programs.clear()
         self._first.clear()
+        self._last = None
 
     @property
     def programs(self) -> int:
@@ -762,19 +806,35 @@ class Compiled:
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
-        if not self.enabled or _active.get(_get_ident()) is not None:  # off, or inside another capture: eager
-            self.eager_calls += 1
+        if not self.enabled or (engine._tracer is not None and _active.get(_get_ident()) is not None):
+            self.eager_calls += 1  # off, or inside another capture (which records what this runs)
             return self.fn(*args, **kwargs)
+        prog = self._last
+        if prog is not None:  # the same signature as last time: its guards check that, no key to build
+            try:
+                out = prog.run(args, kwargs)
+                self.replays += 1
+                return out
+            except _Miss:
+                pass
+            except _Stale:
+                self._drop(prog)
         key = _signature(args, kwargs)
         prog = self._programs.get(key)
         if prog is not None:
             try:
                 out = prog.run(args, kwargs)
                 self.replays += 1
+                self._last = prog
                 return out
             except _Stale:
-                del self._programs[key]
+                self._drop(prog)
         return self._record(key, args, kwargs)
+
+    def _drop(self, prog: _Program) -> None:
+        self._programs = {k: p for k, p in self._programs.items() if p is not prog}
+        if self._last is prog:
+            self._last = None
 
     def _record(self, key, args, kwargs):
         self.eager_calls += 1
@@ -805,12 +865,12 @@ class Compiled:
                 f"compile: the two recordings of {rec.name} differ at {why}. A Python branch on data? Replay "
                 f"needs the same ops every call: branch with tensor ops (where, masks), create optimizer state "
                 f"before the first step, zero the gradients inside the step, or use compile(fn, enabled=False)")
-        prog = _Program(rec)
+        prog = _Program(rec, args, kwargs)
         _verify(prog, rec, before, result)
         prog.keepalive = first[1]  # objects the key names by id
         prog.rec_ops = rec.ops
         prog.rec = rec.keep = rec.slot_of = rec.created = rec.origin = rec.first_data = None  # the arrays of call 2
-        self._programs[key] = prog
+        self._programs[key] = self._last = prog
         self.recordings += 1
         return result
 
@@ -838,6 +898,7 @@ def _add_input(rec: _Recorder, v, where) -> None:
                                f"leave its .grad. Pass data (arrays or tensors without requires_grad)")
         rec.add_input(_get_data(v), where)
         rec.tensor_inputs.add(len(rec.slots) - 1)
+        rec.created.add(v)  # its values are the step's data: reading them in user code is an escape too
 
 
 def _arrays_of_sources(rec: _Recorder, args, kwargs) -> list:
