@@ -960,7 +960,7 @@ class Tensor:
             return self
         if self._requires_grad and not _is_float(dtype):
             # an integer result can't carry a gradient: cut it from the graph
-            return Tensor._const(self.data.astype(dtype))
+            return ops.Cast.apply(self.detach(), dtype=dtype)
         return ops.Cast.apply(self, dtype=dtype)
 
     astype = cast
@@ -1126,7 +1126,7 @@ class Tensor:
         """floor(self / other), as torch's //: a step function, so no gradient flows."""
         other = self._lift(other)
         if not (_is_float(self.data.dtype) or _is_float(other.data.dtype)):  # int // int stays int
-            return Tensor._const(np.asarray(np.floor_divide(self.data, other.data)))
+            return ops.Detached.apply(self, other, fn=np.floor_divide)
         return (self / other).floor()
 
     def __rfloordiv__(self, other):
@@ -1136,7 +1136,7 @@ class Tensor:
         """Python's (and torch.remainder's) modulo, self - floor(self / other) * other; differentiable."""
         other = self._lift(other)
         if not (_is_float(self.data.dtype) or _is_float(other.data.dtype)):
-            return Tensor._const(np.asarray(np.remainder(self.data, other.data)))
+            return ops.Detached.apply(self, other, fn=np.remainder)
         return self - (self / other).floor() * other
 
     def __rmod__(self, other):
@@ -1144,13 +1144,13 @@ class Tensor:
 
     floor_divide, remainder = __floordiv__, __mod__
 
-    # logical and bitwise ops on bool/int tensors: plain tensors outside the graph, as comparisons
+    # logical and bitwise ops on bool/int tensors: recorded, outside the graph, as comparisons
     def _logical(self, other, fn, op):
-        a, b = self.data, other.data if isinstance(other, Tensor) else np.asarray(other)
-        if _is_float(a.dtype) or _is_float(b.dtype):
-            raise TypeError(f"{op}: needs bool or integer tensors, got {a.dtype} and {b.dtype} "
+        b = other if isinstance(other, Tensor) else Tensor._const(np.asarray(other))
+        if _is_float(self.data.dtype) or _is_float(b.data.dtype):
+            raise TypeError(f"{op}: needs bool or integer tensors, got {self.data.dtype} and {b.data.dtype} "
                             f"(compare first, e.g. (x > 0) {op} (y > 0))")
-        return Tensor._const(np.asarray(fn(a, b)))
+        return ops.Detached.apply(self, b, fn=fn)
 
     def __and__(self, other):
         return self._logical(other, np.bitwise_and, "&")
@@ -1167,29 +1167,32 @@ class Tensor:
     def __invert__(self):
         if _is_float(self.data.dtype):
             raise TypeError(f"~: needs a bool or integer tensor, got {self.data.dtype}")
-        return Tensor._const(np.invert(self.data))
+        return ops.Detached.apply(self, fn=np.invert)
 
     bitwise_not = __invert__
 
     def logical_not(self) -> Tensor:
-        return Tensor._const(np.logical_not(self.data))
+        return ops.Detached.apply(self, fn=np.logical_not)
 
     def logical_and(self, other) -> Tensor:
-        return Tensor._const(np.logical_and(self.data, _data(other)))
+        return self._compare(other, np.logical_and)
 
     def logical_or(self, other) -> Tensor:
-        return Tensor._const(np.logical_or(self.data, _data(other)))
+        return self._compare(other, np.logical_or)
 
     def logical_xor(self, other) -> Tensor:
-        return Tensor._const(np.logical_xor(self.data, _data(other)))
+        return self._compare(other, np.logical_xor)
 
-    # comparisons: plain boolean tensors, outside the graph
+    # comparisons: boolean tensors outside the graph, made by a recorded op (ops.Detached)
     def _compare(self, other, fn):
-        other = other.data if isinstance(other, Tensor) else other
+        if isinstance(other, (int, float, bool, np.generic)):  # a number is baked into the op, as NumPy sees it
+            return ops.Detached.apply(self, fn=fn, args=(other,))
+        other = other if isinstance(other, Tensor) else Tensor._const(np.asarray(other))
         try:
-            return Tensor._const(np.asarray(fn(self.data, other)))
+            np.broadcast_shapes(self.shape, other.shape)
         except ValueError as e:
-            raise ValueError(f"{fn.__name__}: {e} (shapes {self.shape} and {np.shape(other)})") from None
+            raise ValueError(f"{fn.__name__}: {e} (shapes {self.shape} and {other.shape})") from None
+        return ops.Detached.apply(self, other, fn=fn)
 
     def __lt__(self, other):
         return self._compare(other, np.less)
@@ -1222,13 +1225,13 @@ class Tensor:
         return bool(np.allclose(self.data, other, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
     def isnan(self) -> Tensor:
-        return Tensor._const(np.isnan(self.data))
+        return ops.Detached.apply(self, fn=np.isnan)
 
     def isfinite(self) -> Tensor:
-        return Tensor._const(np.isfinite(self.data))
+        return ops.Detached.apply(self, fn=np.isfinite)
 
     def isinf(self) -> Tensor:
-        return Tensor._const(np.isinf(self.data))
+        return ops.Detached.apply(self, fn=np.isinf)
 
     # -- elementwise ------------------------------------------------------------
     def exp(self):
@@ -1302,9 +1305,9 @@ class Tensor:
         if isinstance(min, Tensor) or isinstance(max, Tensor):
             out = self
             if min is not None:
-                out = Tensor.where(_data(out) < _data(min), min, out)
+                out = Tensor.where(out < min, min, out)
             if max is not None:
-                out = Tensor.where(_data(out) > _data(max), max, out)
+                out = Tensor.where(out > max, max, out)
             return out
         return ops.Clip.apply(self, lo=min, hi=max)
 
@@ -1351,14 +1354,17 @@ class Tensor:
 
         Tensor.where(cond, a, b) as torch.where; x.where(cond, other) as torch's Tensor.where (x where cond).
         """
-        cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
+        if not isinstance(cond, Tensor):
+            cond = Tensor._const(np.asarray(cond, dtype=bool))
+        elif cond.data.dtype != bool_:
+            cond = ops.Detached.apply(cond, fn=np.asarray, dtype=bool_)
         if not isinstance(a, Tensor):  # a scalar side takes the tensor side's dtype
             a = b._lift(a) if isinstance(b, Tensor) else Tensor(a)
         if not isinstance(b, Tensor):
             b = a._lift(b)
         if a.data.dtype != b.data.dtype:
             a, b = _promote(a, b)
-        return ops.Where.apply(a, b, cond=cond)
+        return ops.Where.apply(a, b, cond)
 
     # -- reductions -------------------------------------------------------------
     # PyTorch's dim=/keepdim=; NumPy's axis=/keepdims= are accepted as aliases (checked only when given).
@@ -1418,11 +1424,11 @@ class Tensor:
             return getattr(return_types, op)(self, Tensor._const(np.zeros((), int64)))
         if self.shape[d] == 0:
             raise IndexError(f"{op}: dim {dim} has size 0 (shape {self.shape}): there is no {op}")
-        idx = np.expand_dims(arg(self.data, axis=d), d)
+        idx = ops.Detached.apply(self, fn=_arg_index, which=arg, axis=d, keepdims=True)
         values = self.gather(d, idx)
         if not keepdim:
             values, idx = values.squeeze(d), idx.squeeze(d)
-        return getattr(return_types, op)(values, Tensor._const(idx))
+        return getattr(return_types, op)(values, idx)
 
     @composite("var")
     def var(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None, axis=None, keepdims=None):
@@ -1449,8 +1455,7 @@ class Tensor:
         if axis is not None or keepdims is not None:
             dim, keepdim = _dim_alias("logsumexp", dim, axis, keepdim, keepdims)
         axes = _norm_axes(dim, self.ndim, "logsumexp")
-        m = np.max(self.data, axis=axes, keepdims=True)
-        m = np.where(np.isfinite(m), m, 0).astype(self.data.dtype)  # all -inf rows stay -inf
+        m = ops.Detached.apply(self, fn=_finite_max, axis=axes)  # all -inf rows stay -inf
         out = (self - m).exp().sum(axes, keepdim=True).log() + m
         if keepdim:
             return out
@@ -1461,13 +1466,13 @@ class Tensor:
         if axis is not None or keepdims is not None:
             dim, keepdim = _dim_alias("argmax", dim, axis, keepdim, keepdims)
         d = None if dim is None else _one_dim(dim, self.ndim, "argmax")
-        return Tensor._const(np.asarray(np.argmax(self.data, axis=d, keepdims=keepdim), int64))
+        return ops.Detached.apply(self, fn=_arg_index, which=np.argmax, axis=d, keepdims=keepdim)
 
     def argmin(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
         if axis is not None or keepdims is not None:
             dim, keepdim = _dim_alias("argmin", dim, axis, keepdim, keepdims)
         d = None if dim is None else _one_dim(dim, self.ndim, "argmin")
-        return Tensor._const(np.asarray(np.argmin(self.data, axis=d, keepdims=keepdim), int64))
+        return ops.Detached.apply(self, fn=_arg_index, which=np.argmin, axis=d, keepdims=keepdim)
 
     def prod(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
         """Product over one dim (None: all elements)."""
@@ -1514,7 +1519,7 @@ class Tensor:
             return a.sum(axes, keepdim)
         s = (self * self if p == 2 else a ** p).sum(axes, keepdim)
         # s ** (1/p) where s > 0; the inner where keeps the gradient finite at s = 0
-        pos = s.data > 0
+        pos = s > 0
         safe = Tensor.where(pos, s, 1.0)
         root = safe.sqrt() if p == 2 else safe ** (1.0 / p)
         return Tensor.where(pos, root, 0.0)
@@ -1522,12 +1527,12 @@ class Tensor:
     def any(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
         if axis is not None or keepdims is not None:
             dim, keepdim = _dim_alias("any", dim, axis, keepdim, keepdims)
-        return Tensor._const(np.asarray(np.any(self.data, axis=_norm_axes(dim, self.ndim, "any"), keepdims=keepdim)))
+        return ops.Detached.apply(self, fn=np.any, axis=_norm_axes(dim, self.ndim, "any"), keepdims=keepdim)
 
     def all(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
         if axis is not None or keepdims is not None:
             dim, keepdim = _dim_alias("all", dim, axis, keepdim, keepdims)
-        return Tensor._const(np.asarray(np.all(self.data, axis=_norm_axes(dim, self.ndim, "all"), keepdims=keepdim)))
+        return ops.Detached.apply(self, fn=np.all, axis=_norm_axes(dim, self.ndim, "all"), keepdims=keepdim)
 
     # -- shape ----------------------------------------------------------------
     def reshape(self, *shape):
@@ -1717,12 +1722,12 @@ class Tensor:
     @composite("tril")
     def tril(self, diagonal: int = 0):
         """The lower triangle of the last two dims (the rest zero); the gradient is masked the same way."""
-        mask = np.tri(*self.shape[-2:], k=diagonal, dtype=bool)
+        mask = ops.Detached.apply(fn=np.tri, args=self.shape[-2:], k=diagonal, dtype=bool_)
         return Tensor.where(mask, self, 0)
 
     @composite("triu")
     def triu(self, diagonal: int = 0):
-        mask = ~np.tri(*self.shape[-2:], k=diagonal - 1, dtype=bool)
+        mask = ~ops.Detached.apply(fn=np.tri, args=self.shape[-2:], k=diagonal - 1, dtype=bool_)
         return Tensor.where(mask, self, 0)
 
     @composite("outer")
@@ -1761,11 +1766,7 @@ class Tensor:
         if self.ndim == 0:
             return Tensor._const(np.zeros((), int64))
         d = _one_dim(dim, self.ndim, "argsort")
-        key = -self.data if descending and self.data.dtype.kind != "b" else self.data
-        idx = np.argsort(key, axis=d, kind="stable")
-        if descending and self.data.dtype.kind == "b":
-            idx = np.flip(np.argsort(self.data, axis=d, kind="stable"), d)
-        return Tensor._const(np.ascontiguousarray(idx, dtype=int64))
+        return ops.Detached.apply(self, fn=_argsort, axis=d, descending=descending)
 
     @composite("topk")
     def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):  # noqa: A002
@@ -1775,20 +1776,17 @@ class Tensor:
             raise IndexError(f"topk: k={k} is out of range for dim {dim} of size {self.shape[d] if self.ndim else 1}")
         if self.ndim == 0:
             return return_types.topk(self, Tensor._const(np.zeros((), int64)))
-        idx = self.argsort(d, descending=largest).data
-        idx = np.ascontiguousarray(np.take(idx, np.arange(k), axis=d))
-        return return_types.topk(self.gather(d, idx), Tensor._const(idx))
+        idx = ops.Detached.apply(self.argsort(d, descending=largest), fn=_first_k, k=k, axis=d)
+        return return_types.topk(self.gather(d, idx), idx)
 
     def nonzero(self, as_tuple: bool = False):
         """Indices of the nonzero elements: an (n, ndim) int64 tensor, or one per dim with as_tuple=True."""
-        found = np.nonzero(self.data)
         if as_tuple:
-            return tuple(Tensor._const(i.astype(int64)) for i in found)
-        return Tensor._const(np.stack(found, axis=1).astype(int64) if found else np.zeros((0, 0), int64))
+            return tuple(ops.Detached.apply(self, fn=_nonzero, dim=i) for i in range(self.ndim))
+        return ops.Detached.apply(self, fn=_nonzero)
 
     def count_nonzero(self, dim=None) -> Tensor:
-        return Tensor._const(np.asarray(np.count_nonzero(self.data, axis=_norm_axes(dim, self.ndim, "count_nonzero")),
-                                        int64))
+        return ops.Detached.apply(self, fn=_count_nonzero, axis=_norm_axes(dim, self.ndim, "count_nonzero"))
 
     @composite("unfold")
     def unfold(self, dimension: int, size: int, step: int):
@@ -1881,11 +1879,11 @@ class Tensor:
         d = _one_dim(dim, self.ndim, "median")
         srt = self.sort(d)
         k = (self.shape[d] - 1) // 2
-        idx = srt.indices.data.take([k], axis=d)
+        idx = ops.Detached.apply(srt.indices, fn=_take_one, k=k, axis=d)
         values = self.gather(d, idx)
         if not keepdim:
             values, idx = values.squeeze(d), idx.squeeze(d)
-        return return_types.median(values, Tensor._const(np.ascontiguousarray(idx)))
+        return return_types.median(values, idx)
 
     def unbind(self, dim: int = 0) -> tuple:
         d = _one_dim(dim, self.ndim, "unbind")
@@ -1903,9 +1901,8 @@ class Tensor:
             raise ValueError(f"gather: index shape {idx.shape} is larger than the input {self.shape} "
                              f"outside dim {d}")
         _check_index_range(idx, self.shape[d], "gather")
-        grids = list(np.indices(idx.shape, sparse=True))
-        grids[d] = idx
-        return ops.GetItem.apply(self, index=tuple(grids))
+        index = index.detach() if isinstance(index, Tensor) else Tensor._const(idx)
+        return ops.Gather.apply(self, index, axis=d)
 
     def index_select(self, dim: int, index, *, axis=None):
         """The entries at the 1-D `index` along dim (repeats allowed)."""
@@ -2099,18 +2096,20 @@ class Tensor:
             if n and (y.min() < 0 or y.max() >= c):
                 bad = y[(y < 0) | (y >= c)][0]
                 raise IndexError(f"cross_entropy: label {bad} is out of range for {c} classes")
-            target = np.zeros(self.shape, self.data.dtype)
-            target[np.arange(n), y] = 1
+            labels = labels.detach() if isinstance(labels, Tensor) else Tensor._const(y)
+            target = ops.OneHot.apply(labels, num_classes=c, dtype=self.data.dtype)
         elif y.dtype.kind == "f":
             if y.shape != self.shape:
                 raise ValueError(f"cross_entropy: target probabilities must have the logits' shape "
                                  f"{self.shape}, got {y.shape}")
-            target = y.astype(self.data.dtype, copy=False)
+            # the target gets no gradient here (nn.functional.cross_entropy differentiates a target that asks)
+            target = labels.detach() if isinstance(labels, Tensor) else Tensor._const(y)
+            target = target.cast(self.data.dtype)
         else:
             raise TypeError(f"cross_entropy: labels must be integer class indices or float targets, got {y.dtype}")
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-        return ops.CrossEntropy.apply(self, target=target, reduction=reduction)
+        return ops.CrossEntropy.apply(self, target, reduction=reduction)
 
     def unfold2d(self, kernel, stride=1):
         """Sliding kh x kw windows of an (N, C, H, W) tensor -> (C, kh, kw, N, OH, OW) (im2col)."""
@@ -2181,13 +2180,52 @@ class Tensor:
             return self
         if p == 1.0:
             return self * 0.0
-        keep = _rng.random(self.shape, dtype=np.float32) >= p
-        return self * Tensor._const((keep * (1.0 / (1.0 - p))).astype(self.data.dtype))
+        # the mask is a recorded random op: it draws from rng() when it runs, so capture replays fresh draws
+        return self * ops.DropoutMask.apply(shape=self.shape, p=p, dtype=self.data.dtype)
 
 
 # ---------------------------------------------------------------------------
 # helpers used by Tensor methods
 # ---------------------------------------------------------------------------
+
+
+# NumPy functions for ops.Detached: module level, so a recording can bake them in and compare them
+
+
+def _arg_index(a, which, axis, keepdims):
+    return np.asarray(which(a, axis=axis, keepdims=keepdims), int64)
+
+
+def _argsort(a, axis, descending):
+    if descending and a.dtype.kind == "b":
+        return np.ascontiguousarray(np.flip(np.argsort(a, axis=axis, kind="stable"), axis), dtype=int64)
+    idx = np.argsort(-a if descending else a, axis=axis, kind="stable")
+    return np.ascontiguousarray(idx, dtype=int64)
+
+
+def _first_k(idx, k, axis):
+    return np.ascontiguousarray(np.take(idx, np.arange(k), axis=axis))
+
+
+def _take_one(idx, k, axis):
+    return np.ascontiguousarray(idx.take([k], axis=axis))
+
+
+def _nonzero(a, dim=None):
+    found = np.nonzero(a)
+    if dim is not None:
+        return found[dim].astype(int64)
+    return np.stack(found, axis=1).astype(int64) if found else np.zeros((0, 0), int64)
+
+
+def _count_nonzero(a, axis):
+    return np.asarray(np.count_nonzero(a, axis=axis), int64)
+
+
+def _finite_max(a, axis):
+    """The max over axis (kept), 0 where it is not finite (logsumexp's shift)."""
+    m = np.max(a, axis=axis, keepdims=True)
+    return np.where(np.isfinite(m), m, 0).astype(a.dtype)
 
 
 def _dtype_of(t):
@@ -2303,7 +2341,9 @@ def _seed_grad(root: Tensor, gradient) -> Tensor:
         if root.data.size != 1:
             raise RuntimeError(f"backward: output has shape {root.shape}; grad can be implicitly created only "
                                f"for scalar outputs: pass gradient= (a tensor of that shape)")
-        return Tensor._const(np.ones(root.shape, root.data.dtype))
+        if root.data.ndim == 0:  # a 0-d constant is baked into a recording
+            return Tensor._const(np.ones((), root.data.dtype))
+        return ops.Full.apply(shape=root.shape, value=1, dtype=root.data.dtype)
     g = gradient if isinstance(gradient, Tensor) else Tensor(np.asarray(gradient))
     if g.shape != root.shape:
         raise ValueError(f"backward: gradient has shape {g.shape} but the output has shape {root.shape}")
@@ -2422,7 +2462,7 @@ def _accumulate_grads(found, seeds) -> None:
             base = g.data if g.data.base is None else g.data.base
             if id(base) in leaf_arrays or not (g.data.flags.writeable and g.data.flags.c_contiguous):
                 # own, writable memory per leaf; under create_graph a recorded copy keeps the graph
-                g = ops.Cast.apply(g, dtype=g.data.dtype) if create_graph else Tensor._const(g.data.copy())
+                g = ops.Cast.apply(g, dtype=g.data.dtype) if create_graph else ops.Clone.apply(g)
             else:
                 leaf_arrays.add(id(base))
             t._grad = g

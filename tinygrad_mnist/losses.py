@@ -28,7 +28,8 @@ def _target(pred: Tensor, target, name: str) -> Tensor:
         if y.shape != pred.shape[:1]:
             raise ValueError(f"{name}: labels must have shape ({pred.shape[0]},) for predictions {pred.shape}, "
                              f"got {y.shape}")
-        target = F.one_hot(F.check_class_indices(y, pred.shape[1], name), pred.shape[1])
+        F.check_class_indices(y, pred.shape[1], name)
+        target = F._one_hot(target, pred.shape[1], pred.dtype)  # in pred's dtype: no cast op
     return F._target_like(pred, target, name, same_shape=True)
 
 

@@ -8,7 +8,10 @@ each returned gradient down to its input's shape, so binary ops here simply
 return the broadcast gradient.
 
 Masks and weights that depend only on which branch was taken (relu, max,
-abs, ...) are constants: their derivative is zero almost everywhere.
+abs, ...) have a derivative that is zero almost everywhere.  They are never
+computed with NumPy behind the graph's back: a gradient rule builds every
+array with a primitive (`MaskMul`, `ReluGrad`, `Detached`, ...), so
+tinygrad_mnist.compile can record and replay a whole step (issue 12).
 
 `saves_inputs = False` marks ops whose backward never reads an input's
 values (only shapes, dtypes, requires_grad): after backward releases the
@@ -22,11 +25,123 @@ import math
 
 import numpy as np
 
-from .engine import Function, Tensor, is_grad_enabled
+from .engine import Function, Tensor, is_grad_enabled, rng
 
 
 def const(arr) -> Tensor:
+    """A 0-d constant (from a Python number): baked into a recording; any other array must come from a primitive."""
     return Tensor._const(np.asarray(arr))
+
+
+# ---------------------------------------------------------------------------
+# arrays without a gradient, made by primitives (so capture records them)
+# ---------------------------------------------------------------------------
+
+
+class Detached(Function):
+    """fn(*input arrays, *args, **kw) as a result outside the graph: comparisons, masks, indices, counts.
+
+    The NumPy a Tensor method or a gradient rule would otherwise compute behind the
+    graph's back (`x > 0`, argmax, isnan, ...), as a recorded op.  `fn` must be a
+    module-level function or ufunc and `args`/`kw` plain values (they are baked into a
+    recording).  The result never requires grad, whatever the inputs.
+    """
+
+    saves_inputs = False
+
+    def forward(self, *arrays, fn, args=(), **kw):
+        out = fn(*arrays, *args, **kw)
+        return out if type(out) is np.ndarray else np.asarray(out)
+
+    @classmethod
+    def apply(cls, *inputs, **params) -> Tensor:
+        out = super().apply(*inputs, **params)
+        out._ctx = None  # never part of the graph: no gradient flows through a comparison or an index
+        out._requires_grad = False
+        return out
+
+    def backward(self, g):  # pragma: no cover - never recorded in a graph
+        raise RuntimeError("Detached ops have no gradient")
+
+
+class MaskMul(Function):
+    """g * mask(*xs, **kw): a gradient times weights that depend only on which branch the forward took.
+
+    Equals the composite ``g * Detached.apply(*xs, fn=mask, **kw)`` (cast to g's dtype) in one op.
+    mask returns bools or float weights (abs's sign, a shared tie, leaky relu's slope).  Piecewise
+    constant in xs, so only g gets a gradient back: the same product of gg (grad of grad works).
+    """
+
+    def forward(self, g, *xs, mask, **kw):
+        self.mask, self.kw = mask, kw
+        self.saves_inputs = tuple(range(1, len(xs) + 1))  # the backward's MaskMul re-reads the xs, not g
+        w = mask(*xs, **kw)
+        return g * w if w.dtype == np.bool_ or w.dtype == g.dtype else g * w.astype(g.dtype)
+
+    def backward(self, gg):
+        g, *xs = self.parents
+        return (MaskMul.apply(gg, *xs, mask=self.mask, **self.kw) if g._requires_grad else None,) + (None,) * len(xs)
+
+
+class ReluGrad(Function):
+    """g * (x > 0): Relu's gradient as one op (MaskMul with the mask `x > 0`, without the params' cost).
+
+    Equals ``g * (x > 0)``; itself differentiable in g (grad of grad), zero in x.
+    """
+
+    saves_inputs = (1,)
+
+    def forward(self, g, x):
+        return g * (x > 0)  # float * bool stays float (no cast pass)
+
+    def backward(self, gg):
+        g, x = self.parents
+        return (ReluGrad.apply(gg, x) if g._requires_grad else None), None
+
+
+class Full(Function):
+    """An array of `shape` filled with `value` (a Python number), made inside a step (a seed of ones, ...)."""
+
+    saves_inputs = False
+
+    def forward(self, shape, value, dtype):
+        return np.full(shape, value, dtype)
+
+    def backward(self, g):  # pragma: no cover - no inputs, never recorded
+        return ()
+
+
+class OneHot(Function):
+    """Integer labels (any shape) -> rows of `num_classes` with a 1 at each label, in `dtype`.
+
+    The labels must be checked first (nn.functional.check_class_indices): NumPy would
+    wrap a negative label around instead of failing.
+    """
+
+    saves_inputs = False
+
+    def forward(self, labels, num_classes, dtype):
+        flat = labels.reshape(-1)
+        out = np.zeros((flat.size, num_classes), dtype)
+        out[np.arange(flat.size), flat] = 1
+        return out.reshape(*labels.shape, num_classes)
+
+    def backward(self, g):  # pragma: no cover - labels never require grad
+        return (None,)
+
+
+class DropoutMask(Function):
+    """keep / (1 - p) with keep = U[0, 1) >= p, drawn from engine.rng() when the op runs (in eager order).
+
+    No inputs: a replay draws fresh numbers from the same generator, in the same order as eager.
+    """
+
+    def forward(self, shape, p, dtype):
+        keep = rng().random(shape, dtype=np.float32) >= p
+        return (keep * (1.0 / (1.0 - p))).astype(dtype)
+
+    def backward(self, g):  # pragma: no cover - no inputs, never recorded
+        return ()
 
 
 # ---------------------------------------------------------------------------
@@ -109,17 +224,16 @@ class Maximum(Function):
 
     def backward(self, g):
         x, y = self.parents
-        xd, yd = x.data, y.data
-        win = self.wins(xd, yd)
-        tie = xd == yd
-        if not tie.any():  # 0/1 masks, as cheap as relu's: maximum(x, 0) costs what relu costs
-            gx = Mul.apply(g, const(win)) if x._requires_grad else None
-            gy = Mul.apply(g, const(~win)) if y._requires_grad else None
-            return gx, gy
-        wx = (win + 0.5 * tie).astype(g.dtype)
-        gx = g * const(wx) if x._requires_grad else None
-        gy = g * const(1 - wx) if y._requires_grad else None
+        gx = MaskMul.apply(g, x, y, mask=_wins, wins=self.wins) if x._requires_grad else None
+        gy = MaskMul.apply(g, y, x, mask=_wins, wins=self.wins) if y._requires_grad else None
         return gx, gy
+
+
+def _wins(x, y, wins):
+    """1 where x wins against y, 0.5 at ties, else 0 (a 0/1 mask when nothing ties: as cheap as relu's)."""
+    win = wins(x, y)
+    tie = x == y
+    return win if not tie.any() else win + 0.5 * tie
 
 
 class Minimum(Maximum):
@@ -130,19 +244,19 @@ class Minimum(Maximum):
 
 
 class Where(Function):
-    saves_inputs = False
-    saved = ("cond",)
+    """a where cond else b; cond is a bool tensor input (never requires grad)."""
+
+    saves_inputs = (2,)  # only cond's value is read back
 
     def forward(self, a, b, cond):
-        self.cond = cond
         return np.where(cond, a, b)
 
     def backward(self, g):
         zero = const(np.zeros((), g.dtype))
-        a, b = self.parents
-        ga = Where.apply(g, zero, cond=self.cond) if a._requires_grad else None
-        gb = Where.apply(zero, g, cond=self.cond) if b._requires_grad else None
-        return ga, gb
+        a, b, cond = self.parents
+        ga = Where.apply(g, zero, cond) if a._requires_grad else None
+        gb = Where.apply(zero, g, cond) if b._requires_grad else None
+        return ga, gb, None
 
 
 # ---------------------------------------------------------------------------
@@ -230,15 +344,15 @@ class Abs(Function):
         return np.abs(x)
 
     def backward(self, g):  # abs'(0) = 0
-        return (g * const(np.sign(self.parents[0].data)),)
+        return (MaskMul.apply(g, self.parents[0], mask=np.sign),)
 
 
 class Relu(Function):
     def forward(self, x):
         return np.maximum(x, 0)
 
-    def backward(self, g):  # relu'(0) = 0; float * bool mask stays float (no cast pass)
-        return (Mul.apply(g, const(self.parents[0].data > 0)),)
+    def backward(self, g):  # relu'(0) = 0
+        return (ReluGrad.apply(g, self.parents[0]),)
 
 
 class LeakyRelu(Function):
@@ -247,8 +361,11 @@ class LeakyRelu(Function):
         return np.where(x > 0, x, x * x.dtype.type(slope))
 
     def backward(self, g):  # the slope at 0, as PyTorch
-        x = self.parents[0].data
-        return (g * const(np.where(x > 0, 1, self.slope).astype(g.dtype)),)
+        return (MaskMul.apply(g, self.parents[0], mask=_leaky_slope, slope=self.slope),)
+
+
+def _leaky_slope(x, slope):
+    return np.where(x > 0, 1, slope)
 
 
 class Sigmoid(Function):
@@ -308,11 +425,16 @@ class Clip(Function):
         return np.clip(x, lo, hi).astype(x.dtype, copy=False)
 
     def backward(self, g):  # gradient passes where lo <= x <= hi, as PyTorch's clamp
-        x = self.parents[0].data
-        inside = None if self.lo is None else x >= self.lo
-        if self.hi is not None:
-            inside = x <= self.hi if inside is None else inside & (x <= self.hi)
-        return (g if inside is None else Mul.apply(g, const(inside)),)  # float * bool mask stays float
+        if self.lo is None and self.hi is None:
+            return (g,)
+        return (MaskMul.apply(g, self.parents[0], mask=_inside, lo=self.lo, hi=self.hi),)
+
+
+def _inside(x, lo, hi):
+    inside = None if lo is None else x >= lo
+    if hi is not None:
+        inside = x <= hi if inside is None else inside & (x <= hi)
+    return inside
 
 
 class Sin(Function):
@@ -394,22 +516,29 @@ class Sum(Function):
 class Max(Function):
     """Gradient split equally among tied maxima (PyTorch's rule for max/min/amax)."""
 
-    saved = ("extremum",)
+    saves_output = True
     reduce = np.maximum.reduce
 
     def forward(self, x, axis, keepdim):
         self.axis = axis
-        self.extremum = self.reduce(x, axis=axis, keepdims=True)
-        return self.extremum if keepdim else self.extremum.reshape(np.sum(self.extremum, axis=axis).shape)
+        extremum = self.reduce(x, axis=axis, keepdims=True)
+        return extremum if keepdim else extremum.reshape(np.sum(extremum, axis=axis).shape)
 
     def backward(self, g):
-        x = self.parents[0].data
-        hit = x == self.extremum
-        if np.count_nonzero(hit) == self.extremum.size:  # no ties (one count tells): a 0/1 mask
-            return (Mul.apply(g.reshape(self.extremum.shape), const(hit)),)
-        weight = hit.astype(g.dtype)  # ties share the gradient equally
-        weight /= np.add.reduce(weight, axis=self.axis, keepdims=True)
-        return (g.reshape(self.extremum.shape) * const(weight),)
+        x = self.parents[0]
+        keep = _keep_shape(x.shape, self.axis)
+        return (MaskMul.apply(g.reshape(keep), x, self.output(), mask=_shares, keep=keep, axis=self.axis),)
+
+
+def _shares(x, extremum, keep, axis):
+    """1 where x equals its row's extremum, 1/k for each of k ties (ties share the gradient equally)."""
+    extremum = extremum.reshape(keep)
+    hit = x == extremum
+    if np.count_nonzero(hit) == extremum.size:  # no ties (one count tells): a 0/1 mask
+        return hit
+    weight = hit.astype(x.dtype)
+    weight /= np.add.reduce(weight, axis=axis, keepdims=True)
+    return weight
 
 
 class Min(Max):
@@ -419,10 +548,10 @@ class Min(Max):
 class Prod(Function):
     """Product along one axis.
 
-    d prod / d x_i is the product of the other entries: out / x_i when no entry
-    is zero (written with tensor ops, so it can be differentiated again).  With
-    zeros, the products of the others come from cumulative products from both
-    sides, as constants: right first derivatives, but no grad of grad there.
+    d prod / d x_i is the product of the other entries (ProdOthers): out / x_i
+    when no entry is zero, else from cumulative products from both sides.  When the
+    gradient itself is recorded (create_graph=True) it is written with tensor ops,
+    out / x_i, so it can be differentiated again: not where the input has zeros.
     """
 
     def forward(self, x, axis):
@@ -432,16 +561,33 @@ class Prod(Function):
     def backward(self, g):
         x = self.parents[0]
         g = g.unsqueeze(self.axis)
-        if np.all(x.data != 0):
-            return (g * Prod.apply(x, axis=self.axis).unsqueeze(self.axis) / x,)
-        if is_grad_enabled():
+        if not is_grad_enabled():
+            return (ProdGrad.apply(g, x, axis=self.axis),)
+        if not np.all(x.data != 0):  # a check only (it raises): the rule below is the same either way
             raise NotImplementedError("prod: grad of grad (create_graph=True) is not supported where the input "
                                       "has zeros; compute the product with exp(log(...)) or mask the zeros")
-        a = np.moveaxis(x.data, self.axis, -1)
+        return (g * Prod.apply(x, axis=self.axis).unsqueeze(self.axis) / x,)
+
+
+class ProdGrad(Function):
+    """Prod's gradient g * (product of the other entries along axis), as one op (g has axis kept as 1).
+
+    Equals the composite ``g * Prod(x).unsqueeze(axis) / x`` where x has no zeros; with zeros the
+    products of the others come from cumulative products from both sides.  Used only when the
+    gradient is not itself recorded (create_graph=False), so it needs no gradient of its own.
+    """
+
+    def forward(self, g, x, axis):
+        if np.all(x != 0):
+            return g * np.expand_dims(np.prod(x, axis=axis), axis) / x
+        a = np.moveaxis(x, axis, -1)
         ones = np.ones(a.shape[:-1] + (1,), a.dtype)
         left = np.cumprod(np.concatenate([ones, a[..., :-1]], -1), -1)  # product of the entries before i
         right = np.cumprod(np.concatenate([ones, a[..., :0:-1]], -1), -1)[..., ::-1]  # and after i
-        return (g * const(np.moveaxis(left * right, -1, self.axis)),)
+        return g * np.moveaxis(left * right, -1, axis)
+
+    def backward(self, gg):  # pragma: no cover - applied only with grad mode off
+        raise NotImplementedError("ProdGrad is applied only when the gradient is not recorded")
 
 
 class Cumsum(Function):
@@ -529,16 +675,18 @@ class LogSoftmax(Function):
 class CrossEntropy(Function):
     """Softmax cross-entropy of logits (N, C) against target probabilities (N, C), in one op.
 
-    A primitive for speed: the loss of every training step.  Its gradient is
-    (softmax(x) - target) scaled by the reduction; forward keeps it as an array.
-    When the backward itself is recorded (create_graph=True), softmax is
-    recomputed with tensor ops so the gradient stays differentiable.
+    A primitive for speed: the loss of every training step.  The target is a tensor
+    input that gets no gradient (a OneHot of the labels, or given probabilities).
+    The gradient is (softmax(x) - target) scaled by the reduction; forward keeps
+    it as an array, which CrossEntropyGrad reads.  When the backward itself is
+    recorded (create_graph=True), softmax is recomputed with tensor ops so the
+    gradient stays differentiable.
     """
 
-    saved = ("target", "dlogits")
+    saved = ("dlogits",)
 
     def forward(self, x, target, reduction):
-        self.target, self.reduction = target, reduction
+        self.reduction = reduction
         shifted = x - np.max(x, axis=1, keepdims=True)
         logp = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
         losses = -np.sum(logp * target, axis=1)
@@ -549,13 +697,33 @@ class CrossEntropy(Function):
         return losses
 
     def backward(self, g):
-        if is_grad_enabled():  # building a graph of the gradient: keep softmax differentiable
-            d = self.parents[0].softmax(axis=1) - const(self.target)
-        else:
-            d = const(self.dlogits)
+        if not is_grad_enabled():
+            return CrossEntropyGrad.apply(g, of=self), None
+        x, target = self.parents  # building a graph of the gradient: keep softmax differentiable
+        d = x.softmax(axis=1) - target
         if self.reduction == "none":
-            return (d * g.reshape(-1, 1),)
-        return (d * (g * self.scale),)
+            return d * g.reshape(-1, 1), None
+        return d * (g * self.scale), None
+
+
+class CrossEntropyGrad(Function):
+    """CrossEntropy's gradient when it is not itself recorded, as one op: the forward's stored
+    softmax(x) - target, times g (per row for reduction "none", else g times 1/N or 1).
+
+    Equals the composite ``(x.softmax(1) - target) * (g * scale)`` (``* g.reshape(-1, 1)`` for
+    "none").  `of` is the CrossEntropy op whose forward stored the array: read at forward time,
+    so a replay, which re-runs that forward first, reads fresh values.
+    """
+
+    saves_inputs = False
+
+    def forward(self, g, of):
+        if of.reduction == "none":
+            return of.dlogits * g.reshape(-1, 1)
+        return of.dlogits * (g * g.dtype.type(of.scale))
+
+    def backward(self, gg):  # pragma: no cover - applied only with grad mode off
+        raise NotImplementedError("CrossEntropyGrad is applied only when the gradient is not recorded")
 
 
 # ---------------------------------------------------------------------------
@@ -575,20 +743,21 @@ class Reshape(Function):
             return (g.reshape(x.shape),)
         x = x.data
         g = g.reshape(x.shape)
-        if x.ndim > 2 and not x.flags.c_contiguous and g.data.flags.c_contiguous and _memory_order(x):
+        order = _memory_order(x) if x.ndim > 2 and not x.flags.c_contiguous and g.data.flags.c_contiguous else None
+        if order:
             # x was a permuted block (a conv/pool result in (C, H, W, N) order, say): hand back the
             # gradient in that order, or every elementwise op behind it mixes two layouts (~10x slower)
-            g = Relayout.apply(g, like=x)
+            g = Relayout.apply(g, order=tuple(order))
         return (g,)
 
 
 class Relayout(Function):
-    """The same values, stored in the memory order of the array `like` (same shape); identity for gradients."""
+    """The same values, stored with the axes in memory `order` (outermost first); identity for gradients."""
 
     saves_inputs = False
 
-    def forward(self, x, like):
-        out = _like_layout(like, x.shape, x.dtype)
+    def forward(self, x, order):
+        out = np.empty(tuple(x.shape[a] for a in order), x.dtype).transpose(np.argsort(order))
         out[...] = x
         return out
 
@@ -693,6 +862,46 @@ class GetItem(Function):
         return (IndexAdd.apply(g, shape=self.parents[0].shape, index=self.index),)
 
 
+def _along(idx: np.ndarray, axis: int) -> tuple:
+    """The index that picks idx[i, j, ...] along axis and i, j, ... elsewhere (torch.gather's)."""
+    grids = list(np.indices(idx.shape, sparse=True))
+    grids[axis] = idx
+    return tuple(grids)
+
+
+class Gather(Function):
+    """out[i][j] = x[idx[i][j]][j] for axis 0 (and so on), as torch.gather; idx is an integer tensor input.
+
+    Equals ``GetItem`` with the index ``_along(idx, axis)``, with the indices a tensor (recorded) rather
+    than a baked param.  The gradient scatters back (ScatterAdd); idx gets none.
+    """
+
+    saves_inputs = (1,)
+
+    def forward(self, x, idx, axis):
+        self.axis = axis
+        return x[_along(idx, axis)]
+
+    def backward(self, g):
+        x, idx = self.parents
+        return ScatterAdd.apply(g, idx, axis=self.axis, shape=x.shape), None
+
+
+class ScatterAdd(Function):
+    """zeros(shape) with g[i][j] added at [idx[i][j]][j] for axis 0 (repeats accumulate): Gather's adjoint."""
+
+    saves_inputs = (1,)
+
+    def forward(self, g, idx, axis, shape):
+        self.axis = axis
+        out = np.zeros(shape, g.dtype)
+        np.add.at(out, _along(idx, axis), g)
+        return out
+
+    def backward(self, gg):
+        return Gather.apply(gg, self.parents[1], axis=self.axis), None
+
+
 class IndexAdd(Function):
     """zeros(shape) with g added at `index` (repeated indices accumulate); adjoint of GetItem."""
 
@@ -734,14 +943,18 @@ class SetItem(Function):
         x, v = self.parents
         gx = gv = None
         if x._requires_grad:  # the overwritten elements had no say in the result
-            keep = np.ones(g.shape, bool)
-            keep[self.index] = False
-            gx = Mul.apply(g, const(keep))
+            gx = MaskMul.apply(g, mask=_unwritten, shape=g.shape, index=self.index)
         if v._requires_grad:
             gv = g[self.index]
             if gv.ndim < v.ndim:  # v may carry extra leading 1s that assignment ignores
                 gv = gv.reshape((1,) * (v.ndim - gv.ndim) + gv.shape)
         return gx, gv
+
+
+def _unwritten(shape, index):
+    keep = np.ones(shape, bool)
+    keep[index] = False
+    return keep
 
 
 class Cat(Function):

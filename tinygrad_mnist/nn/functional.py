@@ -364,9 +364,13 @@ def one_hot(tensor, num_classes: int = -1) -> Tensor:
     if num_classes == -1:
         num_classes = int(y.max()) + 1 if y.size else 0
     check_class_indices(y, num_classes, "one_hot")
-    out = np.zeros((y.size, num_classes), np.int64)
-    out[np.arange(y.size), y.ravel()] = 1
-    return Tensor(out.reshape(*y.shape, num_classes))
+    return _one_hot(tensor, num_classes, np.int64)
+
+
+def _one_hot(labels, num_classes: int, dtype) -> Tensor:
+    """One-hot rows of checked integer labels, made by a recorded op (ops.OneHot), in `dtype`."""
+    labels = labels.detach() if isinstance(labels, Tensor) else Tensor._const(np.asarray(labels))
+    return _ops.OneHot.apply(labels, num_classes=num_classes, dtype=np.dtype(dtype))
 
 
 # ---------------------------------------------------------------------------
@@ -412,22 +416,28 @@ def nll_loss(input: Tensor, target, weight=None, size_average=None, ignore_index
     _check_reduction("nll_loss", reduction)
     if _array(target).dtype.kind not in "iu":
         raise TypeError(f"nll_loss: labels must be integer class indices, got {_array(target).dtype}")
-    rows, y, shape = _classes_last(input, _array(target), prob_target=False)
+    # every array below comes from a recorded op (tinygrad_mnist.compile replays it): no NumPy on the labels
+    labels = target.detach() if isinstance(target, Tensor) else Tensor._const(np.asarray(target))
+    rows, y, shape = _classes_last(input, labels, prob_target=False)
     if rows.ndim != 2 or y.shape != (rows.shape[0],):
         raise ValueError(f"nll_loss: expected target of shape {input.shape[:1] + input.shape[2:]} for input "
-                         f"{input.shape}, got {_array(target).shape}")
-    n, c = rows.shape
-    y = check_class_indices(y, c, "nll_loss", ignore_index)
+                         f"{input.shape}, got {labels.shape}")
+    c = rows.shape[1]
+    check_class_indices(y, c, "nll_loss", ignore_index)
     keep = y != ignore_index
-    y_safe = np.where(keep, y, 0)
+    y_safe = Tensor.where(keep, y, 0)
     w = _weights(weight, c, rows.dtype, "nll_loss")
-    row_w = (np.ones(n, rows.dtype) if w is None else w[y_safe]) * keep
-    picked = rows[np.arange(n), y_safe]
-    loss = -picked if w is None and keep.all() else -picked * Tensor(row_w.astype(rows.dtype))
-    if reduction == "mean":
-        total = float(row_w.sum())
-        return loss.sum() * (1.0 / total) if total else loss.sum() * math.nan  # all ignored: nan, as PyTorch
+    row_w = keep.cast(rows.dtype) if w is None else Tensor._const(w).gather(0, y_safe) * keep
+    picked = rows.gather(1, y_safe.unsqueeze(1)).squeeze(1)
+    loss = -picked * row_w  # row_w is 1 (or the class weight) where kept, 0 where ignored
+    if reduction == "mean":  # 1 / (summed weights) in rows' dtype; all ignored: nan, as PyTorch
+        return loss.sum() * _ops.Detached.apply(row_w, fn=_inverse_total)
     return _restore(_reduce(loss, reduction), shape, reduction)
+
+
+def _inverse_total(row_w):
+    total = float(row_w.sum())
+    return np.asarray(1.0 / total if total else math.nan, row_w.dtype)
 
 
 def cross_entropy(input: Tensor, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,

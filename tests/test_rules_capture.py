@@ -1,0 +1,363 @@
+"""Capture soundness of the gradient rules (issue 12): every array a step touches comes out of an op.
+
+A throwaway tracer stands in for tinygrad_mnist.compile's recorder: it hooks `engine._tracer`,
+knows the step's inputs and the parameters, learns each op's output, and fails on any op input
+that is none of these (an array computed with NumPy behind the graph's back and wrapped), or
+on an ndarray passed as an op param.  0-d constants (Python numbers) are allowed: a recording
+bakes them in.
+
+The fused primitives the rules use (ReluGrad, MaskMul, CrossEntropyGrad, ProdGrad, OneHot,
+DropoutMask, Detached, Full) are also checked against the composites they stand for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tinygrad_mnist as tg
+from tests.helpers import grid, requires_torch
+from tinygrad_mnist import Tensor, engine, grad, losses, ops
+from tinygrad_mnist.gradcheck import gradcheck
+from tinygrad_mnist.nn import functional as F
+
+
+class Tracer:
+    """Records op outputs; collects every op input that is not a known array (the recorder's refusal)."""
+
+    def __init__(self, *known):
+        self.keep = list(known)  # kept alive, so no id() is reused while tracing
+        self.known = {id(a) for a in known}
+        self.unknown, self.array_params = [], []
+
+    def leaf(self, t):  # a new leaf is not known by itself: only its array's origin counts
+        pass
+
+    def op(self, ctx, inputs, params, out):
+        for t in inputs:
+            a = t.data
+            if a.ndim and id(a) not in self.known:
+                self.unknown.append((ctx.name, a.shape))
+        for k, v in params.items():
+            items = v if isinstance(v, (tuple, list)) else (v,)
+            if any(isinstance(x, np.ndarray) for x in items):
+                self.array_params.append((ctx.name, k))
+        self.keep.append(out.data)
+        self.known.add(id(out.data))
+
+    def __enter__(self):
+        assert engine._tracer is None
+        engine._tracer = self
+        return self
+
+    def __exit__(self, *exc):
+        engine._tracer = None
+        return False
+
+    def assert_sound(self, *tensors, ignore=()):
+        """No unknown op inputs, no array params, and every given tensor's array came from an op."""
+        unknown = [u for u in self.unknown if u[0] not in ignore]
+        assert not unknown, f"arrays computed behind the graph reached ops: {unknown}"
+        array_params = [u for u in self.array_params if u[0] not in ignore]
+        assert not array_params, f"ndarray params: {array_params}"
+        for t in tensors:
+            assert t is None or t.data.ndim == 0 or id(t.data) in self.known, f"{t.shape} made behind the graph"
+
+
+def _params(*shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True) for s in shapes]
+
+
+def _step(fn, *params, inputs=(), create_graph=False, ignore=()):
+    """Run fn (forward) and backward under the tracer; the gradients must be op outputs too."""
+    arrays = [p.data for p in params] + [a.data if isinstance(a, Tensor) else a for a in inputs]
+    with Tracer(*arrays) as tr:
+        loss = fn()
+        loss.backward(create_graph=create_graph)
+        if create_graph:  # grad of grad: differentiate the gradient norm again
+            gs = [p.grad for p in params if p.grad is not None]
+            for p in params:
+                p.grad = None
+            sum(((g * g).sum() for g in gs), Tensor(0.0)).backward()
+    tr.assert_sound(loss, *[p.grad for p in params], ignore=ignore)
+    return loss
+
+
+# ---------------------------------------------------------------------------
+# each demo-relevant op, forward + backward (and grad of grad where it has one)
+# ---------------------------------------------------------------------------
+
+ELEMENTWISE = {
+    "relu": lambda x, y: x.relu(),
+    "leaky_relu": lambda x, y: x.leaky_relu(0.1),
+    "maximum": lambda x, y: x.maximum(y),
+    "maximum_ties": lambda x, y: x.maximum(x.detach()),
+    "minimum": lambda x, y: x.minimum(y),
+    "clamp": lambda x, y: x.clamp(-0.5, 0.5),
+    "clamp_tensor": lambda x, y: x.clamp(min=y),
+    "abs": lambda x, y: x.abs(),
+    "where": lambda x, y: Tensor.where(x > y, x, y * 2),
+    "amax": lambda x, y: x.amax(1),
+    "max_all": lambda x, y: x.max(),
+    "min_ties": lambda x, y: x.round().amin(0),
+    "softmax": lambda x, y: x.softmax(1),
+    "log_softmax": lambda x, y: x.log_softmax(1),
+    "sigmoid": lambda x, y: x.sigmoid(),
+    "tanh": lambda x, y: x.tanh(),
+    "logsumexp": lambda x, y: x.logsumexp(1),
+    "norm": lambda x, y: x.norm(dim=1),
+    "prod": lambda x, y: x.prod(1),
+    "tril": lambda x, y: x.tril(),
+    "masked_fill": lambda x, y: x.masked_fill(x > 0, 0.0),
+}
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+def test_op_backward_is_recorded(name, create_graph):
+    if name == "min_ties" and create_graph:
+        pytest.skip("round's gradient is a constant zero: nothing to differentiate twice")
+    x, y = _params((4, 5), (4, 5))
+    fn = ELEMENTWISE[name]
+    _step(lambda: (fn(x, y) * fn(x, y)).sum(), x, y, create_graph=create_graph)
+
+
+@pytest.mark.parametrize("labels_kind", ["ndarray", "tensor"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "F.cross_entropy", "mse", "nll", "F.one_hot_mse"])
+def test_losses_with_integer_labels_are_recorded(loss, labels_kind):
+    (logits,) = _params((6, 10))
+    y = np.array([0, 3, 9, 3, 1, 2])
+    labels = y if labels_kind == "ndarray" else Tensor(y)
+    fns = {
+        "cross_entropy": lambda: losses.cross_entropy(logits, labels),
+        "F.cross_entropy": lambda: F.cross_entropy(logits, labels, reduction="sum"),
+        "mse": lambda: losses.mse(logits.sigmoid(), labels),
+        "nll": lambda: losses.nll(logits.log_softmax(1), labels),
+        "F.one_hot_mse": lambda: F.mse_loss(logits, F.one_hot(labels, 10).float()),
+    }
+    _step(fns[loss], logits, inputs=(y, labels))
+
+
+def test_cross_entropy_grad_of_grad_is_recorded():
+    (logits,) = _params((6, 10))
+    y = np.array([0, 3, 9, 3, 1, 2])
+    _step(lambda: logits.cross_entropy(y), logits, inputs=(y,), create_graph=True)
+
+
+def test_dropout_is_recorded_and_draws_in_eager_order():
+    (x,) = _params((8, 16))
+    tg.manual_seed(3)
+    _step(lambda: x.dropout(0.3).sum() + x.dropout(0.5).sum(), x)
+    # the same numbers as the mask drawn by hand from the generator, in the same order
+    tg.manual_seed(3)
+    a, b = x.dropout(0.3), x.dropout(0.5)
+    tg.manual_seed(3)
+    r = engine.rng()
+    for out, p in ((a, 0.3), (b, 0.5)):
+        keep = r.random(x.shape, dtype=np.float32) >= p
+        np.testing.assert_array_equal(out.data, x.data * (keep * (1.0 / (1.0 - p))).astype(np.float32))
+
+
+NONDIFF = {
+    "gt": lambda x: x > 0,
+    "eq_tensor": lambda x: x == x.detach(),
+    "ne_number": lambda x: x != 0.5,
+    "argmax": lambda x: x.argmax(1),
+    "argmin": lambda x: x.argmin(),
+    "isnan": lambda x: x.isnan(),
+    "isfinite": lambda x: x.isfinite(),
+    "logical": lambda x: (x > 0) & (x < 1) | ~(x > 0.5),
+    "logical_not": lambda x: (x > 0).logical_not().logical_xor(x < 0),
+    "any": lambda x: (x > 0).any(1),
+    "all": lambda x: (x > -10).all(),
+    "argsort": lambda x: x.argsort(1, descending=True),
+    "nonzero": lambda x: (x > 0).nonzero(),
+    "count_nonzero": lambda x: (x > 0).count_nonzero(1),
+    "int_floordiv": lambda x: (x > 0).long() // 2 + (x > 0).long() % 3,
+    "long": lambda x: x.long(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NONDIFF))
+def test_non_differentiable_results_are_recorded_outside_the_graph(name):
+    (x,) = _params((4, 5))
+    with Tracer(x.data) as tr:
+        out = NONDIFF[name](x)
+    tr.assert_sound(out)
+    assert out.grad_fn is None and not out.requires_grad
+
+
+@pytest.mark.parametrize("name", ["max_dim", "sort", "topk", "median", "gather"])
+def test_index_results_feed_the_graph_through_ops(name):
+    (x,) = _params((4, 5))
+    ramp = Tensor(np.arange(5.0, dtype=np.float32))
+    fns = {
+        "max_dim": lambda: x.max(1).values.sum() + x.min(0, keepdim=True).values.sum(),
+        "sort": lambda: (x.sort(1).values * ramp).sum(),
+        "topk": lambda: x.topk(2, 1).values.sum(),
+        "median": lambda: x.median(1).values.sum(),
+        "gather": lambda: x.gather(1, x.argmax(1, keepdim=True)).sum(),
+    }
+    _step(fns[name], x, inputs=(ramp,))
+
+
+def test_seed_of_a_one_element_non_scalar_output_and_copied_grads_are_recorded():
+    (x,) = _params((1, 1))
+    with Tracer(x.data) as tr:
+        (x * 2).backward()  # the seed: ones of shape (1, 1)
+        g1 = x.grad
+        (x * 3).backward()  # accumulation
+    tr.assert_sound(g1, x.grad)
+    np.testing.assert_array_equal(x.grad.data, [[5.0]])
+
+
+def test_gradient_passed_through_unchanged_gets_its_own_recorded_copy():
+    a, b = _params((3,), (3,))
+    with Tracer(a.data, b.data) as tr:
+        (a + b).sum().backward()  # both leaves would get one expanded (read-only) array: each gets a copy
+    tr.assert_sound(a.grad, b.grad)
+    assert a.grad.data is not b.grad.data and a.grad.data.flags.writeable
+
+
+@pytest.mark.parametrize("model", ["nielsen", "mlp", "cnn"])
+def test_demo_models_forward_backward_are_recorded(model):
+    from tinygrad_mnist.models import MODELS
+
+    tg.manual_seed(0)
+    net = MODELS[model]()
+    params = list(net.parameters())
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 4)
+    loss_fn = losses.mse if model == "nielsen" else losses.cross_entropy
+    xt = tg.from_numpy(x)
+    _step(lambda: loss_fn(net(xt), y), *params, inputs=(x, y), ignore=CONV_POOL)
+
+
+# the convolution and pooling ops are made capture-sound on the perf9 branch (issue 9); checked there
+CONV_POOL = ("Conv2d", "ConvTranspose2d", "Conv2dWeightGrad", "MaxPool2d", "PoolGather", "PoolScatter")
+
+
+# ---------------------------------------------------------------------------
+# the fused primitives equal their composites, in value and gradient
+# ---------------------------------------------------------------------------
+
+
+def test_relu_grad_equals_its_composite_and_differentiates_again():
+    rng = np.random.default_rng(1)
+    g = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    x = Tensor(grid(offset=0.5)(rng, (3, 4)), requires_grad=True)  # no zeros: away from the kink
+    out = ops.ReluGrad.apply(g, x)
+    np.testing.assert_array_equal(out.data, (g * (x > 0).double()).data)
+    assert gradcheck(lambda g: ops.ReluGrad.apply(g, x), [g])
+    assert gradcheck(lambda x: ops.ReluGrad.apply(g, x), [x])  # zero almost everywhere
+    # grad of grad of relu through ReluGrad
+    y = Tensor(grid(offset=0.5)(rng, (3, 4)), requires_grad=True)
+    assert gradcheck(lambda y: grad((y.relu() * y.relu()).sum(), y, create_graph=True)[0], [y])
+
+
+@pytest.mark.parametrize("case", ["abs", "leaky", "clip", "maximum", "maximum_ties", "amax_ties", "setitem"])
+def test_mask_mul_equals_its_composite(case):
+    rng = np.random.default_rng(2)
+    xd = grid()(rng, (3, 4))
+    xd[0, :2] = xd[0, 2]  # ties in row 0
+    x = Tensor(xd)
+    y = Tensor(xd if case == "maximum_ties" else grid(offset=0.5)(rng, (3, 4)))
+    g = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    fns = {
+        "abs": (lambda g: ops.MaskMul.apply(g, x, mask=np.sign), lambda: np.sign(xd)),
+        "leaky": (lambda g: ops.MaskMul.apply(g, x, mask=ops._leaky_slope, slope=0.1),
+                  lambda: np.where(xd > 0, 1, 0.1)),
+        "clip": (lambda g: ops.MaskMul.apply(g, x, mask=ops._inside, lo=-0.3, hi=0.4),
+                 lambda: (xd >= -0.3) & (xd <= 0.4)),
+        "maximum": (lambda g: ops.MaskMul.apply(g, x, y, mask=ops._wins, wins=np.greater),
+                    lambda: xd > y.data),
+        "maximum_ties": (lambda g: ops.MaskMul.apply(g, x, y, mask=ops._wins, wins=np.greater),
+                         lambda: np.full(xd.shape, 0.5)),
+        "amax_ties": (lambda g: ops.MaskMul.apply(g, x, x.amax(1, keepdim=True), mask=ops._shares, keep=(3, 1),
+                                                  axis=(1,)),
+                      lambda: (xd == xd.max(1, keepdims=True)) / (xd == xd.max(1, keepdims=True)).sum(1, keepdims=True)),  # noqa: E501
+        "setitem": (lambda g: ops.MaskMul.apply(g, mask=ops._unwritten, shape=(3, 4), index=(1, slice(None))),
+                    lambda: np.arange(12).reshape(3, 4) // 4 != 1),
+    }
+    fn, weights = fns[case]
+    np.testing.assert_array_equal(fn(g).data, g.data * weights())
+    assert gradcheck(fn, [g])
+    gg = Tensor(rng.standard_normal((3, 4)))
+    (back,) = grad(fn(g), g, grad_outputs=gg, create_graph=True)
+    np.testing.assert_array_equal(back.data, gg.data * weights())
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_grad_equals_its_composite(reduction):
+    rng = np.random.default_rng(3)
+    x = Tensor(rng.standard_normal((5, 4)).astype(np.float32), requires_grad=True)
+    y = np.array([0, 1, 3, 3, 2])
+    (g_fused,) = grad(x.cross_entropy(y, reduction=reduction).sum(), x)
+    (g_graph,) = grad(x.cross_entropy(y, reduction=reduction).sum(), x, create_graph=True)
+    np.testing.assert_allclose(g_fused.data, g_graph.data, rtol=1e-6, atol=1e-7)
+    target = np.eye(4, dtype=np.float32)[y]
+    soft = np.exp(x.data - x.data.max(1, keepdims=True))
+    soft /= soft.sum(1, keepdims=True)
+    scale = 1 / 5 if reduction == "mean" else 1.0
+    np.testing.assert_allclose(g_fused.data, (soft - target) * scale, rtol=1e-5, atol=1e-7)
+    x64 = Tensor(rng.standard_normal((5, 4)), requires_grad=True)
+    assert gradcheck(lambda x: x.cross_entropy(y, reduction=reduction), [x64])
+    assert gradcheck(lambda x: grad(x.cross_entropy(y, reduction=reduction).sum(), x, create_graph=True)[0],
+                     [x64])
+
+
+@requires_torch
+def test_fused_rules_match_pytorch():
+    import torch
+
+    rng = np.random.default_rng(4)
+    xd = rng.standard_normal((4, 6)).astype(np.float32)
+    xd[1, 2] = xd[1, 3]  # a tie for max
+    y = np.array([1, 0, 5, 2])
+    cases = [
+        (lambda t: t.relu(), lambda t: t.relu()),
+        (lambda t: t.leaky_relu(0.2), lambda t: torch.nn.functional.leaky_relu(t, 0.2)),
+        (lambda t: t.abs(), lambda t: t.abs()),
+        (lambda t: t.clamp(-0.5, 0.5), lambda t: t.clamp(-0.5, 0.5)),
+        (lambda t: t.amax(1), lambda t: t.amax(1)),
+        (lambda t: t.maximum(t.detach() * 0 + t.detach()[:, :1]), lambda t: t.maximum(t.detach()[:, :1])),
+        (lambda t: t.prod(1), lambda t: t.prod(1)),
+    ]
+    for ours, theirs in cases:
+        x = Tensor(xd, requires_grad=True)
+        xt = torch.tensor(xd, requires_grad=True)
+        a, b = ours(x), theirs(xt)
+        (ga,) = grad((a * a).sum(), x, create_graph=True)
+        (gb,) = torch.autograd.grad((b * b).sum(), xt, create_graph=True)
+        np.testing.assert_allclose(ga.data, gb.detach().numpy(), rtol=1e-5, atol=1e-6)
+        (gga,) = grad((ga * ga).sum(), x)
+        (ggb,) = torch.autograd.grad((gb * gb).sum(), xt)
+        np.testing.assert_allclose(gga.data, ggb.numpy(), rtol=1e-4, atol=1e-5)
+    x = Tensor(xd, requires_grad=True)
+    xt = torch.tensor(xd, requires_grad=True)
+    (ga,) = grad(x.cross_entropy(y), x)
+    (gb,) = torch.autograd.grad(torch.nn.functional.cross_entropy(xt, torch.tensor(y)), xt)
+    np.testing.assert_allclose(ga.data, gb.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_one_hot_op_and_full_op():
+    y = Tensor(np.array([[2, 0], [1, 1]]))
+    out = ops.OneHot.apply(y, num_classes=3, dtype=np.dtype(np.float32))
+    np.testing.assert_array_equal(out.data, np.eye(3, dtype=np.float32)[y.data])
+    np.testing.assert_array_equal(F.one_hot(y, 3).data, np.eye(3, dtype=np.int64)[y.data])
+    full = ops.Full.apply(shape=(2, 1), value=1, dtype=np.dtype(np.float64))
+    np.testing.assert_array_equal(full.data, np.ones((2, 1)))
+
+
+def test_prod_grad_equals_its_composite():
+    rng = np.random.default_rng(5)
+    xd = rng.uniform(0.5, 2.0, (3, 4))
+    g = Tensor(rng.standard_normal((3, 1)))
+    out = ops.ProdGrad.apply(g, Tensor(xd), axis=1)
+    np.testing.assert_array_equal(out.data, g.data * xd.prod(1, keepdims=True) / xd)
+    xd[1, 2] = 0.0  # with a zero: the products of the others
+    out = ops.ProdGrad.apply(g, Tensor(xd), axis=1)
+    others = np.array([[np.prod(np.delete(row, i)) for i in range(4)] for row in xd])
+    np.testing.assert_allclose(out.data, g.data * others, rtol=1e-12)
