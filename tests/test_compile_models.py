@@ -1,7 +1,8 @@
 """The demo's three models with their recipes' optimizers: 100 compiled steps equal 100 eager steps bit for bit.
 
 Both runs start from the same weights and draw dropout masks from generators seeded alike; they run in
-lockstep (each with its own generator) so every step's loss, gradients and parameters are compared.
+lockstep (each with its own generator): every step's loss is compared, gradients and parameters every
+fifth step and at the end (a difference, once there, stays in the parameters).
 The learning-rate schedule moves during the run, and a shorter batch comes in now and then.
 """
 
@@ -35,7 +36,11 @@ def make_run(name: str):
 
 
 def same(a, b) -> bool:
-    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    """Bit for bit (as integers of the same width: -0.0 differs from 0.0, NaNs compare)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    as_int = np.dtype(f"i{a.dtype.itemsize}")
+    return np.array_equal(np.ascontiguousarray(a).view(as_int), np.ascontiguousarray(b).view(as_int))
 
 
 WAITS = "refused (CaptureError) until the optimizers' updates are recorded ops and conv/pool ops are capture-sound"
@@ -44,7 +49,7 @@ WAITS = "refused (CaptureError) until the optimizers' updates are recorded ops a
 @pytest.mark.parametrize("name,batch,steps", [
     pytest.param("nielsen", 10, 100, marks=pytest.mark.xfail(raises=tg.CaptureError, reason=WAITS, strict=False)),
     pytest.param("mlp", 16, 100, marks=pytest.mark.xfail(raises=tg.CaptureError, reason=WAITS, strict=False)),
-    pytest.param("cnn", 4, 40, marks=pytest.mark.xfail(raises=tg.CaptureError, reason=WAITS, strict=False)),
+    pytest.param("cnn", 4, 50, marks=pytest.mark.xfail(raises=tg.CaptureError, reason=WAITS, strict=False)),
 ])
 def test_compiled_training_equals_eager(name, batch, steps):
     step_e, pe, _, sched_e = make_run(name)
@@ -61,9 +66,10 @@ def test_compiled_training_equals_eager(name, batch, steps):
         engine._rng = rng_c
         lc = compiled(tg.from_numpy(x), y)
         assert same(le.data, lc.data), f"step {i}: loss"
-        for a, b in zip(pe, pc):
-            assert same(a.data, b.data), f"step {i}: parameter"
-            assert same(a.grad.data, b.grad.data), f"step {i}: gradient"
+        if i % 5 == 4 or i == steps - 1:  # (every step's would only cost time: a difference persists)
+            for a, b in zip(pe, pc):
+                assert same(a.data, b.data), f"step {i}: parameter"
+                assert same(a.grad.data, b.grad.data), f"step {i}: gradient"
         if i % 10 == 9 and sched_e is not None:  # the learning rate moves: replay reads it when the update runs
             sched_e.step()
             sched_c.step()

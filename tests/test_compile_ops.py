@@ -3,8 +3,8 @@
 The step of each case is the op table of test_ops_gradcheck (helpers.py): the case's function of
 parameter tensors, a backward through it, the output and every gradient returned. Four calls
 with new values each time: two recordings, then two replays, compared with four eager calls.
-A case may instead be refused with a CaptureError (an op that computes arrays behind the graph,
-an ndarray constant in the case itself); it may never replay something different from eager.
+A case may instead be refused with a CaptureError (REFUSED_ON_PURPOSE says which and why); it may
+never replay something different from eager.
 """
 
 from __future__ import annotations
@@ -80,9 +80,30 @@ def run_case(shapes, fn, init, name, make_args=None):
     return step
 
 
+# Cases refused on purpose, by the start of their id.  Anything else must replay equal to eager.
+REFUSED_ON_PURPOSE = {
+    # the case builds an ndarray into the step instead of taking it as an argument: replay can't know it is fixed
+    **dict.fromkeys(["ndarray-", "tensor-div-ndarray", "where", "cross_entropy-", "mlp"], "an ndarray in the case"),
+    "dropout-seeded": "manual_seed inside the step (a Python side effect)",
+    "getitem-bool": "an array index is an ndarray param of GetItem",
+    "getitem-intarray": "an array index is an ndarray param of GetItem",
+    "getitem-list": "an array index is an ndarray param of GetItem",
+    "getitem-two-arrays": "an array index is an ndarray param of GetItem",
+    "setitem-on-clone": "a recorded in-place write copies its result into the tensor with NumPy (inplace.update)",
+    # waiting for capture-sound conv/pool ops (perf9)
+    **dict.fromkeys(["conv2d", "max_pool2d", "avg_pool2d"], "conv/pool ops not yet capture-sound"),
+}
+
+
+def refused_on_purpose(name: str) -> bool:
+    return any(name.startswith(prefix) for prefix in REFUSED_ON_PURPOSE)
+
+
 @pytest.mark.parametrize("shapes,fn,tfn,init", ALL_CASES)
 def test_replay_equals_eager_or_refuses(request, shapes, fn, tfn, init):
-    step = run_case(shapes, fn, init, request.node.callspec.id)
+    name = request.node.callspec.id
+    step = run_case(shapes, fn, init, name)
+    assert step is not None or refused_on_purpose(name), REFUSED.get(name)
     if step is not None:
         for prog in step._programs.values():
             CAPTURED.update(type(op.ctx) for op in prog.rec_ops)
@@ -135,6 +156,7 @@ def _setitem(a, b):
 @pytest.mark.parametrize("name,shapes,fn,make_args", EXTRA_CASES, ids=[c[0] for c in EXTRA_CASES])
 def test_more_ops_replay_equal_eager_or_refuse(name, shapes, fn, make_args):
     step = run_case(shapes, fn, None, name, make_args)
+    assert step is not None or refused_on_purpose(name), REFUSED.get(name)
     if step is not None:
         for prog in step._programs.values():
             CAPTURED.update(type(op.ctx) for op in prog.rec_ops)

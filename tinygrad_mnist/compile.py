@@ -489,13 +489,9 @@ def _check_param(ctx, key, v, depth=0) -> None:
             f"compile: {type(ctx).__name__} got an {'ndarray' if isinstance(v, np.ndarray) else 'Tensor'} of shape "
             f"{v.shape} in its parameter {key}=; parameters are baked into the recording, so replay would reuse "
             f"this array. Pass it as a Tensor input of the op (the output of the primitive that makes it)")
-    if depth < 3:
-        if isinstance(v, (tuple, list)):
-            for x in v:
-                _check_param(ctx, key, x, depth + 1)
-        elif isinstance(v, dict):
-            for x in v.values():
-                _check_param(ctx, key, x, depth + 1)
+    if depth < 3 and isinstance(v, (tuple, list)):  # (a dict is state the op reads when it runs: a param group)
+        for x in v:
+            _check_param(ctx, key, x, depth + 1)
 
 
 # ---------------------------------------------------------------------------
