@@ -32,7 +32,7 @@ import weakref
 import numpy as np
 
 from . import engine, ops
-from .engine import Tensor, _index_arg, _is_float, is_grad_enabled
+from .engine import Function, Tensor, _index_arg, _is_float, is_grad_enabled, no_grad
 
 _ticks = itertools.count(1)
 _lock = threading.Lock()  # writes from several threads: the clock only moves forward, versions count every write
@@ -63,27 +63,33 @@ def _owner(a: np.ndarray) -> np.ndarray:
 
 def _note_write(arr: np.ndarray, recorded: bool) -> int:
     """Advance the clock and the version of arr's memory; returns this write's stamp."""
-    owner = _owner(arr)
-    key = id(owner)
     with _lock:
-        w = _writes.get(key)
-        if w is None:
-            w = _writes[key] = _Writes()
-            weakref.finalize(owner, _writes.pop, key, None)
-        stamp = next(_ticks)
-        w.version += 1
-        w.stamps.append(stamp)
-        del w.stamps[:-_KEEP]
-        if recorded:
-            w.recorded.append(stamp)
-            del w.recorded[:-_KEEP]
-        engine._clock = stamp
+        return _bump(_owner(arr), recorded)
+
+
+def _bump(owner: np.ndarray, recorded: bool) -> int:
+    """_note_write's work, with _lock held."""
+    key = id(owner)
+    w = _writes.get(key)
+    if w is None:
+        w = _writes[key] = _Writes()
+        weakref.finalize(owner, _writes.pop, key, None)
+    stamp = next(_ticks)
+    w.version += 1
+    w.stamps.append(stamp)
+    del w.stamps[:-_KEEP]
+    if recorded:
+        w.recorded.append(stamp)
+        del w.recorded[:-_KEEP]
+    engine._clock = stamp
     return stamp
 
 
-def written(t: Tensor) -> None:
-    """Count a write made straight into t.data (an optimizer step): ops that saved t then refuse backward."""
-    _note_write(t.data, recorded=False)
+def written(*ts: Tensor) -> None:
+    """Count a write made straight into each t.data (an optimizer step): ops that saved t then refuse backward."""
+    with _lock:
+        for t in ts:
+            _bump(_owner(t.data), False)
 
 
 def version(t: Tensor) -> int:
@@ -160,13 +166,119 @@ def _check_fresh(ctx, node: Tensor, who: str) -> None:
 
 
 # ---------------------------------------------------------------------------
+# write primitives: the writes themselves, as ops (no backward)
+# ---------------------------------------------------------------------------
+# A write that is not part of a graph (a leaf under no_grad, an integer tensor, a tensor nothing
+# requires grad of) still goes through Function.apply, so tinygrad_mnist.compile records it and its
+# replay writes into the same array again.  Forward writes into its first input and returns it.
+
+
+class _WriteInPlace(Function):
+    def backward(self, grad):
+        raise RuntimeError(f"{self.name} writes memory in place outside the graph; it has no gradient")
+
+
+class _BinaryInPlace(_WriteInPlace):
+    """a op= o, o broadcast to a's shape (a's dtype kept: same_kind casting, unsafe for integer a)."""
+
+    ufunc = None
+
+    def forward(self, a, o):
+        self.ufunc(a, o, out=a, casting="same_kind" if a.dtype.kind in "fc" else "unsafe")
+        return a
+
+
+class AddInPlace(_BinaryInPlace):
+    ufunc = np.add
+
+
+class SubInPlace(_BinaryInPlace):
+    ufunc = np.subtract
+
+
+class MulInPlace(_BinaryInPlace):
+    ufunc = np.multiply
+
+
+class DivInPlace(_BinaryInPlace):
+    ufunc = np.true_divide
+
+
+class SetItemInPlace(_WriteInPlace):
+    """a[index] = v.  `index` is a tuple; the index arrays (masks, integer indices) come as inputs,
+    placed at the positions `at` of the tuple (arrays are never baked into a recording)."""
+
+    def forward(self, a, v, *arrays, index, at=()):
+        if at:
+            index = list(index)
+            for k, arr in zip(at, arrays):
+                index[k] = arr
+            index = tuple(index)
+        a[index] = v
+        return a
+
+
+class ClampInPlace(_WriteInPlace):
+    """np.clip(a, lo, hi, out=a); lo/hi say which bounds are given (as inputs, in that order)."""
+
+    def forward(self, a, *bounds, lo, hi):
+        bounds = list(bounds)
+        np.clip(a, bounds.pop(0) if lo else None, bounds.pop(0) if hi else None, out=a)
+        return a
+
+
+class ZerosLike(Function):
+    """New zeros of x's shape and dtype (zero_grad(set_to_none=False) of a gradient it can't zero in place)."""
+
+    def forward(self, x):
+        return np.zeros_like(x)
+
+    def backward(self, grad):
+        return (None,)
+
+
+def _index_inputs(index) -> tuple:
+    """(index tuple with None where arrays go, their positions, the arrays as Tensors) for SetItemInPlace."""
+    items = index if isinstance(index, tuple) else (index,)
+    template, at, arrays = [], [], []
+    for k, i in enumerate(items):
+        if isinstance(i, (Tensor, np.ndarray, list)):
+            arrays.append(i if isinstance(i, Tensor) else Tensor._const(np.asarray(i)))
+            at.append(k)
+            i = None
+        template.append(i)
+    return tuple(template), tuple(at), arrays
+
+
+def zero_grads(params, set_to_none: bool = True) -> None:
+    """zero_grad() of an optimizer or a module: drop each .grad (set_to_none), or set it to zeros in place,
+    as PyTorch does (a gradient that is part of a graph, or read-only memory, is replaced by new zeros)."""
+    for p in params:
+        g = p.grad
+        if g is None:
+            continue
+        if set_to_none:
+            p.grad = None
+            continue
+        with no_grad():
+            if g._ctx is None and g.data.flags.writeable:
+                g.zero_()
+            else:
+                p.grad = ZerosLike.apply(g)
+
+
+# ---------------------------------------------------------------------------
 # the write itself
 # ---------------------------------------------------------------------------
 
 
 def _node_of(t: Tensor, copy: bool = False) -> Tensor:
     """A hidden tensor standing for t's current value and graph node."""
-    node = Tensor._const(t.data.copy() if copy else t.data)
+    if copy:
+        with no_grad():  # the copy is a primitive (compile records it), not part of the graph
+            node = ops.Clone.apply(t)
+    else:
+        node = Tensor._const(t.data)
     node._ctx, node._requires_grad, node._name = t._ctx, t._requires_grad, t.name
     return node
 
@@ -234,7 +346,8 @@ def update(t: Tensor, name: str, compute, direct, others=(), reads_self: bool = 
     """Write a new value into t's memory.
 
     compute(node) -> Tensor gives the new value as recorded ops of `node`, t's
-    current value; direct(ndarray) writes it straight into the array (no graph).
+    current value; direct(t) writes it into t's array with a write primitive
+    (below), outside the graph.
     reads_self: compute's backward reads the old value (mul_, div_, clamp_), so
     the recorded node gets a copy of it.
     """
@@ -249,7 +362,7 @@ def update(t: Tensor, name: str, compute, direct, others=(), reads_self: bool = 
             f"`with no_grad():` (as an optimizer step does), or work on a copy (.detach() or .clone())")
     record = grad_on and _is_float(t.data.dtype) and (t._requires_grad or any(o._requires_grad for o in others))
     if not record:
-        direct(t.data)
+        direct(t)
         _note_write(t.data, recorded=False)
         return t
     chain = _view_chain(t, name)
@@ -260,7 +373,8 @@ def update(t: Tensor, name: str, compute, direct, others=(), reads_self: bool = 
     if res.data.dtype != t.data.dtype:
         res = res.cast(t.data.dtype)
     stamp = _note_write(t.data, recorded=True)
-    np.copyto(t.data, res.data)
+    with no_grad():  # the graph has its node (res); the memory gets the value through a primitive
+        SetItemInPlace.apply(t, res, index=(Ellipsis,))
     _rebase(t, res._ctx, old, stamp)
     for view, base, view_op in chain:
         view._ctx._view = (base, view_op)  # still a view of base: the next write through it rebases base again
@@ -284,6 +398,8 @@ def _operand(t: Tensor, value) -> Tensor:
 
 def _check_fits(name: str, t_shape: tuple, v_shape: tuple, where: str) -> None:
     """v must broadcast to t_shape without growing it (leading 1s of v are dropped, as in assignment)."""
+    if v_shape == t_shape or not v_shape:  # the common cases, without np.broadcast_shapes' cost
+        return
     s = tuple(v_shape)
     while len(s) > len(t_shape) and s[0] == 1:
         s = s[1:]
@@ -295,8 +411,8 @@ def _check_fits(name: str, t_shape: tuple, v_shape: tuple, where: str) -> None:
         raise ValueError(f"{name}: a value of shape {tuple(v_shape)} can't be broadcast to {where} {tuple(t_shape)}")
 
 
-_BINARY = {"add": (np.add, ops.Add), "sub": (np.subtract, ops.Sub), "mul": (np.multiply, ops.Mul),
-           "div": (np.true_divide, ops.Div)}
+_BINARY = {"add": (AddInPlace, ops.Add), "sub": (SubInPlace, ops.Sub), "mul": (MulInPlace, ops.Mul),
+           "div": (DivInPlace, ops.Div)}
 
 
 def binary(t: Tensor, op: str, other, name: str, alpha=1) -> Tensor:
@@ -308,12 +424,8 @@ def binary(t: Tensor, op: str, other, name: str, alpha=1) -> Tensor:
         raise TypeError(f"{name}: the result is floating point and can't be written into this {t.data.dtype} "
                         f"tensor in place; use the out-of-place op, or .float() the tensor first")
     _check_fits(name, t.shape, o.shape, "the tensor's shape")
-    ufunc, cls = _BINARY[op]
-
-    def direct(a):
-        ufunc(a, o.data, out=a, casting="same_kind" if _is_float(a.dtype) else "unsafe")
-
-    return update(t, name, lambda s: s._binary(cls, o), direct, (o,),
+    write, cls = _BINARY[op]
+    return update(t, name, lambda s: s._binary(cls, o), lambda t: write.apply(t, o), (o,),
                   reads_self=op in ("mul", "div") and o._requires_grad)
 
 
@@ -331,9 +443,11 @@ def setitem(t: Tensor, index, value) -> None:
     if v._requires_grad and v.data.dtype != t.data.dtype and _is_float(t.data.dtype):
         v = v.cast(t.data.dtype)
 
-    def direct(a):
-        a[idx] = v.data
+    def direct(t):
+        index, at, arrays = _index_inputs(index_given)
+        SetItemInPlace.apply(t, v, *arrays, index=index, at=at)
 
+    index_given = index
     update(t, "__setitem__", lambda s: ops.SetItem.apply(s, v, index=idx), direct, (v,))
 
 
@@ -356,10 +470,8 @@ def copy(t: Tensor, src, name: str = "copy_") -> Tensor:
     if s._requires_grad and s.data.dtype != t.data.dtype and _is_float(t.data.dtype):
         s = s.cast(t.data.dtype)
 
-    def direct(a):
-        a[...] = s.data
-
-    return update(t, name, lambda n: ops.SetItem.apply(n, s, index=Ellipsis), direct, (s,))
+    return update(t, name, lambda n: ops.SetItem.apply(n, s, index=Ellipsis),
+                  lambda t: SetItemInPlace.apply(t, s, index=(Ellipsis,)), (s,))
 
 
 def clamp(t: Tensor, lo, hi, name: str = "clamp_") -> Tensor:
@@ -374,25 +486,25 @@ def clamp(t: Tensor, lo, hi, name: str = "clamp_") -> Tensor:
         if b is not None:
             _check_fits(name, t.shape, b.shape, "the tensor's shape")
     lo_, hi_ = (None if b is None else b if b._requires_grad else b.data for b in bounds)
-    arrays = [None if b is None else b.data for b in bounds]
+    given = [b for b in bounds if b is not None]
 
-    def direct(a):
-        np.clip(a, arrays[0], arrays[1], out=a)
+    def direct(t):
+        ClampInPlace.apply(t, *given, lo=bounds[0] is not None, hi=bounds[1] is not None)
 
-    return update(t, name, lambda s: s.clamp(lo_, hi_), direct, [b for b in bounds if b is not None],
-                  reads_self=True)
+    return update(t, name, lambda s: s.clamp(lo_, hi_), direct, given, reads_self=True)
 
 
 def apply(t: Tensor, name: str, fn, others=(), reads_self: bool = False) -> Tensor:
     """t = fn(t) in place, for an out-of-place method fn (relu_, exp_, masked_fill_, ...)."""
 
-    def direct(a):
-        res = fn(Tensor._const(a)).data
-        if not np.can_cast(res.dtype, a.dtype, casting="same_kind"):  # int tensors (never recorded) land here
-            raise TypeError(f"{name}: the result is {res.dtype} and can't be written into this {a.dtype} tensor "
+    def direct(t):
+        res = fn(t)  # not recorded: grad mode is off, or nothing here requires grad
+        a, r = t.data, res.data
+        if not np.can_cast(r.dtype, a.dtype, casting="same_kind"):  # int tensors (never recorded) land here
+            raise TypeError(f"{name}: the result is {r.dtype} and can't be written into this {a.dtype} tensor "
                             f"in place; use the out-of-place op, or .float() the tensor first")
-        if res.shape != a.shape:
-            raise ValueError(f"{name}: the result has shape {res.shape}, the tensor {a.shape}")
-        np.copyto(a, res)
+        if r.shape != a.shape:
+            raise ValueError(f"{name}: the result has shape {r.shape}, the tensor {a.shape}")
+        SetItemInPlace.apply(t, res, index=(Ellipsis,))
 
     return update(t, name, fn, direct, others, reads_self)

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import engine as _core
+from .. import inplace
 from ..engine import Tensor
 from . import functional as F
 from . import init
@@ -224,11 +225,7 @@ class Module:
         return self.train(False)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.parameters():
-            if set_to_none or p.grad is None:
-                p.grad = None
-            else:
-                p.grad = np.zeros_like(p.grad.data)
+        inplace.zero_grads(self.parameters(), set_to_none)
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Freeze (False) or unfreeze every parameter; frozen ones stay in parameters() and state_dict()."""

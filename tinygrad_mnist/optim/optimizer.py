@@ -1,9 +1,18 @@
 """Optimizers (SGD, Adam, AdamW) with PyTorch's update rules; schedulers are in lr_scheduler.py.
 
-Updates work directly on the parameters' ndarrays, in place: nothing is
-recorded and no Tensor is created.  Hyperparameters are cast to each
-parameter's dtype first, so float32 parameters stay float32 and no float64
-temporaries appear.
+Each parameter's update is one recorded primitive (updates.py): a Function whose
+forward writes into the parameter's array and its state arrays in place, called
+through `.apply` under no_grad with the parameter, its gradient and its state as
+Tensor inputs.  So `tinygrad_mnist.compile` records the update like any other op
+and replays it on the same arrays.  For that:
+- the state (momentum buffers, Adam's moments and its step counter, a scratch
+  array) exists from the moment a parameter group is added, not from its first
+  step: the first and second recordings of a step are the same;
+- hyperparameters are read inside forward from the group dict, so an lr
+  scheduler's change takes effect on replay too.
+
+Hyperparameters are cast to each parameter's dtype first, so float32 parameters
+stay float32 and no float64 temporaries appear.
 
     opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
     sched = lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
@@ -19,12 +28,12 @@ temporaries appear.
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 
 from .. import inplace
-from ..engine import Tensor, enable_grad
+from ..engine import Tensor, _set_grad_mode, enable_grad
+from .updates import AdamStep, GroupRef, SGDStep
 
 # ---------------------------------------------------------------------------
 # Optimizer base
@@ -37,12 +46,19 @@ class Optimizer:
     `params` is an iterable of Tensors, or of dicts {"params": [...], "lr": ...}
     for groups with their own hyperparameters.  `opt.lr` reads the learning rate
     (of the first group) and sets it for every group.
+
+    `state` shows PyTorch's view (parameter -> {name: array or int}) of the
+    parameters stepped so far; the arrays behind it (`_buffers`: parameter ->
+    {name: Tensor}) exist from `add_param_group` on.
     """
 
     def __init__(self, params, defaults: dict):
         self.defaults = dict(defaults)
         self.param_groups: list[dict] = []
-        self.state: dict = {}  # parameter -> dict of arrays (Tensor hashes by identity)
+        self._buffers: dict = {}  # parameter -> {name: Tensor}, made eagerly (Tensor hashes by identity)
+        self._slots: dict = {}  # parameter -> what step() hands its update (see _slot)
+        self._refs: dict = {}  # id(group) -> its GroupRef
+        self._stepped: set = set()  # parameters updated at least once: those `state` lists, as PyTorch does
         params = [params] if isinstance(params, Tensor) else list(params)
         if not params:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
@@ -67,12 +83,19 @@ class Optimizer:
             group.setdefault(key, value)
         self._validate(group)
         self.param_groups.append(group)
+        for p in group["params"]:
+            self._buffers[p] = self._new_state(p, group)
 
     def _validate(self, group: dict) -> None:
         if group["lr"] < 0:
             raise ValueError(f"invalid learning rate {group['lr']}")
         if group.get("weight_decay", 0) < 0:
             raise ValueError(f"invalid weight_decay {group['weight_decay']}")
+
+    def _new_state(self, p: Tensor, group: dict) -> dict:
+        """The state arrays of p, as Tensors; "_scratch" is a p-sized temporary kept between steps
+        (allocating a fresh weight-sized array every step costs more than the arithmetic done in it)."""
+        return {"_scratch": Tensor._const(np.empty_like(p.data))}
 
     @property
     def params(self) -> list[Tensor]:
@@ -88,11 +111,7 @@ class Optimizer:
             g["lr"] = value
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
-            if set_to_none or p.grad is None:
-                p.grad = None
-            else:
-                p.grad = np.zeros_like(p.grad.data)
+        inplace.zero_grads(self.params, set_to_none)
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient; closure() (re)computes the loss first, as in PyTorch."""
@@ -100,25 +119,91 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
+        stepped, slots = self._stepped, self._slots
+        prev = _set_grad_mode(False)  # no_grad(), without the context manager's cost (this runs every batch)
+        try:
+            for group in self.param_groups:
+                # one primitive per group updates all its parameters (as torch's foreach): inputs
+                # p0, g0, state of p0..., p1, g1, ...; one op costs less than one per parameter
+                self._prepare(group)
+                inputs, ps = [], []
+                for p in group["params"]:
+                    g = p._grad
+                    if g is None:
+                        continue
+                    slot = slots.get(p)
+                    if slot is None or slot[0] is not p.data:  # new, or p.data was replaced (a cast, a load)
+                        slot = self._slot(p, group)
+                    inputs.append(p)
+                    inputs.append(g)
+                    inputs += slot[1]
+                    ps.append(p)
+                if not ps:
                     continue
-                g = p.grad.data  # the engine hands leaves contiguous gradients
-                # dt: Python floats -> the parameter's scalar type, so float32 math stays float32
-                self._update(p.data, g, self.state.setdefault(p, {}), group, p.data.dtype.type)
-                inplace.written(p)  # a version bump, as PyTorch's in-place update: a stale graph can't backprop
+                self._update(inputs, len(inputs) // len(ps), group)
+                inplace.written(*ps)  # a version bump, as PyTorch's in-place update: a stale graph can't backprop
+                stepped.update(ps)
+        finally:
+            _set_grad_mode(prev)
         return loss
 
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict, dt) -> None:
+    def _prepare(self, group: dict) -> None:
+        """Called before each step of a group (SGD: momentum switched on later)."""
+
+    def _slot(self, p: Tensor, group: dict) -> tuple:
+        """(p's array, the state Tensors its update takes after p and its gradient), kept in _slots while
+        p.data stays the same array; if its shape or dtype changed, the state follows it first."""
+        s = self._buffers[p]["_scratch"].data
+        state = self._buffers[p] if s.shape == p.data.shape and s.dtype == p.data.dtype else self._refit(p, group)
+        slot = self._slots[p] = (p.data, self._state_inputs(p, state, group))
+        return slot
+
+    def _state_inputs(self, p: Tensor, state: dict, group: dict) -> list:
+        """The state Tensors the update primitive takes after p and its gradient."""
+        return [state["_scratch"]]
+
+    def _update(self, inputs: list, k: int, group: dict) -> None:
+        """Apply the update primitive (updates.py) to inputs, k per parameter."""
         raise NotImplementedError
 
+    def _ref(self, group: dict) -> GroupRef:
+        """The one GroupRef of a group (the update primitives' `hp`)."""
+        ref = self._refs.get(id(group))
+        if ref is None or ref.group is not group:
+            ref = self._refs[id(group)] = GroupRef(group)
+        return ref
+
+    def _refit(self, p: Tensor, group: dict) -> dict:
+        """p's array changed shape or dtype since its state was made: cast the state (same shape) or start anew."""
+        old, new = self._buffers[p], self._new_state(p, group)
+        for k, t in new.items():
+            if k != "_scratch" and k in old and old[k].data.shape == t.data.shape:
+                np.copyto(t.data, old[k].data, casting="unsafe")
+        self._buffers[p] = new
+        self._slots.pop(p, None)
+        return new
+
     # -- state -------------------------------------------------------------------
+    @property
+    def state(self) -> dict:
+        """{parameter: {name: array or int}} for the parameters stepped so far, as torch.optim's `state`
+        (the arrays are the live ones; "step" is a Python int read from its counter)."""
+        return {p: self._public_state(p, self._buffers[p]) for g in self.param_groups for p in g["params"]
+                if p in self._stepped}
+
+    def _public_state(self, p: Tensor, state: dict) -> dict:
+        return {}
+
+    def _load_state(self, p: Tensor, state: dict, saved: dict | None) -> None:
+        """Write a state_dict entry (None: no entry, a fresh state) into p's state arrays."""
+        for k, t in state.items():
+            if k != "_scratch":
+                t.data[...] = 0
+
     def state_dict(self) -> dict:
         """{"state": {param index: {name: array}}, "param_groups": [hyperparameters, "params": [indices]]}."""
         index = {id(p): i for i, p in enumerate(self.params)}
-        state = {index[id(p)]: copy.deepcopy({k: v for k, v in s.items() if not k.startswith("_")})  # no scratch
-                 for p, s in self.state.items() if id(p) in index}
+        state = {index[id(p)]: copy.deepcopy(s) for p, s in self.state.items()}
         groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [index[id(p)] for p in g["params"]]}
                   for g in self.param_groups]
         return {"state": state, "param_groups": groups}
@@ -133,17 +218,24 @@ class Optimizer:
                 raise ValueError(f"optimizer state: group {i} has {len(saved['params'])} parameters, "
                                  f"this optimizer's has {len(own['params'])}")
         params = self.params
-        new_state = {}
+        loaded = {}
         for i, s in state_dict["state"].items():
             p = params[int(i)]
             for name, v in s.items():
                 if isinstance(v, np.ndarray) and v.shape != p.shape:
                     raise ValueError(f"optimizer state: {name} of parameter {i} has shape {v.shape}, "
                                      f"the parameter has {p.shape}")
-            new_state[p] = {k: (v.astype(p.dtype) if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+            loaded[p] = s
         for saved, own in zip(groups, self.param_groups):
             own.update({k: v for k, v in saved.items() if k != "params"})
-        self.state = new_state
+        # into the arrays made at add_param_group (a recorded step keeps updating the same ones)
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self._buffers[p]
+                if state["_scratch"].data.shape != p.data.shape or state["_scratch"].data.dtype != p.data.dtype:
+                    state = self._refit(p, group)
+                self._load_state(p, state, loaded.get(p))
+        self._stepped = set(loaded)
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -153,13 +245,8 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
-def _scratch(state: dict, p: np.ndarray) -> np.ndarray:
-    """A temporary the size of p, kept between steps ("_" keys stay out of state_dict): allocating a
-    fresh weight-sized array every step costs more than the arithmetic done in it (page faults)."""
-    buf = state.get("_scratch")
-    if buf is None or buf.shape != p.shape or buf.dtype != p.dtype:
-        buf = state["_scratch"] = np.empty_like(p)
-    return buf
+def _zeros(p: Tensor, dtype=None) -> Tensor:
+    return Tensor._const(np.zeros(p.data.shape, p.data.dtype) if dtype is None else np.zeros((), dtype))
 
 
 # ---------------------------------------------------------------------------
@@ -175,6 +262,9 @@ class SGD(Optimizer):
         buf = momentum * buf + (1 - dampening) * g (later steps)
         g = g + momentum * buf if nesterov else buf
         p -= lr * g
+
+    With momentum, a 0-d flag (state "_started", not in state_dict: torch's SGD
+    has none) tells the first step apart inside forward.
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
@@ -186,20 +276,37 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                                       dampening=dampening))
 
-    def _update(self, p, g, state, group, dt):
-        momentum, wd = group["momentum"], group["weight_decay"]
-        if wd:
-            g = g + dt(wd) * p
-        if momentum:
-            momentum = dt(momentum)
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = g.copy()
-            else:
-                buf *= momentum
-                buf += dt(1 - group["dampening"]) * g if group["dampening"] else g
-            g = g + momentum * buf if group["nesterov"] else buf
-        p -= np.multiply(g, dt(group["lr"]), out=_scratch(state, p))  # p -= lr * g; g (maybe p.grad) untouched
+    def _new_state(self, p, group):
+        state = super()._new_state(p, group)
+        if group["momentum"]:
+            state["momentum_buffer"] = _zeros(p)
+            state["_started"] = _zeros(p, np.bool_)
+        return state
+
+    def _prepare(self, group):
+        if group["momentum"] and "momentum_buffer" not in self._buffers[group["params"][0]]:
+            # momentum switched on after the group was added: the buffers start now (new leaves mid-step,
+            # which a captured step refuses; make the optimizer with momentum > 0 instead)
+            for q in group["params"]:
+                self._buffers[q].update(momentum_buffer=_zeros(q), _started=_zeros(q, np.bool_))
+                self._slots.pop(q, None)
+
+    def _state_inputs(self, p, state, group):
+        if "momentum_buffer" not in state:
+            return [state["_scratch"]]
+        return [state["_scratch"], state["momentum_buffer"], state["_started"]]
+
+    def _update(self, inputs, k, group):
+        SGDStep.apply(*inputs, hp=self._ref(group), k=k)
+
+    def _public_state(self, p, state):
+        return {"momentum_buffer": state["momentum_buffer"].data} if "momentum_buffer" in state else {}
+
+    def _load_state(self, p, state, saved):
+        super()._load_state(p, state, saved)
+        if saved is not None and "momentum_buffer" in saved and "momentum_buffer" in state:
+            np.copyto(state["momentum_buffer"].data, np.asarray(saved["momentum_buffer"]), casting="unsafe")
+            state["_started"].data[...] = True  # buf was started: the next step is a later one
 
 
 # ---------------------------------------------------------------------------
@@ -213,6 +320,8 @@ class Adam(Optimizer):
         g = grad + weight_decay * p
         m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2;   t += 1
         p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+
+    t is a 0-d int64 array the update primitive increments; state_dict shows it as an int.
     """
 
     decoupled = False
@@ -225,34 +334,30 @@ class Adam(Optimizer):
             raise ValueError(f"invalid eps {eps}")
         super().__init__(params, dict(lr=lr, betas=(b1, b2), eps=eps, weight_decay=weight_decay))
 
-    def _update(self, p, g, state, group, dt):
-        b1, b2 = group["betas"]
-        lr, wd = group["lr"], group["weight_decay"]
-        if wd and self.decoupled:
-            p *= dt(1 - lr * wd)  # AdamW: shrink the weights, apart from the gradient
-        elif wd:
-            g = g + dt(wd) * p
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p)
-            state["exp_avg_sq"] = np.zeros_like(p)
-        state["step"] += 1
-        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-        # in-place passes through one kept scratch array: this runs for every parameter on every batch
-        tmp = np.multiply(g, dt(1 - b1), out=_scratch(state, p))
-        m *= dt(b1)
-        m += tmp  # m = b1 m + (1 - b1) g
-        np.multiply(g, g, out=tmp)
-        tmp *= dt(1 - b2)
-        v *= dt(b2)
-        v += tmp  # v = b2 v + (1 - b2) g^2
-        # bias corrections in Python floats, as torch does, then one cast each
-        denom = np.sqrt(v, out=tmp)
-        denom /= dt(math.sqrt(1 - b2 ** t))
-        denom += dt(group["eps"])
-        step = np.divide(m, denom, out=tmp)
-        step *= dt(lr / (1 - b1 ** t))
-        p -= step  # p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    def _new_state(self, p, group):
+        state = super()._new_state(p, group)
+        state["step"] = _zeros(p, np.int64)
+        state["exp_avg"] = _zeros(p)
+        state["exp_avg_sq"] = _zeros(p)
+        return state
+
+    def _state_inputs(self, p, state, group):
+        return [state["exp_avg"], state["exp_avg_sq"], state["step"], state["_scratch"]]
+
+    def _update(self, inputs, k, group):
+        AdamStep.apply(*inputs, hp=self._ref(group), decoupled=self.decoupled)
+
+    def _public_state(self, p, state):
+        return {"step": int(state["step"].data), "exp_avg": state["exp_avg"].data,
+                "exp_avg_sq": state["exp_avg_sq"].data}
+
+    def _load_state(self, p, state, saved):
+        super()._load_state(p, state, saved)
+        if saved is not None:
+            state["step"].data[...] = int(saved.get("step", 0))
+            for k in ("exp_avg", "exp_avg_sq"):
+                if k in saved:
+                    np.copyto(state[k].data, np.asarray(saved[k]), casting="unsafe")
 
 
 class AdamW(Adam):
