@@ -43,12 +43,12 @@ def same(a, b) -> bool:
     return np.array_equal(np.ascontiguousarray(a).view(as_int), np.ascontiguousarray(b).view(as_int))
 
 
-WAITS = "refused (CaptureError) until the optimizers' updates are recorded ops and conv/pool ops are capture-sound"
+WAITS = "refused (CaptureError) until conv/pool ops are capture-sound (perf9)"
 
 
 @pytest.mark.parametrize("name,batch,steps", [
-    pytest.param("nielsen", 10, 100, marks=pytest.mark.xfail(raises=tg.CaptureError, reason=WAITS, strict=False)),
-    pytest.param("mlp", 16, 100, marks=pytest.mark.xfail(raises=tg.CaptureError, reason=WAITS, strict=False)),
+    ("nielsen", 10, 100),
+    ("mlp", 16, 100),
     pytest.param("cnn", 4, 50, marks=pytest.mark.xfail(raises=tg.CaptureError, reason=WAITS, strict=False)),
 ])
 def test_compiled_training_equals_eager(name, batch, steps):
