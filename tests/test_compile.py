@@ -438,3 +438,44 @@ def test_a_parameter_rebound_to_another_shape_records_again():
     w.data = np.full((2, 3), 2.0, np.float32)  # outside the step: allowed; the recording no longer fits
     assert same(c(np.ones(3, np.float32)), np.float32(12.0))
     assert w.grad.shape == (2, 3) and c.replays == 1
+
+
+def test_recordings_kept_are_bounded():
+    step = tg.compile(lambda x, k: as_tensor(x) * k)
+    step.max_programs = 3
+    x = np.ones(2, np.float32)
+    for k in range(10):  # a new Python value every time: each records (twice) and would be kept
+        for _ in range(3):
+            assert same(step(x, float(k)), np.full(2, k, np.float32))
+    assert step.programs == 3 and len(step._first) == 0 and step.replays == 10
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda ps: tg.optim.SGD(ps, lr=0.5, momentum=0.9),
+    lambda ps: tg.optim.Adam(ps, lr=0.05),
+], ids=["sgd-momentum", "adam"])
+def test_scheduler_lr_is_honoured_with_the_library_optimizers(make_opt):
+    def make():
+        ps = mlp()
+        opt = make_opt(ps)
+        sched = tg.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+
+        def step(x, y):
+            opt.zero_grad()
+            h = as_tensor(x).linear(ps[0], ps[1]).sigmoid().linear(ps[2], ps[3])
+            loss = ((h - as_tensor(y)) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step, ps, sched
+
+    (eager, pe, se), (step, pc, sc) = make(), make()
+    step = tg.compile(step)
+    for x, y in batches(10):
+        assert same(eager(x, y), step(x, y))
+        se.step()
+        sc.step()  # lr halves every second step: the update reads it when it runs
+    for a, b in zip(pe, pc):
+        assert same(a, b) and same(a.grad, b.grad)
+    assert step.replays >= 7  # (the first call sees no .grad, which zero_grad leaves alone: a third recording)

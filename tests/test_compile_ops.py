@@ -89,7 +89,6 @@ REFUSED_ON_PURPOSE = {
     "getitem-intarray": "an array index is an ndarray param of GetItem",
     "getitem-list": "an array index is an ndarray param of GetItem",
     "getitem-two-arrays": "an array index is an ndarray param of GetItem",
-    "setitem-on-clone": "a recorded in-place write copies its result into the tensor with NumPy (inplace.update)",
     # waiting for capture-sound conv/pool ops (perf9)
     **dict.fromkeys(["conv2d", "max_pool2d", "avg_pool2d"], "conv/pool ops not yet capture-sound"),
 }

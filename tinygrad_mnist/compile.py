@@ -39,6 +39,7 @@ import builtins
 import copy
 import functools
 import inspect
+import re
 import sys
 import textwrap
 import threading
@@ -435,7 +436,9 @@ def _inlined(op: _Op, k: int, args: list, g: dict) -> str | None:
             if n.id in subst:
                 return ast.copy_location(ast.Name(subst[n.id], ast.Load()), n)
             value = glob[n.id] if n.id in glob else getattr(builtins, n.id)  # a module global: bind it now
-            alias = f"_{n.id}_{id(value):x}"
+            alias = n.id  # its own name (np.tanh reads as np.tanh) unless that could mean something else here
+            if g.get(alias, value) is not value or re.fullmatch(r"[a-z]\d.*|_.*", alias):
+                alias = f"_{n.id}_{id(value):x}"
             g[alias] = value
             return ast.copy_location(ast.Name(alias, ast.Load()), n)
 
@@ -770,6 +773,8 @@ class Compiled:
     `replays`, `recordings` (completed recordings). `enabled = False` runs every call eagerly.
     """
 
+    max_programs = 16  # recordings kept (and first recordings waiting for their second): oldest dropped
+
     def __init__(self, fn, enabled: bool = True):
         if not callable(fn):
             raise TypeError(f"compile: expected a function, got {type(fn).__name__}")
@@ -790,6 +795,11 @@ class Compiled:
         self._programs.clear()
         self._first.clear()
         self._last = None
+
+    @property
+    def source(self) -> str | None:
+        """The generated Python of the recording used last (each line one op's forward), to read."""
+        return None if self._last is None else self._last.source
 
     @property
     def programs(self) -> int:
@@ -849,6 +859,7 @@ class Compiled:
             _uninstall()
         if first is None:
             self._first[key] = (rec, [v for v in (*args, *kwargs.values()) if not _hashable(v)])
+            _trim(self._first, self.max_programs)
             return result
         if _assumptions(first[0]) != _assumptions(rec):
             # the calls started from different states (a .grad there or not): compare the next call with this one
@@ -867,8 +878,16 @@ class Compiled:
         prog.rec_ops = rec.ops
         prog.rec = rec.keep = rec.slot_of = rec.created = rec.origin = rec.first_data = None  # the arrays of call 2
         self._programs[key] = self._last = prog
+        _trim(self._programs, self.max_programs)
         self.recordings += 1
         return result
+
+
+def _trim(d: dict, n: int) -> None:
+    """Keep the n newest entries: a step called with an ever-changing Python value (a float lr as an
+    argument) would otherwise keep a recording, with its arrays, for every value."""
+    while len(d) > n:
+        del d[next(iter(d))]
 
 
 def _assumptions(rec: _Recorder) -> tuple:
