@@ -188,6 +188,38 @@ def test_non_differentiable_results_are_recorded_outside_the_graph(name):
     assert out.grad_fn is None and not out.requires_grad
 
 
+WEIGHT = Tensor(np.linspace(0.5, 1.5, 5, dtype=np.float32))
+INDEXED = {
+    "getitem_tensor": lambda x, i: x[i],
+    "getitem_mixed": lambda x, i: x[1:, i],
+    "getitem_mask": lambda x, i: x[x > 0],
+    "index_select": lambda x, i: x.index_select(1, i),
+    "unfold": lambda x, i: x.unfold(1, 2, 1),
+    "roll": lambda x, i: x.roll(2, 1),
+    "repeat_interleave": lambda x, i: x.repeat_interleave(2, dim=0),
+    "diagonal": lambda x, i: x.diagonal(1),
+    "diag": lambda x, i: x[0].diag(),
+    "triu": lambda x, i: x.triu(1),
+    "pad_reflect": lambda x, i: F.pad(x, (2, 1), mode="reflect"),
+    "embedding": lambda x, i: F.embedding(i, x, padding_idx=1),
+    "label_smoothing": lambda x, i: F.cross_entropy(x, i, label_smoothing=0.1, ignore_index=2),
+    "weighted_ce": lambda x, i: F.cross_entropy(x, i, weight=WEIGHT),
+    "setitem_clone": lambda x, i: _written(x, i),
+}
+
+
+def _written(x, i):  # SetItem with its index array as an input (inplace.setitem, optim's, still bakes it)
+    index, arrays = ops.split_index(i)
+    return ops.SetItem.apply(x * 1.0, (x[0:1] * 2).expand(4, 5), *arrays, index=index)
+
+
+@pytest.mark.parametrize("name", sorted(INDEXED))
+def test_indexing_ops_take_index_arrays_as_inputs(name):
+    (x,) = _params((4, 5))
+    i = tg.from_numpy(np.array([0, 2, 3, 2]))
+    _step(lambda: (INDEXED[name](x, i) ** 2).sum(), x, inputs=(i, WEIGHT))
+
+
 @pytest.mark.parametrize("name", ["max_dim", "sort", "topk", "median", "gather"])
 def test_index_results_feed_the_graph_through_ops(name):
     (x,) = _params((4, 5))
@@ -361,3 +393,189 @@ def test_prod_grad_equals_its_composite():
     out = ops.ProdGrad.apply(g, Tensor(xd), axis=1)
     others = np.array([[np.prod(np.delete(row, i)) for i in range(4)] for row in xd])
     np.testing.assert_allclose(out.data, g.data * others, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# under tinygrad_mnist.compile: replaying forward + backward equals eager, bit for bit
+# ---------------------------------------------------------------------------
+
+
+def _replay_equals_eager(build, calls, seed=7):
+    """build() -> (step, params); run 5 calls eagerly, then the same 5 compiled (2 recordings, 3 replays)
+    from the same random state, and compare the returned tensors and the gradients bit for bit."""
+
+    def run(compiled):
+        step, params = build()
+        fn = tg.compile(step) if compiled else step
+        tg.manual_seed(seed)
+        outs = []
+        for args in calls:
+            for p in params:
+                p.grad = None
+            out = fn(*args)
+            outs.append([o.data.copy() for o in (out if isinstance(out, tuple) else (out,))]
+                        + [p.grad.data.copy() for p in params if p.grad is not None])
+        return outs, fn
+
+    eager, _ = run(False)
+    replayed, fn = run(True)
+    assert fn.replays == len(calls) - 2
+    for k, (a, b) in enumerate(zip(eager, replayed)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), f"call {k} differs"
+
+
+def _batches(n=5, rows=6, cols=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(tg.from_numpy(rng.standard_normal((rows, cols)).astype(np.float32)), rng.integers(0, 10, rows))
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+def test_op_step_replays_like_eager(name):
+    def build():
+        (w,) = _params((10, 5), seed=1)
+        fn = ELEMENTWISE[name]
+
+        def step(x, y):
+            h = x @ w
+            out = fn(h, h * 0.5 + 0.1)
+            (out * out).sum().backward()
+            return out
+
+        return step, [w]
+
+    _replay_equals_eager(build, _batches())
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "F.cross_entropy", "mse", "nll", "one_hot_mse",
+                                  "cross_entropy_probs", "dropout", "argmax_accuracy"])
+def test_loss_step_replays_like_eager(loss):
+    fns = {
+        "cross_entropy": lambda h, y: losses.cross_entropy(h, y),
+        "F.cross_entropy": lambda h, y: F.cross_entropy(h, tg.from_numpy(y), reduction="sum"),
+        "mse": lambda h, y: losses.mse(h.sigmoid(), y),
+        "nll": lambda h, y: losses.nll(h.log_softmax(1), y),
+        "one_hot_mse": lambda h, y: F.mse_loss(h, F.one_hot(tg.from_numpy(y), 10).float()),
+        "cross_entropy_probs": lambda h, y: h.cross_entropy(F.one_hot(tg.from_numpy(y), 10).float().softmax(1)),
+        "dropout": lambda h, y: losses.cross_entropy(h.relu().dropout(0.3), y),
+        "argmax_accuracy": lambda h, y: (losses.cross_entropy(h, h.argmax(1))
+                                         + (h.max(1).values * (h.amax(1) > 0)).sum()),
+    }
+
+    def build():
+        (w,) = _params((10, 10), seed=2)
+
+        def step(x, y):
+            loss = fns[loss_name](x @ w, y)
+            loss.backward()
+            return loss
+
+        return step, [w]
+
+    loss_name = loss
+    _replay_equals_eager(build, _batches())
+
+
+@pytest.mark.parametrize("model", ["nielsen", "mlp"])
+def test_demo_model_forward_backward_replays_like_eager(model):
+    """The demo's models (the MLP with its dropout), forward and backward; the optimizer is optim's to record."""
+    from tinygrad_mnist.models import MODELS
+
+    def build():
+        tg.manual_seed(0)
+        net = MODELS[model]()
+        loss_fn = losses.mse if model == "nielsen" else losses.cross_entropy
+
+        def step(x, y):
+            loss = loss_fn(net(x), y)
+            loss.backward()
+            return loss
+
+        return step, list(net.parameters())
+
+    _replay_equals_eager(build, _batches(rows=4, cols=784))
+
+
+# ---------------------------------------------------------------------------
+# the index ops with their index arrays as inputs: gradcheck, grad of grad, PyTorch
+# ---------------------------------------------------------------------------
+
+
+def test_gather_and_scatter_add_gradcheck_twice():
+    rng = np.random.default_rng(6)
+    idx = Tensor(np.array([[0, 2, 2], [1, 0, 1]]))
+    x = Tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    assert gradcheck(lambda x: ops.Gather.apply(x, idx, axis=1), [x])
+    assert gradcheck(lambda x: grad((ops.Gather.apply(x, idx, axis=1) ** 2).sum(), x, create_graph=True)[0], [x])
+    g = Tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    assert gradcheck(lambda g: ops.ScatterAdd.apply(g, idx, axis=1, shape=(2, 3)), [g])
+    assert gradcheck(lambda g: grad((ops.ScatterAdd.apply(g, idx, axis=1, shape=(2, 3)) ** 2).sum(), g,
+                                    create_graph=True)[0], [g])
+
+
+@pytest.mark.parametrize("index", ["ints", "two_arrays", "mask", "mixed"])
+def test_getitem_with_index_tensors_gradcheck_twice(index):
+    rng = np.random.default_rng(7)
+    i = Tensor(np.array([2, 0, 2]))
+    make = {"ints": lambda x: x[i], "two_arrays": lambda x: x[i, Tensor(np.array([1, 3, 1]))],
+            "mask": lambda x: x[Tensor(np.arange(12).reshape(3, 4) % 3 == 0)], "mixed": lambda x: x[1:, i]}[index]
+    x = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    assert gradcheck(make, [x])
+    assert gradcheck(lambda x: grad((make(x) ** 2).sum(), x, create_graph=True)[0], [x])
+
+
+def test_setitem_with_index_tensors_gradcheck_twice():
+    rng = np.random.default_rng(8)
+    index, arrays = ops.split_index((Tensor(np.array([0, 2])), slice(1, 3)))
+    x = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    v = Tensor(rng.standard_normal((2, 2)), requires_grad=True)
+
+    def f(x, v):
+        return ops.SetItem.apply(x, v, *arrays, index=index)
+
+    assert gradcheck(f, [x, v])
+    assert gradcheck(lambda x, v: grad((f(x, v) ** 2).sum(), [x, v], create_graph=True)[0] * 1.0, [x, v])
+
+
+@requires_torch
+def test_index_ops_match_pytorch():
+    import torch
+
+    rng = np.random.default_rng(9)
+    xd = rng.standard_normal((4, 5)).astype(np.float32)
+    i = np.array([3, 0, 3])
+    cases = [
+        (lambda t: t[Tensor(i)], lambda t: t[torch.tensor(i)]),
+        (lambda t: t.gather(1, Tensor(np.array([[0, 4], [1, 1], [2, 0], [3, 3]]))),
+         lambda t: t.gather(1, torch.tensor([[0, 4], [1, 1], [2, 0], [3, 3]]))),
+        (lambda t: t.max(1).values, lambda t: t.max(1).values),
+        (lambda t: t.sort(1).values, lambda t: t.sort(1).values),
+        (lambda t: t.index_select(0, Tensor(i)), lambda t: t.index_select(0, torch.tensor(i))),
+        (lambda t: F.cross_entropy(t, Tensor(np.array([0, 2, 2, 4])), ignore_index=2, label_smoothing=0.1),
+         lambda t: torch.nn.functional.cross_entropy(t, torch.tensor([0, 2, 2, 4]), ignore_index=2,
+                                                     label_smoothing=0.1)),
+    ]
+    for ours, theirs in cases:
+        x, xt = Tensor(xd, requires_grad=True), torch.tensor(xd, requires_grad=True)
+        a, b = ours(x), theirs(xt)
+        np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-5, atol=1e-6)
+        (ga,) = grad((a * a).sum(), x, create_graph=True)
+        (gb,) = torch.autograd.grad((b * b).sum(), xt, create_graph=True)
+        np.testing.assert_allclose(ga.data, gb.detach().numpy(), rtol=1e-5, atol=1e-6)
+        (gga,) = grad((ga * ga).sum(), x)
+        (ggb,) = torch.autograd.grad((gb * gb).sum(), xt)
+        np.testing.assert_allclose(gga.data, ggb.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_one_hot_refuses_a_negative_label_it_was_not_checked_for():
+    with pytest.raises(IndexError, match="out of range"):
+        ops.OneHot.apply(Tensor(np.array([1, -100])), num_classes=10, dtype=np.dtype(np.float32))
+
+
+def test_cross_entropy_with_an_in_range_ignore_index_takes_the_general_path():
+    x = Tensor(np.random.default_rng(10).standard_normal((3, 4)).astype(np.float32), requires_grad=True)
+    loss = F.cross_entropy(x, np.array([0, 1, 3]), ignore_index=2)  # no label is 2: a replay might see one
+    assert loss.grad_fn.name != "CrossEntropy"
+    np.testing.assert_allclose(loss.data, F.cross_entropy(x, np.array([0, 1, 3])).data, rtol=1e-6)

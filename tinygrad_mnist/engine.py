@@ -1652,7 +1652,8 @@ class Tensor:
         return ops.Pad.apply(self, pad_width=tuple(map(tuple, pw.tolist())), value=value)
 
     def __getitem__(self, index):
-        return ops.GetItem.apply(self, index=_index_arg(index))
+        index, arrays = ops.split_index(index)  # index arrays become tensor inputs of the op, not baked params
+        return ops.GetItem.apply(self, *arrays, index=index)
 
     def _slice(self, d: int, start: int, stop: int):
         return ops.GetItem.apply(self, index=(slice(None),) * d + (slice(start, stop),))
@@ -1796,8 +1797,7 @@ class Tensor:
         if size > n or size <= 0 or step <= 0:
             raise ValueError(f"unfold: size {size} and step {step} don't fit dim {dimension} of size {n}")
         count = (n - size) // step + 1
-        idx = (np.arange(count)[:, None] * step + np.arange(size)).ravel()
-        x = self.index_select(d, idx)
+        x = self.index_select(d, ops.Detached.apply(fn=_windows_index, count=count, size=size, step=step))
         return x.reshape(self.shape[:d] + (count, size) + self.shape[d + 1:]).movedim(d + 1, -1)
 
     def cumprod(self, dim=None, *, axis=None):
@@ -1819,8 +1819,10 @@ class Tensor:
     def repeat_interleave(self, repeats, dim=None):
         """Each element `repeats` times in a row along dim (None: of the flattened tensor)."""
         x, d = (self.reshape(-1), 0) if dim is None else (self, _one_dim(dim, self.ndim, "repeat_interleave"))
-        reps = repeats.data if isinstance(repeats, Tensor) else repeats
-        return x.index_select(d, np.repeat(np.arange(x.shape[d]), reps))
+        if isinstance(repeats, (int, np.integer)):
+            return x.index_select(d, ops.Detached.apply(fn=_repeat_index, args=(int(repeats),), n=x.shape[d]))
+        reps = repeats if isinstance(repeats, Tensor) else Tensor._const(np.asarray(repeats))
+        return x.index_select(d, ops.Detached.apply(reps, fn=_repeat_index, n=x.shape[d]))
 
     @composite("roll")
     def roll(self, shifts, dims=None):
@@ -1834,7 +1836,7 @@ class Tensor:
         out = self
         for sh, dm in zip(shifts, dims):
             d = _one_dim(dm, self.ndim, "roll")
-            out = out.index_select(d, np.roll(np.arange(self.shape[d]), sh))
+            out = out.index_select(d, ops.Detached.apply(fn=_rolled_index, n=self.shape[d], shift=sh))
         return out
 
     def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1):
@@ -1845,8 +1847,8 @@ class Tensor:
         rest = [i for i in range(self.ndim) if i not in (d1, d2)]
         x = self.permute(rest + [d1, d2])
         n1, n2 = x.shape[-2:]
-        i = np.arange(max(0, -offset), min(n1, n2 - offset)) if n2 - offset > 0 else np.arange(0)
-        return ops.GetItem.apply(x, index=(Ellipsis, i, i + offset))
+        i = ops.Detached.apply(fn=_diagonal_index, n1=n1, n2=n2, offset=offset)
+        return ops.GetItem.apply(x, i, i + offset, index=(Ellipsis, ops.At(0), ops.At(1)))
 
     @composite("diag")
     def diag(self, diagonal: int = 0):
@@ -1856,11 +1858,8 @@ class Tensor:
         if self.ndim != 1:
             raise ValueError(f"diag: expects a 1-D or 2-D tensor, got shape {self.shape}")
         n = self.shape[0] + abs(diagonal)
-        eye = np.eye(n, k=diagonal, dtype=bool)
-        rows, cols = np.nonzero(eye)
-        picks = np.zeros((n, n), np.int64)
-        picks[rows, cols] = np.arange(len(rows))
-        return Tensor.where(eye, self[picks], 0)
+        eye = ops.Detached.apply(fn=np.eye, args=(n,), k=diagonal, dtype=bool_)
+        return Tensor.where(eye, self[ops.Detached.apply(eye, fn=_diag_picks)], 0)
 
     @composite("trace")
     def trace(self):
@@ -1913,7 +1912,8 @@ class Tensor:
             raise ValueError(f"index_select: index must be 1-D, got shape {idx.shape}")
         d = _one_dim(dim, self.ndim, "index_select")
         _check_index_range(idx, self.shape[d], "index_select")
-        return ops.GetItem.apply(self, index=(slice(None),) * d + (idx.reshape(-1),))
+        index = index.reshape(-1) if isinstance(index, Tensor) else Tensor._const(idx.reshape(-1))
+        return ops.GetItem.apply(self, index, index=(slice(None),) * d + (ops.At(0),))
 
     @composite("masked_fill")
     def masked_fill(self, mask, value):
@@ -2190,6 +2190,30 @@ class Tensor:
 
 
 # NumPy functions for ops.Detached: module level, so a recording can bake them in and compare them
+
+
+def _windows_index(count, size, step):
+    return (np.arange(count)[:, None] * step + np.arange(size)).ravel()
+
+
+def _repeat_index(repeats, n):
+    return np.repeat(np.arange(n), repeats)
+
+
+def _rolled_index(n, shift):
+    return np.roll(np.arange(n), shift)
+
+
+def _diagonal_index(n1, n2, offset):
+    return np.arange(max(0, -offset), min(n1, n2 - offset)) if n2 - offset > 0 else np.arange(0)
+
+
+def _diag_picks(eye):
+    """For each place of a square matrix, the vector entry on its diagonal (0 off it)."""
+    rows, cols = np.nonzero(eye)
+    picks = np.zeros(eye.shape, np.int64)
+    picks[rows, cols] = np.arange(len(rows))
+    return picks
 
 
 def _arg_index(a, which, axis, keepdims):

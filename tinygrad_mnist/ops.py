@@ -122,6 +122,8 @@ class OneHot(Function):
 
     def forward(self, labels, num_classes, dtype):
         flat = labels.reshape(-1)
+        if flat.size and flat.min() < 0:  # a replay's labels were never checked: fail rather than wrap around
+            raise IndexError(f"one-hot: label {flat.min()} is out of range for {num_classes} classes")
         out = np.zeros((flat.size, num_classes), dtype)
         out[np.arange(flat.size), flat] = 1
         return out.reshape(*labels.shape, num_classes)
@@ -849,17 +851,62 @@ def _is_basic(index) -> bool:
     return all(i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice)) for i in items)
 
 
+class At:
+    """A place in an index template: the k-th index array, which the op receives as a tensor input."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def __eq__(self, other):
+        return type(other) is At and other.k == self.k
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"At({self.k})"
+
+
+def split_index(index) -> tuple:
+    """An index as (template, tensors): each array in it (Tensor, ndarray or list) becomes a tensor input
+    of the op and `At(k)` in the template, so no array is baked into the op's params (capture, issue 12)."""
+    single = not isinstance(index, tuple)
+    template, tensors = [], []
+    for i in (index,) if single else index:
+        if isinstance(i, (Tensor, np.ndarray, list)):
+            tensors.append(i if isinstance(i, Tensor) else Tensor._const(np.asarray(i)))
+            template.append(At(len(tensors) - 1))
+        else:
+            template.append(i)
+    return (template[0] if single else tuple(template)), tensors
+
+
+def _fill(template, arrays) -> object:
+    """The index a template stands for, with the input arrays in their places."""
+    if not arrays:
+        return template
+    if type(template) is At:
+        return arrays[template.k]
+    return tuple(arrays[i.k] if type(i) is At else i for i in template)
+
+
 class GetItem(Function):
+    """x[index]; index arrays come as tensor inputs after x (see split_index), or (older callers) in index."""
+
     saves_inputs = False
 
-    def forward(self, x, index):
+    def forward(self, x, *arrays, index):
+        self.template = index
+        if arrays:  # the backward reads them again: not x
+            index = _fill(index, arrays)
+            self.saves_inputs = tuple(range(1, len(arrays) + 1))
         self.index = index
         if not _is_basic(index):  # index arrays are saved data; slices are not
             self.saved = ("index",)
         return x[index]
 
     def backward(self, g):
-        return (IndexAdd.apply(g, shape=self.parents[0].shape, index=self.index),)
+        x, *idx = self.parents
+        return (IndexAdd.apply(g, *idx, shape=x.shape, index=self.template),) + (None,) * len(idx)
 
 
 def _along(idx: np.ndarray, axis: int) -> tuple:
@@ -903,11 +950,17 @@ class ScatterAdd(Function):
 
 
 class IndexAdd(Function):
-    """zeros(shape) with g added at `index` (repeated indices accumulate); adjoint of GetItem."""
+    """zeros(shape) with g added at `index` (repeated indices accumulate); adjoint of GetItem.
+
+    Index arrays come as tensor inputs after g, as GetItem's."""
 
     saves_inputs = False
 
-    def forward(self, g, shape, index):
+    def forward(self, g, *arrays, shape, index):
+        self.template = index
+        if arrays:
+            index = _fill(index, arrays)
+            self.saves_inputs = tuple(range(1, len(arrays) + 1))
         self.index = index
         if not _is_basic(index):
             self.saved = ("index",)
@@ -919,7 +972,8 @@ class IndexAdd(Function):
         return out
 
     def backward(self, gg):
-        return (GetItem.apply(gg, index=self.index),)
+        g, *idx = self.parents
+        return (GetItem.apply(gg, *idx, index=self.template),) + (None,) * len(idx)
 
 
 class SetItem(Function):
@@ -931,7 +985,11 @@ class SetItem(Function):
 
     saves_inputs = False
 
-    def forward(self, x, v, index):
+    def forward(self, x, v, *arrays, index):
+        self.template = index
+        if arrays:  # index arrays as tensor inputs (see split_index)
+            index = _fill(index, arrays)
+            self.saves_inputs = tuple(range(2, len(arrays) + 2))
         self.index = index
         if not _is_basic(index):
             self.saved = ("index",)
@@ -940,20 +998,20 @@ class SetItem(Function):
         return out
 
     def backward(self, g):
-        x, v = self.parents
+        x, v, *idx = self.parents
         gx = gv = None
         if x._requires_grad:  # the overwritten elements had no say in the result
-            gx = MaskMul.apply(g, mask=_unwritten, shape=g.shape, index=self.index)
+            gx = MaskMul.apply(g, *idx, mask=_unwritten, shape=g.shape, index=self.template)
         if v._requires_grad:
-            gv = g[self.index]
+            gv = GetItem.apply(g, *idx, index=self.template)
             if gv.ndim < v.ndim:  # v may carry extra leading 1s that assignment ignores
                 gv = gv.reshape((1,) * (v.ndim - gv.ndim) + gv.shape)
-        return gx, gv
+        return (gx, gv) + (None,) * len(idx)
 
 
-def _unwritten(shape, index):
+def _unwritten(*arrays, shape, index):
     keep = np.ones(shape, bool)
-    keep[index] = False
+    keep[_fill(index, arrays)] = False
     return keep
 
 

@@ -272,7 +272,8 @@ def pad(input: Tensor, pad, mode: str = "constant", value=None) -> Tensor:
             if before or after:  # gather along the axis with an index array: its gradient adds back (IndexAdd)
                 if min(before, after) < 0:
                     raise ValueError(f"pad: negative padding is only supported in mode='constant', got {pad}")
-                idx = np.pad(np.arange(input.shape[axis]), (before, after), mode=_PAD_MODES[mode])
+                idx = _ops.Detached.apply(fn=_pad_index, n=input.shape[axis], widths=(before, after),
+                                          mode=_PAD_MODES[mode])
                 out = out[(slice(None),) * axis + (idx,)]
         return out
     grow = [(max(b, 0), max(a, 0)) for b, a in widths]
@@ -280,6 +281,10 @@ def pad(input: Tensor, pad, mode: str = "constant", value=None) -> Tensor:
     if any(b < 0 or a < 0 for b, a in widths):
         out = out[tuple(slice(-min(b, 0), n + min(a, 0)) for (b, a), n in zip(widths, out.shape))]
     return out
+
+
+def _pad_index(n, widths, mode):
+    return np.pad(np.arange(n), widths, mode=mode)
 
 
 @_composite("layer_norm")
@@ -343,10 +348,11 @@ def embedding(input, weight: Tensor, padding_idx=None, max_norm=None, norm_type:
     """weight[input]: rows of weight (num_embeddings, dim) picked by integer indices of any shape."""
     _unsupported("embedding", max_norm=(max_norm, None), scale_grad_by_freq=(scale_grad_by_freq, False),
                  sparse=(sparse, False))
-    idx = check_class_indices(input, weight.shape[0], "embedding", what="index")
+    check_class_indices(input, weight.shape[0], "embedding", what="index")
+    idx = input.detach() if isinstance(input, Tensor) else Tensor._const(np.asarray(input))
     out = weight[idx]
     if padding_idx is not None:  # the padding row gets no gradient, as in PyTorch
-        keep = np.expand_dims(idx != padding_idx % weight.shape[0], -1)
+        keep = (idx != padding_idx % weight.shape[0]).unsqueeze(-1)
         out = Tensor.where(keep, out, out.detach())
     return out
 
@@ -451,7 +457,9 @@ def cross_entropy(input: Tensor, target, weight=None, size_average=None, ignore_
     y = _array(target)
     if input.ndim == 2 and weight is None and label_smoothing == 0.0 and not (
             isinstance(target, Tensor) and target.requires_grad):
-        if y.dtype.kind == "f" or not (y == ignore_index).any():  # the fused op: one node, exact gradient
+        # the fused op: one node, exact gradient.  An ignore_index that is a class always takes the general
+        # path (a replay under compile can't re-check the labels); one outside the classes makes OneHot fail
+        if y.dtype.kind == "f" or (not 0 <= ignore_index < input.shape[1] and not (y == ignore_index).any()):
             return input.cross_entropy(target, reduction=reduction)  # (itself recorded as a cross_entropy call)
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
 
@@ -466,16 +474,17 @@ def _cross_entropy(input: Tensor, target, weight, ignore_index: int, reduction: 
         loss = nll_loss(logp, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
         if not label_smoothing:
             return loss
-        rows, y_rows, shape = _classes_last(logp, y, prob_target=False)
+        labels = target.detach() if isinstance(target, Tensor) else Tensor._const(y)
+        rows, y_rows, shape = _classes_last(logp, labels, prob_target=False)
         c = rows.shape[1]
         w = _weights(weight, c, rows.dtype, "cross_entropy")
-        smooth = -(rows if w is None else rows * Tensor(w)).sum(1)
+        w = None if w is None else Tensor._const(w)
+        smooth = -(rows if w is None else rows * w).sum(1)
         keep = y_rows != ignore_index
-        if not keep.all():
-            smooth = smooth * Tensor(keep.astype(rows.dtype))
+        smooth = smooth * keep.cast(rows.dtype)  # 0 where ignored
         if reduction == "mean":
-            total = float((keep if w is None else w[np.where(keep, y_rows, 0)] * keep).sum())
-            smooth = smooth.sum() * (1.0 / total if total else math.nan)
+            row_w = keep.cast(rows.dtype) if w is None else w.gather(0, Tensor.where(keep, y_rows, 0)) * keep
+            smooth = smooth.sum() * _ops.Detached.apply(row_w, fn=_inverse_total)
         else:
             smooth = _restore(_reduce(smooth, reduction), shape, reduction)
         return loss * (1.0 - label_smoothing) + smooth * (label_smoothing / c)
@@ -487,7 +496,7 @@ def _cross_entropy(input: Tensor, target, weight, ignore_index: int, reduction: 
         t_rows = t_rows * (1.0 - label_smoothing) + label_smoothing / c
     w = _weights(weight, c, rows.dtype, "cross_entropy")
     per = t_rows * rows.log_softmax(1)
-    loss = -(per if w is None else per * Tensor(w)).sum(1)
+    loss = -(per if w is None else per * Tensor._const(w)).sum(1)
     if reduction == "mean":
         return loss.mean()
     return _restore(_reduce(loss, reduction), shape, reduction)
@@ -513,7 +522,7 @@ def l1_loss(input: Tensor, target, size_average=None, reduce=None, reduction: st
 def _weighted(loss: Tensor, weight) -> Tensor:
     if weight is None:
         return loss
-    return loss * (weight if isinstance(weight, Tensor) else Tensor(np.asarray(weight, dtype=loss.dtype)))
+    return loss * (weight if isinstance(weight, Tensor) else Tensor._const(np.asarray(weight, dtype=loss.dtype)))
 
 
 @_composite("binary_cross_entropy")
