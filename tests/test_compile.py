@@ -479,3 +479,26 @@ def test_scheduler_lr_is_honoured_with_the_library_optimizers(make_opt):
     for a, b in zip(pe, pc):
         assert same(a, b) and same(a.grad, b.grad)
     assert step.replays >= 7  # (the first call sees no .grad, which zero_grad leaves alone: a third recording)
+
+
+def test_threads_sharing_one_compiled_step_get_eager_results():
+    w = Tensor(np.ones((4, 4), np.float32), requires_grad=True)
+
+    def step(x):
+        return (as_tensor(x) @ w).tanh().sum(0)
+
+    c = tg.compile(step)
+    xs = [np.random.default_rng(i).random((8, 4), dtype=np.float32) for i in range(8)]
+    expect = [step(x).data.copy() for x in xs]
+    results = {}
+
+    def worker(i):
+        for _ in range(20):
+            results[i] = c(xs[i]).data
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(results[i].tobytes() == expect[i].tobytes() for i in range(8))

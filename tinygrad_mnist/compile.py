@@ -398,11 +398,24 @@ def _inline_form(fn):
             nodes = list(ast.walk(expr))
             names = [x.arg for x in a.args]
             if names and not any(isinstance(n, (ast.Lambda, ast.comprehension, ast.NamedExpr)) for n in nodes) \
-                    and not any(isinstance(n, ast.Name) and n.id == names[0] for n in nodes):
+                    and not any(isinstance(n, ast.Name) and n.id == names[0] for n in nodes) and _same_code(d, fn):
                 defaults = dict(zip(names[len(names) - len(fn.__defaults__ or ()):], fn.__defaults__ or ()))
                 form = (names[1:], defaults, expr)
     _FORMS[fn] = form
     return form
+
+
+def _same_code(d: ast.FunctionDef, fn) -> bool:
+    """Does the source we read look like the code that runs (names, constants)?  A file edited since the import
+    would not; bytecode itself differs between compilations, and call 2's check replays what we wrote anyway."""
+    code = builtins.compile(ast.Module(body=[d], type_ignores=[]), fn.__code__.co_filename, "exec", dont_inherit=True)
+    made = next((c for c in code.co_consts if hasattr(c, "co_code")), None)
+
+    def consts(c):
+        return [x for x in c.co_consts if not hasattr(x, "co_code")][1:]  # (the first is the docstring or None)
+
+    return made is not None and consts(made) == consts(fn.__code__) and all(
+        getattr(made, a) == getattr(fn.__code__, a) for a in ("co_names", "co_varnames", "co_argcount"))
 
 
 def _inlined(op: _Op, k: int, args: list, g: dict) -> str | None:
@@ -783,6 +796,7 @@ class Compiled:
         self.enabled = enabled
         self._programs: dict[tuple, _Program] = {}
         self._last: _Program | None = None  # tried first: the usual case is the same signature as last time
+        self._lock = threading.Lock()
         self._first: dict[tuple, tuple] = {}  # key -> (first recording, the objects its key names by id)
         self.calls = self.eager_calls = self.replays = self.recordings = 0
 
@@ -815,6 +829,10 @@ class Compiled:
         if not self.enabled or (engine._tracer is not None and _active.get(_get_ident()) is not None):
             self.eager_calls += 1  # off, or inside another capture (which records what this runs)
             return self.fn(*args, **kwargs)
+        with self._lock:  # replay runs forwards on shared op objects (they keep arrays on self): one call at a time
+            return self._call(args, kwargs)
+
+    def _call(self, args, kwargs):
         prog = self._last
         if prog is not None:  # the same signature as last time: its guards check that, no key to build
             try:
