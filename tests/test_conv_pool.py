@@ -299,3 +299,30 @@ def test_float32_cnn_step_matches_torch():
     (t * t).sum().backward()
     for p, tp in zip(ours, theirs):
         np.testing.assert_allclose(p.grad.data, tp.grad.numpy(), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_split_across_threads_is_bit_identical(monkeypatch, threads):
+    """im2col, col2im and the pooling scatter split their work over channel chunks in a few threads;
+    every element is computed by the same kernel either way, so results match one thread exactly."""
+    from tinygrad_mnist import ops
+
+    rng = np.random.default_rng(7)
+    x0 = rng.standard_normal((3, 5, 12, 12)).astype(np.float32)
+    w0 = rng.standard_normal((6, 5, 3, 3)).astype(np.float32)
+
+    def run(n):
+        monkeypatch.setattr(ops, "_num_threads", n)
+        x, w = Tensor(x0, requires_grad=True), Tensor(w0, requires_grad=True)
+        out = x.conv2d(w, padding=1).max_pool2d(2) + x.conv2d(w, padding=1).avg_pool2d(3, 1, 1).max_pool2d(2)
+        (out * out).sum().backward()
+        return [out.data, x.grad.data, w.grad.data]
+
+    monkeypatch.setattr(ops, "_PARALLEL_MIN", 0)  # split even these small arrays
+    calls = []
+    parallel = ops._parallel
+    monkeypatch.setattr(ops, "_parallel", lambda fn, n, size: calls.append(n) or parallel(fn, n, size))
+    one = run(1)
+    for a, b in zip(one, run(threads)):
+        assert np.array_equal(a, b)
+    assert len(calls) >= 6  # im2col x2, col2im x2, scatter x2, per run

@@ -215,6 +215,7 @@ from . import nn, optim  # noqa: E402
 # record a training step once, replay it (the module stays importable as tinygrad_mnist.compile's home:
 # `from tinygrad_mnist.compile import CaptureError`)
 from .compile import CaptureError, compile  # noqa: E402, A004
+from .ops import get_num_threads, set_num_threads  # noqa: E402  (threads of the conv/pool copies, torch's names)
 from .serialization import load_object as load  # noqa: E402
 from .serialization import save_object as save  # noqa: E402
 
@@ -228,5 +229,5 @@ __all__ = _functions.__all__ + [  # (some names twice: harmless)
     "log_softmax", "matmul", "max", "maximum", "mean", "min", "minimum", "mm", "numel", "ones", "ones_like", "rand",
     "rand_like", "randint", "randn", "randn_like", "randperm", "relu", "reshape", "sigmoid", "softmax", "sqrt",
     "stack", "sum", "tanh", "tensor", "transpose", "where", "zeros", "zeros_like",
-    "load", "nn", "optim", "save", "compile", "CaptureError",
+    "load", "nn", "optim", "save", "compile", "CaptureError", "get_num_threads", "set_num_threads",
 ]

@@ -2159,7 +2159,7 @@ class Tensor:
         if kind == "max":
             return ops.MaxPool2d.apply(self, geometry=geometry)
         x = self if _is_float(self.dtype) else self.float()
-        return ops.PoolGather.apply(x, geometry=geometry, weights=1.0 / (kh * kw))
+        return ops.PoolGather.apply(x, geometry=geometry, scale=1.0 / (kh * kw))
 
     @composite("max_pool2d")
     def max_pool2d(self, kernel=2, stride=None, padding=0):

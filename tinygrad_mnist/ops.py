@@ -20,8 +20,10 @@ graph they can be backpropagated again.  See Function's docstring.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import math
+import os
 
 import numpy as np
 
@@ -773,14 +775,19 @@ def _memory_order(a: np.ndarray):
     return order if a.transpose(order).flags.c_contiguous else None
 
 
-def _like_layout(like: np.ndarray, shape, dtype, fill=None) -> np.ndarray:
-    """A new array of `shape` whose memory order of axes is that of `like` (same ndim)."""
-    order = sorted(range(like.ndim), key=lambda a: -like.strides[a])  # outermost axis first
-    mem_shape = tuple(shape[a] for a in order)
-    buf = np.zeros(mem_shape, dtype) if fill == 0 else np.empty(mem_shape, dtype)
+def _layout(a: np.ndarray) -> tuple:
+    """The memory order of a's axes, outermost first (a param: ops that make arrays "like" another)."""
+    return tuple(sorted(range(a.ndim), key=lambda ax: -a.strides[ax]))
+
+
+def _empty_in(layout, shape, dtype, fill=None, lead=()) -> np.ndarray:
+    """A new array of `lead + shape` whose last len(shape) axes lie in memory in the order `layout`."""
+    buf = np.zeros(lead + tuple(shape[a] for a in layout), dtype) if fill == 0 else \
+        np.empty(lead + tuple(shape[a] for a in layout), dtype)
     if fill not in (None, 0):
         buf.fill(fill)
-    return buf.transpose(np.argsort(order))
+    k = len(lead)
+    return buf.transpose(tuple(range(k)) + tuple(k + a for a in np.argsort(layout)))
 
 
 class Permute(Function):
@@ -1171,6 +1178,45 @@ class Fold(Function):
 # ---------------------------------------------------------------------------
 
 
+# The copies, adds and comparisons around the GEMMs run on one core in NumPy while BLAS uses
+# them all; big ones are split into contiguous chunks (of channels, mostly) run side by side in
+# a few threads (NumPy releases the GIL inside them).  Each element is computed by the same
+# kernel as in one piece, so results are the same bit for bit with any number of threads.
+_num_threads = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+_PARALLEL_MIN = 1 << 20  # elements: below ~1M a thread hand-off (~40 us) costs more than it saves
+_pool = None
+_pool_pid = None
+
+
+def set_num_threads(n: int) -> None:
+    """How many threads the conv/pool ops split their big copies over (1: never split); BLAS keeps its own."""
+    global _num_threads
+    if int(n) < 1:
+        raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
+    _num_threads = int(n)
+
+
+def get_num_threads() -> int:
+    return _num_threads
+
+
+def _parallel(fn, n: int, size: int) -> None:
+    """Run fn(lo, hi) over contiguous chunks of range(n), side by side when `size` elements of work
+    are worth it.  The chunks must write disjoint parts of the result."""
+    global _pool, _pool_pid
+    k = min(_num_threads, n)
+    if k < 2 or size < _PARALLEL_MIN:
+        fn(0, n)
+        return
+    if _pool_pid != os.getpid():  # first use, or a forked child: its parent's threads don't exist here
+        _pool, _pool_pid = concurrent.futures.ThreadPoolExecutor(_num_threads - 1), os.getpid()
+    bounds = [n * i // k for i in range(k + 1)]
+    rest = [_pool.submit(fn, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    fn(bounds[0], bounds[1])
+    for f in rest:
+        f.result()
+
+
 def _chwn(x: np.ndarray) -> np.ndarray:
     """(N, C, H, W) -> (C, H, W, N), a view."""
     return x.transpose(1, 2, 3, 0)
@@ -1210,9 +1256,13 @@ def _im2col(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
     (kh, kw), (c, h, w, n) = kernel, xp.shape
     oh, ow = (h - kh) // stride[0] + 1, (w - kw) // stride[1] + 1
     cols = np.empty((c, kh, kw, oh, ow, n), x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, i, j] = xp[_window(i, j, oh, ow, stride)]
+
+    def channels(lo, hi):
+        for i in range(kh):
+            for j in range(kw):
+                cols[lo:hi, i, j] = xp[lo:hi][_window(i, j, oh, ow, stride)]
+
+    _parallel(channels, c, cols.size)  # (one channel, the image entering the net: fast as it is)
     return cols.reshape(c * kh * kw, oh * ow * n)
 
 
@@ -1224,9 +1274,14 @@ def _col2im(cols: np.ndarray, shape, kernel, stride, padding) -> np.ndarray:
     oh, ow = (hp - kh) // stride[0] + 1, (wp - kw) // stride[1] + 1
     cols = cols.reshape(c, kh, kw, oh, ow, n)
     out = np.zeros((c, hp, wp, n), cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            out[_window(i, j, oh, ow, stride)] += cols[:, i, j]
+
+    def channels(lo, hi):
+        part, cs = out[lo:hi], cols[lo:hi]
+        for i in range(kh):
+            for j in range(kw):
+                part[_window(i, j, oh, ow, stride)] += cs[:, i, j]
+
+    _parallel(channels, c, cols.size)
     return _nchw(out[:, ph:ph + h, pw:pw + w] if ph or pw else out)
 
 
@@ -1266,7 +1321,8 @@ class Conv2d(Function):
         x, w = self.parents[:2]
         geometry = {"stride": self.stride, "padding": self.padding}
         gx = ConvTranspose2d.apply(g, w, shape=x.shape, **geometry) if x._requires_grad else None
-        gw = Conv2dWeightGrad.apply(x, g, kernel=w.shape[2:], cols=self.cols, **geometry) \
+        # the columns reach the weight gradient through this op (read when it runs), never as an array param
+        gw = Conv2dWeightGrad.apply(x, g, kernel=w.shape[2:], conv=self, **geometry) \
             if w._requires_grad else None
         if len(self.parents) == 2:
             return gx, gw
@@ -1298,15 +1354,19 @@ class ConvTranspose2d(Function):
 class Conv2dWeightGrad(Function):
     """The weight gradient of Conv2d: x (N, C, H, W) and g (N, O, OH, OW) -> (O, C, kh, kw).
 
-    Equals the composite's ``g.reshape(O, -1) @ unfold(x).T``: one GEMM over the columns
-    (passed in as `cols` when the forward kept them).  Linear in x and in g.
+    Equals the composite's ``g.reshape(O, -1) @ unfold(x).T``: one GEMM over the columns.  `conv`
+    is the Conv2d whose gradient this is: its forward kept x's columns, read here when this op
+    runs (a replay re-runs that forward first, so they are fresh).  Linear in x and in g.
     """
 
-    def forward(self, x, g, kernel, stride, padding, cols=None):
+    def forward(self, x, g, kernel, stride, padding, conv=None):
         self.kernel, self.stride, self.padding = kernel, stride, padding
+        cols = None if conv is None else conv.cols
         if cols is None:
             cols = _im2col(x, kernel, stride, padding)
-        gw = _rows(g) @ cols.T  # (O, C*kh*kw)
+        # (C*kh*kw, O) = cols @ g^T, reshaped (copied) to (O, C, kh, kw): BLAS runs this orientation
+        # of the long-K product ~20% faster than g @ cols^T (1 and 2 threads, the demo's conv layers)
+        gw = (cols @ _rows(g).T).T
         return gw.reshape(gw.shape[0], x.shape[1], *kernel)
 
     def backward(self, ggw):
@@ -1323,13 +1383,15 @@ def _pad_hw(x: np.ndarray, padding, value) -> np.ndarray:
     if not (ph or pw):
         return x
     n, c, h, w = x.shape
-    out = _like_layout(x, (n, c, h + 2 * ph, w + 2 * pw), x.dtype, fill=value)
+    out = _empty_in(_layout(x), (n, c, h + 2 * ph, w + 2 * pw), x.dtype, fill=value)
     out[:, :, ph:ph + h, pw:pw + w] = x
     return out
 
 
 class _PoolGeometry:
-    """Windows of a 2-D pooling over (N, C, H, W): kernel, stride, padding and the slab of each offset."""
+    """Windows of a 2-D pooling over (N, C, H, W): kernel, stride, padding and the slab of each offset.
+
+    Equal by value (a recording compares the params of two calls)."""
 
     def __init__(self, shape, kernel, stride, padding):
         self.shape, self.kernel, self.stride, self.padding = shape, kernel, stride, padding
@@ -1342,6 +1404,18 @@ class _PoolGeometry:
         self.tiles = kernel == stride and self.out[2] * kernel[0] == self.padded[2] \
             and self.out[3] * kernel[1] == self.padded[3]
 
+    def _key(self):
+        return self.shape, self.kernel, self.stride, self.padding
+
+    def __eq__(self, other):
+        return isinstance(other, _PoolGeometry) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return "_PoolGeometry(shape={}, kernel={}, stride={}, padding={})".format(*self._key())
+
     def slabs(self):
         """For each kernel offset, the index of the (N, C, OH, OW) slab of the padded input it reads."""
         (kh, kw), (sh, sw), (oh, ow) = self.kernel, self.stride, self.out[2:]
@@ -1353,94 +1427,196 @@ class _PoolGeometry:
         return a[:, :, ph:ph + h, pw:pw + w] if ph or pw else a
 
 
-def _scale(a: np.ndarray, weight) -> np.ndarray:
-    return a * weight if not isinstance(weight, float) else a * a.dtype.type(weight)
+def _low(dtype):
+    """Max pooling's padding value: below every value of the dtype."""
+    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+def _tie_shares(hits: np.ndarray, dtype):
+    """Max pooling's weight of each window offset from the 0/1 hits (k, N, C, OH, OW): the hits
+    themselves, or where k > 1 offsets tie for the max, 1/k for each (Tensor.max's tie rule)."""
+    if np.count_nonzero(hits) == hits[0].size:
+        return hits
+    count = hits.sum(0, dtype=np.uint16 if len(hits) > 255 else np.uint8)
+    return hits * np.reciprocal(count, dtype=dtype)
+
+
+def _weight(weights, k: int, scale, dtype):
+    """The multiplier of window offset k: a slab of the weights, or the scalar scale."""
+    return dtype.type(scale) if weights is None else weights[k]
+
+
+class PoolHits(Function):
+    """Which window offsets hold the max: bool (kh*kw, N, C, OH, OW), `x`'s window slab == `out`.
+
+    Max pooling's gradient routes each output gradient to these offsets (PoolScatter/PoolGather
+    with the hits as weights).  A 0/1 mask: its own derivative is zero, so its gradient is None.
+    """
+
+    saves_inputs = False
+
+    def forward(self, x, out, geometry):
+        xp = _pad_hw(x, geometry.padding, _low(x.dtype))
+        slabs = geometry.slabs()
+        hits = _empty_in(_layout(out), out.shape, np.bool_, lead=(len(slabs),))
+        for k, slab in enumerate(slabs):
+            np.equal(xp[slab], out, out=hits[k])
+        return hits
+
+    def backward(self, g):
+        return None, None
 
 
 class PoolGather(Function):
     """out = sum over the window offsets k of weight_k * (window slab k of x): a weighted 2-D pooling.
 
-    With one scalar weight 1/(kh*kw) it is avg_pool2d (zero padding counted, as PyTorch's
-    default); it equals the composite ``x.pad(...).unfold2d(...)`` -> ``.mean(0)``.  Weights are
-    a float or one (N, C, OH, OW) array per offset.  Linear in x; the gradient is PoolScatter.
+    With no weights and `scale` 1/(kh*kw) it is avg_pool2d (zero padding counted, as PyTorch's
+    default); it equals the composite ``x.pad(...).unfold2d(...)`` -> ``.mean(0)``.  With the hits
+    of max pooling (PoolHits, a second input) the weights are their tie-sharing shares.
+    Linear in x; the gradient is PoolScatter.
     """
 
-    saved = ("weights",)  # max pooling's per-offset masks
+    saves_inputs = (1,)  # the hits, when given; x's value is never read back
 
-    def forward(self, x, geometry, weights):
-        self.geometry, self.weights = geometry, weights
+    def forward(self, x, hits=None, geometry=None, scale=1.0):
+        self.geometry, self.scale, self.layout = geometry, scale, _layout(x)
+        weights = None if hits is None else _tie_shares(hits, x.dtype)
         xp = _pad_hw(x, geometry.padding, 0)
-        out = _like_layout(x, geometry.out, x.dtype)
+        out = _empty_in(_layout(x), geometry.out, x.dtype)
         for k, slab in enumerate(geometry.slabs()):
-            wk = weights if isinstance(weights, float) else weights[k]
+            wk = _weight(weights, k, scale, x.dtype)
             if k == 0:
-                np.multiply(xp[slab], x.dtype.type(wk) if isinstance(wk, float) else wk, out=out)
+                np.multiply(xp[slab], wk, out=out)
             else:
-                out += _scale(xp[slab], wk)
+                out += xp[slab] * wk
         return out
 
     def backward(self, g):
-        return (PoolScatter.apply(g, geometry=self.geometry, weights=self.weights, like=self.parents[0].data),)
+        hits = self.parents[1] if len(self.parents) > 1 else None
+        inputs = (g,) if hits is None else (g, hits)
+        gx = PoolScatter.apply(*inputs, geometry=self.geometry, scale=self.scale, layout=self.layout)
+        return (gx,) if hits is None else (gx, None)
 
 
 class PoolScatter(Function):
     """The adjoint of PoolGather: each output gradient times weight_k goes back to window slab k.
 
-    Overlapping windows add up; the result has the pooled input's shape (N, C, H, W) and memory
-    order (`like`).  Linear in g; the gradient is PoolGather.
+    Overlapping windows add up; the result has the pooled input's shape (N, C, H, W), its axes in
+    memory in the order `layout`.  Linear in g; the gradient is PoolGather.
     """
 
-    saves_inputs = False
-    saved = ("weights",)
+    saves_inputs = (1,)
 
-    def forward(self, g, geometry, weights, like):
-        self.geometry, self.weights = geometry, weights
-        out = _like_layout(like, geometry.padded, g.dtype, fill=None if geometry.tiles else 0)
-        if _memory_order(g) != _memory_order(out):  # one copy now, not a mixed-layout op per offset
-            buf = _like_layout(out, g.shape, g.dtype)
-            buf[...] = g
-            g = buf
-        for k, slab in enumerate(geometry.slabs()):
-            wk = weights if isinstance(weights, float) else weights[k]
-            if geometry.overlap:
-                out[slab] += _scale(g, wk)
-            else:  # disjoint windows: write each slab once
-                np.multiply(g, g.dtype.type(wk) if isinstance(wk, float) else wk, out=out[slab])
+    def forward(self, g, hits=None, geometry=None, scale=1.0, layout=(0, 1, 2, 3)):
+        self.geometry, self.scale = geometry, scale
+        weights = None if hits is None else _tie_shares(hits, g.dtype)
+        out = _empty_in(layout, geometry.padded, g.dtype, fill=None if geometry.tiles else 0)
+        relayout = _memory_order(g) != _memory_order(out)  # one copy, not a mixed-layout op per offset
+        buf = _empty_in(layout, g.shape, g.dtype) if relayout else g
+        slabs = geometry.slabs()
+
+        def channels(lo, hi):
+            gc = buf[:, lo:hi]
+            if relayout:
+                gc[...] = g[:, lo:hi]
+            for k, slab in enumerate(slabs):
+                wk = _weight(weights, k, scale, g.dtype)
+                wk = wk if weights is None else wk[:, lo:hi]
+                if geometry.overlap:
+                    out[slab][:, lo:hi] += gc * wk
+                else:  # disjoint windows: write each slab once
+                    np.multiply(gc, wk, out=out[slab][:, lo:hi])
+
+        _parallel(channels, g.shape[1], out.size)
         return geometry.unpad(out)
 
     def backward(self, gg):
-        return (PoolGather.apply(gg, geometry=self.geometry, weights=self.weights),)
+        hits = self.parents[1] if len(self.parents) > 1 else None
+        inputs = (gg,) if hits is None else (gg, hits)
+        dg = PoolGather.apply(*inputs, geometry=self.geometry, scale=self.scale)
+        return (dg,) if hits is None else (dg, None)
 
 
 class MaxPool2d(Function):
     """Max over each 2-D window of x (N, C, H, W), padding with -inf; ties share the gradient equally.
 
     Equals the composite ``x.pad(..., value=-inf).unfold2d(...)`` -> ``.max(0)`` (Tensor.max's tie
-    rule).  One elementwise maximum per window offset; the gradient is PoolScatter with the
-    0/1 (or tie-sharing) weight of each offset, found by comparing each slab with the result.
+    rule).  One elementwise maximum per window offset; the gradient is MaxPoolGrad (PoolScatter
+    weighted by PoolHits: which offsets hold the max, found by comparing each slab with the result).
     """
 
     saves_output = True
 
     def forward(self, x, geometry):
-        self.geometry = geometry
-        low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        xp = _pad_hw(x, geometry.padding, low)
+        self.geometry, self.layout = geometry, _layout(x)
+        xp = _pad_hw(x, geometry.padding, _low(x.dtype))
         slabs = geometry.slabs()
-        out = _like_layout(x, geometry.out, x.dtype)
+        out = _empty_in(self.layout, geometry.out, x.dtype)
         np.maximum(xp[slabs[0]], xp[slabs[1]], out=out) if len(slabs) > 1 else np.copyto(out, xp[slabs[0]])
         for slab in slabs[2:]:
             np.maximum(out, xp[slab], out=out)
         return out
 
     def backward(self, g):
-        x, geometry = self.parents[0].data, self.geometry
-        xp = _pad_hw(x, geometry.padding, -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min)
-        out = self.output().data
-        hits = [xp[slab] == out for slab in geometry.slabs()]
-        if sum(np.count_nonzero(h) for h in hits) != out.size:  # ties: each of k tied maxima gets g / k
-            count = hits[0].astype(np.uint16 if len(hits) > 255 else np.uint8)
-            for h in hits[1:]:
-                count += h
-            g = g * const(np.reciprocal(count, dtype=g.dtype))
-        return (PoolScatter.apply(g, geometry=geometry, weights=hits, like=x),)
+        return (MaxPoolGrad.apply(g, self.parents[0], self.output(), geometry=self.geometry, layout=self.layout),)
+
+
+class MaxPoolGrad(Function):
+    """Max pooling's input gradient: g (N, C, OH, OW) routed to the window offsets where x (N, C, H, W)
+    held the max `out`, tied maxima sharing.  The result has x's shape and memory order (`layout`).
+
+    Equals ``PoolScatter(g, PoolHits(x, out))``, fused: one pass over chunks of channels (split
+    across threads) makes each chunk's hits and uses them while they are in cache.  Linear in g;
+    its gradient is PoolGather with the hits; x and out get none (the hits are a 0/1 choice).
+    """
+
+    saves_inputs = (1, 2)  # x and out; g's value is never read back
+
+    def forward(self, g, x, out, geometry, layout):
+        self.geometry = geometry
+        xp = _pad_hw(x, geometry.padding, _low(x.dtype))
+        slabs = geometry.slabs()
+        dst = _empty_in(layout, geometry.padded, g.dtype, fill=None if geometry.tiles else 0)
+        relayout = _memory_order(g) != _memory_order(dst)  # one copy, not a mixed-layout op per offset
+        buf = _empty_in(layout, g.shape, g.dtype) if relayout else g
+
+        if geometry.tiles:  # windows tile the image: one compare, one multiply over (N, C, OH, kh, OW, kw) views
+            (kh, kw), (n, c, oh, ow) = geometry.kernel, out.shape
+            six = (n, c, oh, kh, ow, kw)
+            x6, d6 = xp.reshape(six, copy=False), dst.reshape(six, copy=False)
+            h6 = _empty_in(layout, geometry.padded, np.bool_).reshape(six, copy=False)
+
+            def tiles(lo, hi):
+                gc, h = buf[:, lo:hi], h6[:, lo:hi]
+                if relayout:
+                    gc[...] = g[:, lo:hi]
+                np.equal(x6[:, lo:hi], out[:, lo:hi, :, None, :, None], out=h)
+                if np.count_nonzero(h) != gc.size:  # ties share: g/k to each of k tied maxima (as _tie_shares)
+                    gc = gc * np.reciprocal(h.sum((3, 5), dtype=np.uint16 if kh * kw > 255 else np.uint8),
+                                            dtype=g.dtype)  # scaling g, not the hits: a 1/(kh*kw) size temporary
+                np.multiply(gc[:, :, :, None, :, None], h, out=d6[:, lo:hi])
+
+            _parallel(tiles, g.shape[1], dst.size)
+            return geometry.unpad(dst)
+
+        def channels(lo, hi):
+            gc, h = buf[:, lo:hi], hits[:, :, lo:hi]
+            if relayout:
+                gc[...] = g[:, lo:hi]
+            for k, slab in enumerate(slabs):
+                np.equal(xp[slab][:, lo:hi], out[:, lo:hi], out=h[k])
+            shares = _tie_shares(h, g.dtype)  # elementwise: the same whatever the chunks
+            for k, slab in enumerate(slabs):
+                if geometry.overlap:
+                    dst[slab][:, lo:hi] += gc * shares[k]
+                else:  # disjoint windows: write each slab once
+                    np.multiply(gc, shares[k], out=dst[slab][:, lo:hi])
+
+        hits = _empty_in(_layout(out), out.shape, np.bool_, lead=(len(slabs),))
+        _parallel(channels, g.shape[1], dst.size)
+        return geometry.unpad(dst)
+
+    def backward(self, gg):
+        g, x, out = self.parents
+        hits = PoolHits.apply(x, out, geometry=self.geometry)
+        return PoolGather.apply(gg, hits, geometry=self.geometry), None, None
