@@ -340,7 +340,8 @@ def test_python_side_effect_random_draw_is_refused():
     w = Tensor(np.ones(3, np.float32), requires_grad=True)
 
     def step(x):
-        r = tg.rand(3)  # a new leaf from the library's generator, not made by an op
+        # a draw from the library's generator outside an op (tg.rand itself is a recorded op, ops.Random)
+        r = Tensor(engine.rng().random(3, dtype=np.float32))
         return (x * w * r).sum()
 
     with pytest.raises(CaptureError, match=r"received an array of shape \(3,\)"):

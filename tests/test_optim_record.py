@@ -435,3 +435,40 @@ def test_compiled_steps_equal_eager_steps_bit_for_bit(name, zero):
     assert [a.tobytes() for a in le] == [a.tobytes() for a in lr]
     for a, b in zip(pe + se, pr + sr):
         np.testing.assert_array_equal(a, b)
+
+
+def _batchnorm_run(compiled, momentum=0.1, steps=8):
+    import tinygrad_mnist as tm
+    from tinygrad_mnist.nn import functional as F
+
+    tm.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 8), nn.BatchNorm1d(8, momentum=momentum), nn.Tanh(), nn.Linear(8, 3))
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    fn = tm.compile(step) if compiled else step
+    for x, y in _batches(steps):
+        fn(tm.from_numpy(x), y)
+    return {k: v.data.copy() for k, v in model.state_dict().items()}
+
+
+def test_batchnorm_running_statistics_are_replayed():
+    """The running mean/var and the batch count are written by write primitives: replay updates them too."""
+    eager, replayed = _batchnorm_run(False), _batchnorm_run(True)
+    assert int(replayed["1.num_batches_tracked"]) == 8
+    for k in eager:
+        np.testing.assert_array_equal(eager[k], replayed[k], err_msg=k)
+
+
+def test_batchnorm_cumulative_average_is_refused_by_compile():
+    """momentum=None divides by the batch count read in Python: the two recordings differ, compile says so."""
+    from tinygrad_mnist.compile import CaptureError
+
+    with pytest.raises(CaptureError, match="differ"):
+        _batchnorm_run(True, momentum=None)

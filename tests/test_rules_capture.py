@@ -579,3 +579,67 @@ def test_cross_entropy_with_an_in_range_ignore_index_takes_the_general_path():
     loss = F.cross_entropy(x, np.array([0, 1, 3]), ignore_index=2)  # no label is 2: a replay might see one
     assert loss.grad_fn.name != "CrossEntropy"
     np.testing.assert_allclose(loss.data, F.cross_entropy(x, np.array([0, 1, 3])).data, rtol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["nielsen", "mlp"])
+def test_demo_model_training_replays_like_eager_for_100_steps(model):
+    """The recipe's model and optimizer (the MLP: dropout and Adam): 100 compiled steps equal 100 eager
+    ones bit for bit, losses and parameters (the CNN's conv/pool ops are made capturable on perf9)."""
+    from tinygrad_mnist.models import MODELS
+    from tinygrad_mnist.train import RECIPES, make_optimizer
+
+    def run(compiled):
+        tg.manual_seed(0)
+        net = MODELS[model]()
+        opt = make_optimizer(RECIPES[model], net.parameters())
+        loss_fn = losses.mse if model == "nielsen" else losses.cross_entropy
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = loss_fn(net(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        fn = tg.compile(step) if compiled else step
+        rng = np.random.default_rng(1)
+        out = [fn(tg.from_numpy(rng.random((8, 784), dtype=np.float32)), rng.integers(0, 10, 8)).data.copy()
+               for _ in range(100)]
+        return out, [p.data.copy() for p in net.parameters()], fn
+
+    eager, pe, _ = run(False)
+    replayed, pc, fn = run(True)
+    assert fn.replays >= 95  # the first calls run eagerly and record
+    assert [a.tobytes() for a in eager] == [b.tobytes() for b in replayed]
+    assert [a.tobytes() for a in pe] == [b.tobytes() for b in pc]
+
+
+def test_round_with_decimals_records_the_same_op_twice():
+    def build():
+        (w,) = _params((10, 5), seed=3)
+
+        def step(x, y):
+            out = (x @ w).round(2) + x @ w
+            out.sum().backward()
+            return out
+
+        return step, [w]
+
+    _replay_equals_eager(build, _batches())
+
+
+def test_random_factories_inside_a_step_replay_fresh_draws_like_eager():
+    def build():
+        (w,) = _params((10, 5), seed=4)
+
+        def step(x, y):
+            noise = tg.randn(6, 5) * 0.1 + tg.rand(6, 5) + Tensor.uniform(6, 5, low=-1.0, high=2.0)
+            pick = tg.randint(0, 5, (6,))
+            h = x @ w + noise
+            out = h[tg.arange(6), pick] + h[:, tg.randperm(5)].sum(1)
+            out.sum().backward()
+            return out, pick
+
+        return step, [w]
+
+    _replay_equals_eager(build, _batches())

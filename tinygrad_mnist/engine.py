@@ -860,14 +860,15 @@ class Tensor:
         return format(str(self), spec)
 
     # -- factories -------------------------------------------------------------
-    # (also at the top level, torch-style: tinygrad_mnist.zeros(2, 3), tinygrad_mnist.randn(...))
+    # (also at the top level, torch-style: tinygrad_mnist.zeros(2, 3), tinygrad_mnist.randn(...)).
+    # Their arrays come out of recorded ops (_made, _draw): a factory called inside a compiled step replays.
     @classmethod
     def zeros(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
-        return cls._leaf(np.zeros(_shape_arg(shape), dtype or float32), requires_grad, device)
+        return cls._leaf(_made(np.zeros, _shape_arg(shape), np.dtype(dtype or float32)), requires_grad, device)
 
     @classmethod
     def ones(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
-        return cls._leaf(np.ones(_shape_arg(shape), dtype or float32), requires_grad, device)
+        return cls._leaf(_made(np.ones, _shape_arg(shape), np.dtype(dtype or float32)), requires_grad, device)
 
     @classmethod
     def empty(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
@@ -882,15 +883,15 @@ class Tensor:
         if dtype is None:
             dtype = float32 if isinstance(fill_value, float) else np.asarray(fill_value).dtype
         # no silent 1.5 -> 1
-        return cls._leaf(_cast_checked(np.full(shape, fill_value), np.dtype(dtype)), requires_grad, device)
+        return cls._leaf(_made(_full_checked, shape, fill_value, np.dtype(dtype)), requires_grad, device)
 
     @classmethod
     def zeros_like(cls, t, requires_grad=False, dtype=None, device=None) -> Tensor:
-        return cls._leaf(np.zeros(np.shape(t), dtype or _dtype_of(t)), requires_grad, device)
+        return cls._leaf(_made(np.zeros, np.shape(t), np.dtype(dtype or _dtype_of(t))), requires_grad, device)
 
     @classmethod
     def ones_like(cls, t, requires_grad=False, dtype=None, device=None) -> Tensor:
-        return cls._leaf(np.ones(np.shape(t), dtype or _dtype_of(t)), requires_grad, device)
+        return cls._leaf(_made(np.ones, np.shape(t), np.dtype(dtype or _dtype_of(t))), requires_grad, device)
 
     @classmethod
     def full_like(cls, t, fill_value, requires_grad=False, dtype=None, device=None) -> Tensor:
@@ -900,14 +901,12 @@ class Tensor:
     def randn(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
         """Standard normal samples (seed with tinygrad_mnist.manual_seed)."""
         dtype = np.dtype(dtype or float32)
-        return cls._leaf(_rng.standard_normal(_shape_arg(shape), dtype=dtype), requires_grad, device)
+        return cls._leaf(_draw(_normal, shape=_shape_arg(shape), dtype=dtype), requires_grad, device)
 
     @classmethod
     def uniform(cls, *shape, low=0.0, high=1.0, requires_grad=False, dtype=None, device=None) -> Tensor:
         dtype = np.dtype(dtype or float32)
-        data = _rng.random(_shape_arg(shape), dtype=dtype)
-        if (low, high) != (0.0, 1.0):
-            data = data * dtype.type(high - low) + dtype.type(low)
+        data = _draw(_uniform, shape=_shape_arg(shape), low=low, high=high, dtype=dtype)
         return cls._leaf(data, requires_grad, device)
 
     @classmethod
@@ -923,12 +922,12 @@ class Tensor:
                 raise TypeError("randint: needs high and size, e.g. randint(0, 10, (3,)) or randint(10, (3,))")
             low, high, size = 0, low, high
         size = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
-        data = _rng.integers(low, high, size, dtype=np.int64)
+        data = _draw(_integers, low=low, high=high, size=size)
         return cls._leaf(_cast_checked(data, np.dtype(dtype or int64)), requires_grad, device)
 
     @classmethod
     def eye(cls, n, m=None, requires_grad=False, dtype=None, device=None) -> Tensor:
-        return cls._leaf(np.eye(n, m, dtype=dtype or float32), requires_grad, device)
+        return cls._leaf(_made(_eye, n, m, np.dtype(dtype or float32)), requires_grad, device)
 
     @classmethod
     def arange(cls, start, stop=None, step=1, requires_grad=False, dtype=None, device=None) -> Tensor:
@@ -938,13 +937,12 @@ class Tensor:
             ints = all(isinstance(v, (int, np.integer)) for v in (start, stop, step))
             dtype = int64 if ints else float32
         # no silent 0.5 -> 0
-        return cls._leaf(_cast_checked(np.arange(start, stop, step), np.dtype(dtype)), requires_grad, device)
+        return cls._leaf(_made(_arange_checked, start, stop, step, np.dtype(dtype)), requires_grad, device)
 
     @classmethod
     def linspace(cls, start, end, steps, requires_grad=False, dtype=None, device=None) -> Tensor:
         """`steps` evenly spaced values from start to end, both included."""
-        data = np.linspace(start, end, int(steps))
-        return cls._leaf(data.astype(dtype or float32), requires_grad, device)
+        return cls._leaf(_made(_linspace, start, end, int(steps), np.dtype(dtype or float32)), requires_grad, device)
 
     # -- autograd ----------------------------------------------------------------
     def backward(self, gradient=None, retain_graph: bool | None = None, create_graph: bool = False) -> None:
@@ -1343,7 +1341,9 @@ class Tensor:
         """Round half to even, as torch.round (and NumPy)."""
         if not _is_float(self.data.dtype):
             return self
-        return ops.Step.apply(self, fn=np.round if decimals == 0 else functools.partial(np.round, decimals=decimals))
+        # decimals as a plain param, not a functools.partial made per call: compile compares the params of two steps
+        return ops.Step.apply(self, fn=np.round) if decimals == 0 else ops.Step.apply(self, fn=np.round,
+                                                                                     decimals=decimals)
 
     def sign(self):
         return ops.Step.apply(self, fn=np.sign)
@@ -1925,7 +1925,8 @@ class Tensor:
             raise ValueError(f"masked_fill: mask of shape {m.shape} doesn't broadcast to {self.shape}")
         if isinstance(value, Tensor) and value.ndim:
             raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
-        return Tensor.where(m, value if isinstance(value, Tensor) else self._lift(value), self)
+        cond = mask if isinstance(mask, Tensor) else m  # a tensor mask stays an op input (compile records it)
+        return Tensor.where(cond, value if isinstance(value, Tensor) else self._lift(value), self)
 
     # -- in-place ops: they write into self.data; the autograd rules live in inplace.py ----
     def __setitem__(self, index, value) -> None:
@@ -2192,6 +2193,51 @@ class Tensor:
 # NumPy functions for ops.Detached: module level, so a recording can bake them in and compare them
 
 
+def _made(fn, *args) -> np.ndarray:
+    """A new array fn(*args) of plain values (a factory's), made by a recorded op (ops.Detached)."""
+    return ops.Detached.apply(fn=fn, args=args).data
+
+
+def _full_checked(shape, fill_value, dtype):
+    return _cast_checked(np.full(shape, fill_value), dtype)
+
+
+def _arange_checked(start, stop, step, dtype):
+    return _cast_checked(np.arange(start, stop, step), dtype)
+
+
+def _linspace(start, end, steps, dtype):
+    return np.linspace(start, end, steps).astype(dtype)
+
+
+def _eye(n, m, dtype):
+    return np.eye(n, m, dtype=dtype)
+
+
+def _draw(draw, **kw) -> np.ndarray:
+    """Random numbers from a recorded op (ops.Random): under compile a replay draws fresh ones, in eager order."""
+    return ops.Random.apply(draw=draw, **kw).data
+
+
+def _normal(r, shape, dtype):
+    return r.standard_normal(shape, dtype=dtype)
+
+
+def _uniform(r, shape, low, high, dtype):
+    data = r.random(shape, dtype=dtype)
+    if (low, high) != (0.0, 1.0):
+        data = data * dtype.type(high - low) + dtype.type(low)
+    return data
+
+
+def _integers(r, low, high, size):
+    return r.integers(low, high, size, dtype=np.int64)
+
+
+def _permutation(r, n, dtype):
+    return r.permutation(n).astype(dtype)
+
+
 def _windows_index(count, size, step):
     return (np.arange(count)[:, None] * step + np.arange(size)).ravel()
 
@@ -2368,7 +2414,8 @@ def _seed_grad(root: Tensor, gradient) -> Tensor:
         if root.data.ndim == 0:  # a 0-d constant is baked into a recording
             return Tensor._const(np.ones((), root.data.dtype))
         return ops.Full.apply(shape=root.shape, value=1, dtype=root.data.dtype)
-    g = gradient if isinstance(gradient, Tensor) else Tensor(np.asarray(gradient))
+    # the caller's array, wrapped (not copied: compile knows a step input); .grad never aliases it (see given)
+    g = gradient if isinstance(gradient, Tensor) else Tensor._const(np.asarray(gradient))
     if g.shape != root.shape:
         raise ValueError(f"backward: gradient has shape {g.shape} but the output has shape {root.shape}")
     if g.data.dtype != root.data.dtype:

@@ -103,9 +103,9 @@ def randint(low, high=None, size=None, dtype=None, device=None, requires_grad: b
 
 
 def randperm(n: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    from .engine import rng
+    from .engine import _draw, _permutation
 
-    return Tensor._leaf(rng().permutation(int(n)).astype(dtype or np.int64), requires_grad, device)
+    return Tensor._leaf(_draw(_permutation, n=int(n), dtype=np.dtype(dtype or np.int64)), requires_grad, device)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:

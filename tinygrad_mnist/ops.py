@@ -134,6 +134,19 @@ class OneHot(Function):
         return (None,)
 
 
+class Random(Function):
+    """draw(engine.rng(), **kw): random numbers drawn when the op runs, so a replay draws fresh ones in eager order.
+
+    No inputs; `draw` is a module-level function (the factories randn, rand, randint, randperm use it).
+    """
+
+    def forward(self, draw, **kw):
+        return draw(rng(), **kw)
+
+    def backward(self, g):  # pragma: no cover - no inputs, never recorded
+        return ()
+
+
 class DropoutMask(Function):
     """keep / (1 - p) with keep = U[0, 1) >= p, drawn from engine.rng() when the op runs (in eager order).
 
@@ -462,8 +475,8 @@ class Step(Function):
 
     saves_inputs = False
 
-    def forward(self, x, fn):
-        return fn(x)
+    def forward(self, x, fn, **kw):
+        return fn(x, **kw)
 
     def backward(self, g):
         return (const(np.zeros((), g.dtype)).expand(g.shape),)

@@ -25,6 +25,7 @@ import numpy as np
 from .. import ops as _ops
 from ..engine import Tensor
 from ..engine import composite as _composite  # calls show as one box in viz (Function.calls)
+from ..engine import no_grad as _no_grad
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -85,9 +86,9 @@ def check_class_indices(labels, n_classes: int, name: str, ignore_index=None, wh
 
 def _target_like(input: Tensor, target, name: str, same_shape: bool = False) -> Tensor:
     """A float target in input's dtype; a Tensor target stays in the graph (its gradient is defined too)."""
-    if not isinstance(target, Tensor):
-        target = Tensor(np.asarray(_array(target), dtype=input.dtype))
-    elif target.dtype != input.dtype:
+    if not isinstance(target, Tensor):  # wrapped, not copied (compile knows a step input); a cast is an op
+        target = Tensor._const(np.asarray(_array(target)))
+    if target.dtype != input.dtype:
         target = target.cast(input.dtype)
     if target.shape != input.shape:
         if same_shape:
@@ -326,17 +327,18 @@ def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None,
         var = (centred * centred).mean(dims, keepdim=True)
         if running_mean is not None and running_var is not None:
             m = 0.1 if momentum is None else momentum
-            rm, rv = running_mean.data, running_var.data
-            rm *= 1 - m
-            rm += m * mean.data.reshape(-1).astype(rm.dtype)
-            rv *= 1 - m
-            rv += m * (var.data.reshape(-1) * (n / (n - 1))).astype(rv.dtype)
+            with _no_grad():  # in-place writes through the write primitives, so compile replays them too
+                running_mean.mul_(1 - m)
+                running_mean.add_(mean.reshape(-1).cast(running_mean.dtype) * m)
+                running_var.mul_(1 - m)
+                running_var.add_((var.reshape(-1) * (n / (n - 1))).cast(running_var.dtype) * m)
         out = centred * (var + eps) ** -0.5
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: running_mean and running_var are needed when not training")
-        rm = Tensor(_array(running_mean).reshape(bshape).astype(input.dtype))
-        rv = Tensor(_array(running_var).reshape(bshape).astype(input.dtype))
+        rm, rv = (s if isinstance(s, Tensor) else Tensor(s) for s in (running_mean, running_var))
+        rm = rm.reshape(bshape).cast(input.dtype)  # ops, not copies: compile sees them
+        rv = rv.reshape(bshape).cast(input.dtype)
         out = (input - rm) * (rv + eps) ** -0.5
     if weight is not None:
         out = out * weight.reshape(bshape)

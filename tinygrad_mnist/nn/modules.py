@@ -580,7 +580,8 @@ class _BatchNorm(Module):
                              f"got shape {x.shape}")
         momentum = self.momentum
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.data[...] += 1
+            with _core.no_grad():  # a write primitive: compile replays the count too
+                self.num_batches_tracked += 1
             if momentum is None:  # a cumulative moving average
                 momentum = 1.0 / int(self.num_batches_tracked.data)
         use_batch = self.training or not self.track_running_stats
