@@ -139,6 +139,7 @@ EXTRA_CASES = [
     ("cross_entropy-tensor-labels-arg", [(4, 5)], lambda x, y: x.cross_entropy(tg.from_numpy(y)), _labels),
     ("mse-onehot-arg", [(4, 5)], lambda x, t: ((x.softmax(-1) - tg.from_numpy(t)) ** 2).mean(), _floats((4, 5))),
     ("dropout", [(4, 5)], lambda x: x.dropout(0.4, training=True), None),
+    ("random-factories", [(3, 4)], lambda x: x * tg.rand(3, 4) + tg.randn(4) * tg.ones(3, 1) + tg.arange(4), None),
     ("comparisons", [(3, 4)], lambda x: x * (x > 0.0).float() + x.abs() * (x <= 0.5).float(), None),
     ("max-argmax", [(3, 5)], lambda x: x.max(1).values * x.argmax(1).float(), None),
     ("conv2d-pools", [(2, 1, 6, 6), (3, 1, 3, 3), (3,)],
