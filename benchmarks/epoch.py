@@ -297,10 +297,6 @@ def worker(system: str, name: str, recipe: dict, epochs: int, max_steps: int | N
         import torch
 
         torch.set_num_threads(threads)
-    if system == "engine" and threads:
-        import tinygrad_mnist
-
-        tinygrad_mnist.set_num_threads(threads)
     params = list(model.parameters())
     if weights_path:
         with np.load(weights_path) as f:

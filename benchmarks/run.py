@@ -97,11 +97,9 @@ def setup_threads(threads: int | None):
 
         limiter = threadpool_limits(limits=threads, user_api="blas")
     counts = {"numpy_blas": sysinfo.numpy_blas_threads()}
-    if "tinygrad_mnist" in sys.modules:  # the engine's own split copies (conv/pool) follow --threads too
+    if "tinygrad_mnist" in sys.modules:  # threads of the engine's own split copies (conv/pool; default 1)
         import tinygrad_mnist
 
-        if threads:
-            tinygrad_mnist.set_num_threads(threads)
         counts["engine_copies"] = tinygrad_mnist.get_num_threads()
     if "torch" in sys.modules:
         import torch
@@ -360,8 +358,7 @@ def parse_args(argv):
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per system (default 7; --quick 3)")
     ap.add_argument("--quick", action="store_true", help="few short repeats and a partial W6 epoch: a smoke test")
     ap.add_argument("--threads", type=int, default=None,
-                    help="threads for NumPy's BLAS, torch and the engine's split copies "
-                         "(default: torch gets NumPy's BLAS count)")
+                    help="threads for NumPy's BLAS and torch (default: torch gets NumPy's BLAS count)")
     ap.add_argument("--block", type=float, default=None, help="seconds per timed block (default 0.15)")
     ap.add_argument("--w6-epochs", type=int, default=1, help="W6 epochs per model (2+ shows RSS staying flat)")
     ap.add_argument("--w6-models", default=None, help="comma-separated W6 models (default: nielsen,mlp,cnn)")

@@ -326,3 +326,29 @@ def test_split_across_threads_is_bit_identical(monkeypatch, threads):
     for a, b in zip(one, run(threads)):
         assert np.array_equal(a, b)
     assert len(calls) >= 6  # im2col x2, col2im x2, scatter x2, per run
+
+
+@pytest.mark.parametrize("stride,padding", [(1, 0), (2, 1), ((1, 2), (2, 0))])
+@pytest.mark.parametrize("band_bytes", [1, 4096, 1 << 30])
+def test_conv_transpose_in_bands_equals_one_gemm_then_col2im(monkeypatch, stride, padding, band_bytes):
+    """ConvTranspose2d makes and adds back its columns a band of output rows at a time (bottom to
+    top, so every pixel gets its kernel offsets in the same order): bit for bit one GEMM + col2im."""
+    from tinygrad_mnist import ops
+
+    monkeypatch.setattr(ops, "_BAND_BYTES", band_bytes)
+    rng = np.random.default_rng(8)
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    n, c, h, w, o, kh, kw = 3, 4, 9, 8, 5, 3, 2
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    wt = rng.standard_normal((o, c, kh, kw)).astype(np.float32)
+    g = rng.standard_normal((o, oh, ow, n)).astype(np.float32)  # (O, OH, OW, N): the conv's memory order
+    cols = (wt.reshape(o, -1).T @ g.reshape(o, -1)).reshape(c, kh, kw, oh, ow, n)
+    ref = np.zeros((c, h + 2 * ph, w + 2 * pw, n), np.float32)
+    for i in range(kh):
+        for j in range(kw):
+            ref[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] += cols[:, i, j]
+    ref = ref[:, ph:ph + h, pw:pw + w].transpose(3, 0, 1, 2)
+    out = ops.ConvTranspose2d.apply(Tensor(g.transpose(3, 0, 1, 2)), Tensor(wt), shape=(n, c, h, w),
+                                    stride=(sh, sw), padding=(ph, pw))
+    assert np.array_equal(out.data, ref)

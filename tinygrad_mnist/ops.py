@@ -1192,17 +1192,21 @@ class Fold(Function):
 
 
 # The copies, adds and comparisons around the GEMMs run on one core in NumPy while BLAS uses
-# them all; big ones are split into contiguous chunks (of channels, mostly) run side by side in
-# a few threads (NumPy releases the GIL inside them).  Each element is computed by the same
-# kernel as in one piece, so results are the same bit for bit with any number of threads.
-_num_threads = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+# them all.  They can be split into contiguous chunks (of channels) run side by side in a few
+# threads (NumPy releases the GIL inside them); each element is computed by the same kernel as in
+# one piece, so results are the same bit for bit with any number of threads.  Off by default: on
+# its own col2im runs ~1.8x faster on 2 free cores, but inside a training step OpenBLAS's idle
+# worker thread keeps spinning on the other core for tens of ms after every GEMM, and a whole CNN
+# step measured no faster (2-core machine).  `set_num_threads(n)` turns it on (it may pay where
+# BLAS runs one thread, OPENBLAS_NUM_THREADS=1; not measured in a whole step).
+_num_threads = 1
 _PARALLEL_MIN = 1 << 20  # elements: below ~1M a thread hand-off (~40 us) costs more than it saves
 _pool = None
 _pool_pid = None
 
 
 def set_num_threads(n: int) -> None:
-    """How many threads the conv/pool ops split their big copies over (1: never split); BLAS keeps its own."""
+    """How many threads the conv/pool ops split their big copies over (default 1: never split); BLAS keeps its own."""
     global _num_threads
     if int(n) < 1:
         raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
@@ -1279,22 +1283,36 @@ def _im2col(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
     return cols.reshape(c * kh * kw, oh * ow * n)
 
 
-def _col2im(cols: np.ndarray, shape, kernel, stride, padding) -> np.ndarray:
-    """The adjoint of _im2col: columns added back onto an (N, C, H, W) image (overlaps add up)."""
+_BAND_BYTES = 2 << 20  # columns made and added back at a time by _conv_transpose
+
+
+def _conv_transpose(wt: np.ndarray, g: np.ndarray, shape, kernel, stride, padding) -> np.ndarray:
+    """Columns ``wt @ g`` (wt (C*kh*kw, O), g (O, OH*OW*N)) added back onto an (N, C, H, W) image
+    (col2im, the adjoint of _im2col; overlapping windows add up).
+
+    Done in bands of output rows, each band's GEMM result added in while it is still in cache (~2 MB
+    of columns at a time, not all of them at once: one GEMM + col2im of the demo CNN's second layer
+    takes ~15% less CPU).  The bands run bottom to top, so each pixel still receives its kernel
+    offsets in the order (i, j) ascending: the same sums, bit for bit, as one GEMM then one col2im.
+    """
     n, c, h, w = shape
-    (kh, kw), (ph, pw) = kernel, padding
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     hp, wp = h + 2 * ph, w + 2 * pw
-    oh, ow = (hp - kh) // stride[0] + 1, (wp - kw) // stride[1] + 1
-    cols = cols.reshape(c, kh, kw, oh, ow, n)
-    out = np.zeros((c, hp, wp, n), cols.dtype)
+    oh, ow = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+    out = np.zeros((c, hp, wp, n), g.dtype)
+    per_row = ow * n  # columns of one output row
+    band = max(1, _BAND_BYTES // (wt.shape[0] * per_row * g.itemsize))
+    for y0 in reversed(range(0, oh, band)):
+        r = min(band, oh - y0)
+        cols = (wt @ g[:, y0 * per_row:(y0 + r) * per_row]).reshape(c, kh, kw, r, ow, n)
 
-    def channels(lo, hi):
-        part, cs = out[lo:hi], cols[lo:hi]
-        for i in range(kh):
-            for j in range(kw):
-                part[_window(i, j, oh, ow, stride)] += cs[:, i, j]
+        def channels(lo, hi, cols=cols, rows=slice(y0 * sh, y0 * sh + sh * (r - 1) + 1, sh)):
+            part, cs = out[lo:hi], cols[lo:hi]
+            for i in range(kh):
+                for j in range(kw):
+                    part[:, rows.start + i:rows.stop + i:sh, j:j + sw * (ow - 1) + 1:sw] += cs[:, i, j]
 
-    _parallel(channels, c, cols.size)
+        _parallel(channels, c, cols.size)
     return _nchw(out[:, ph:ph + h, pw:pw + w] if ph or pw else out)
 
 
@@ -1353,8 +1371,7 @@ class ConvTranspose2d(Function):
     def forward(self, g, w, shape, stride, padding):
         self.shape, self.stride, self.padding = shape, stride, padding
         o = w.shape[0]
-        gcols = w.reshape(o, -1).T @ _rows(g)  # (C*kh*kw, OH*OW*N)
-        return _col2im(gcols, shape, w.shape[2:], stride, padding)
+        return _conv_transpose(w.reshape(o, -1).T, _rows(g), shape, w.shape[2:], stride, padding)
 
     def backward(self, gg):
         g, w = self.parents
