@@ -25,7 +25,7 @@ from helpers import (
 )
 
 import tinygrad_mnist as tg
-from tinygrad_mnist import CaptureError, Function, Tensor, ops
+from tinygrad_mnist import CaptureError, Function, Tensor, losses, ops
 
 ALL_CASES = (BINARY_CASES + SCALAR_CASES + UNARY_CASES + WHERE_CASES + REDUCTION_CASES + SHAPE_CASES
              + NUMERIC_ONLY_CASES + MATMUL_CASES + NN_CASES)
@@ -137,6 +137,7 @@ EXTRA_CASES = [
     ("where-cond-arg", [(3, 4), (3, 4)], lambda a, b, c: Tensor.where(tg.from_numpy(c), a, b), _mask),
     ("cross_entropy-labels-arg", [(4, 5)], lambda x, y: x.cross_entropy(y), _labels),
     ("cross_entropy-tensor-labels-arg", [(4, 5)], lambda x, y: x.cross_entropy(tg.from_numpy(y)), _labels),
+    ("mse-integer-labels-arg", [(4, 5)], lambda x, y: losses.mse(x.sigmoid(), y), _labels),
     ("mse-onehot-arg", [(4, 5)], lambda x, t: ((x.softmax(-1) - tg.from_numpy(t)) ** 2).mean(), _floats((4, 5))),
     ("dropout", [(4, 5)], lambda x: x.dropout(0.4, training=True), None),
     ("random-factories", [(3, 4)], lambda x: x * tg.rand(3, 4) + tg.randn(4) * tg.ones(3, 1) + tg.arange(4), None),
