@@ -1,6 +1,10 @@
 """The W1-W5 models written with this engine, as a user would write them: tensor expressions,
 ``backward()``, and the manual SGD update ``p.data -= lr * p.grad.data; p.grad = None``.
 
+The "compiled" spelling (system ``engine+c``) runs the same model's step through
+``tinygrad_mnist.compile``: recorded on its first two calls, replayed after that.  Its SGD update is
+the in-place tensor op ``p -= lr * p.grad`` under no_grad (NumPy on ``.data`` can't be recorded).
+
 Importing this module fails when the engine can't be imported; the harness reports that as
 "skipped" and runs the references alone.
 """
@@ -10,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.workloads import ADD, CHAIN_ADD, CHAIN_MUL, CHAIN_OPS, CHAIN_X0, MUL, Workload
-from tinygrad_mnist import Tensor, from_numpy
+from tinygrad_mnist import Tensor, compile, from_numpy, no_grad
 
 
 def _is_linear_weight(name: str, value: np.ndarray) -> bool:
@@ -44,6 +48,16 @@ class _Model:
         self._sgd()
         return loss
 
+    def recordable_step(self, x, y):
+        """The same step with the update as recorded tensor ops (what compile replays)."""
+        loss = self.loss(x, y)
+        loss.backward()
+        with no_grad():
+            for p in self.plist:
+                p -= self.lr * p.grad
+                p.grad = None
+        return loss
+
     def dtypes(self, x, y) -> dict[str, str]:
         """One forward+backward without an update: dtypes of the loss and each gradient (all
         must stay float32: a float64 gradient would be cast back silently by ``-=``)."""
@@ -72,7 +86,7 @@ class NielsenMLP(_Model):
         p = self.p
         a1 = x.linear(p["w0"], p["b0"]).sigmoid()  # x @ W.T + b, as nn.Linear does
         a2 = a1.linear(p["w1"], p["b1"]).sigmoid()
-        return ((a2 - y) ** 2).sum() * (0.5 / x.data.shape[0])
+        return ((a2 - y) ** 2).sum() * (0.5 / x.shape[0])
 
 
 class ReluMLP(_Model):
@@ -144,6 +158,8 @@ class DemoCNN:
         self.opt.step()
         return loss
 
+    recordable_step = step
+
     def dtypes(self, x, y) -> dict[str, str]:
         loss = self.model(x).cross_entropy(y)
         loss.backward()
@@ -186,6 +202,10 @@ class OpChain:
         self.x0.grad = None
         return loss
 
+    def recordable_step(self):
+        loss = self.step()
+        return loss, self.grad  # returned, not only kept: a replay runs no Python of the step
+
     def dtypes(self) -> dict[str, str]:
         loss = self.step()
         return {"loss": str(loss.data.dtype), "x.grad": str(self.grad.data.dtype)}
@@ -198,10 +218,30 @@ class OpChain:
         return float(loss.data)
 
 
+class Compiled:
+    """A model whose step runs through tinygrad_mnist.compile (system "engine+c")."""
+
+    def __init__(self, model):
+        self.model = model
+        self._step = compile(model.recordable_step)
+        self.prepare, self.params, self.loss_float = model.prepare, model.params, model.loss_float
+
+    def step(self, *args):
+        out = self._step(*args)
+        if isinstance(out, tuple):  # OpChain: (loss, gradient)
+            out, self.model.grad = out
+        return out
+
+    def dtypes(self, *args):
+        return self.model.dtypes(*args)
+
+
 SPELLINGS = {"linear": ReluMLP, "matmul": ReluMLPMatmul, "matmul_t": ReluMLPMatmulT}
 
 
 def build(w: Workload, params: dict[str, np.ndarray], spelling: str = "linear"):
+    if spelling == "compiled":
+        return Compiled(build(w, params))
     if spelling != "linear":
         if w.kind != "relu_ce":
             raise ValueError(f"spelling {spelling!r} exists for the ReLU MLPs only, not {w.kind!r}")

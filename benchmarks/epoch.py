@@ -1,5 +1,8 @@
 """W6: full MNIST epochs of the demo's nielsen, mlp and cnn models, engine vs PyTorch, with peak RSS.
 
+The engine runs twice: eagerly ("engine") and with its step recorded once and replayed through
+``tinygrad_mnist.compile`` ("engine+c", what ``python -m tinygrad_mnist train`` does by default).
+
 The engine side trains ``tinygrad_mnist.models.MODELS[name]()`` with the demo's recipe (batch
 size, optimizer, lr from ``tinygrad_mnist.train.RECIPES``); the PyTorch side trains a hand-written
 mirror of the same architecture (TORCH_MIRRORS below) from the same initial weights, with
@@ -216,14 +219,14 @@ class _Parts:
     """What differs between the engine and torch in the training loop; the loop itself is shared."""
 
     def __init__(self, system: str, loss: str = "cross_entropy"):
-        eye = np.eye(10, dtype=np.float32)  # one-hot targets for Nielsen's quadratic cost
-        if system == "engine":
+        if system.startswith("engine"):
             import tinygrad_mnist
             from tinygrad_mnist import from_numpy, losses, optim
 
             self.optim = optim
             if loss == "mse":
-                self.loss = lambda model, xb, yb: losses.mse(model(from_numpy(xb)), eye[yb])
+                # integer labels: mse one-hot encodes them with a recorded op (compile can replay it)
+                self.loss = lambda model, xb, yb: losses.mse(model(from_numpy(xb)), from_numpy(yb))
             else:
                 self.loss = lambda model, xb, yb: model(from_numpy(xb)).cross_entropy(yb)
             self.item = lambda loss: float(loss.data)
@@ -233,6 +236,8 @@ class _Parts:
         else:
             import torch
             import torch.nn.functional as F
+
+            eye = np.eye(10, dtype=np.float32)  # one-hot targets for Nielsen's quadratic cost
 
             self.optim = torch.optim
             if loss == "mse":  # C = 1/(2n) sum ||y - a||^2, the same formula as losses.mse
@@ -249,18 +254,31 @@ class _Parts:
                     p.copy_(torch.from_numpy(w))
 
             self.copy = copy
+        self.compiled = system == "engine+c"
+
+    def make_step(self, model, opt):
+        """step(xb, yb) -> loss: the textbook step; for engine+c recorded once, then replayed."""
+        def step(xb, yb):
+            loss = self.loss(model, xb, yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+
+        if self.compiled:
+            from tinygrad_mnist import compile
+
+            return compile(step)
+        return step
 
 
-def train_epoch(parts: _Parts, model, opt, xs, ys, order, batch: int, max_steps: int | None):
+def train_epoch(parts: _Parts, step, xs, ys, order, batch: int, max_steps: int | None):
     """The textbook loop: forward, loss, zero_grad, backward, step. Returns (mean loss, step times)."""
     total, times = 0.0, []
     for start in range(0, len(order), batch):
         t0 = time.perf_counter()
         idx = order[start:start + batch]
-        loss = parts.loss(model, xs[idx], ys[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        loss = step(xs[idx], ys[idx])
         total += parts.item(loss)  # the demo reads the loss every step too
         times.append(time.perf_counter() - t0)
         if len(times) == max_steps:
@@ -290,7 +308,7 @@ def worker(system: str, name: str, recipe: dict, epochs: int, max_steps: int | N
         return {"status": "skipped", "reason": reason}
     try:
         parts = _Parts(system, recipe.get("loss", "cross_entropy"))
-        model = build_engine(name) if system == "engine" else TORCH_MIRRORS[name]()
+        model = build_engine(name) if system.startswith("engine") else TORCH_MIRRORS[name]()
     except (ImportError, AttributeError, KeyError) as e:  # engine or its model zoo not there (yet)
         return {"status": "skipped", "reason": f"{system} model not buildable ({type(e).__name__}: {e})"}
     if system == "torch" and threads:
@@ -302,6 +320,7 @@ def worker(system: str, name: str, recipe: dict, epochs: int, max_steps: int | N
         with np.load(weights_path) as f:
             load_weights(params, [f[f"arr_{i}"] for i in range(len(f.files))], parts.copy)
     opt = make_optimizer(parts.optim, recipe, params)
+    step = parts.make_step(model, opt)
     model.train()
     xtr, ytr, xte, yte = load_mnist(data_dir)
     xte, yte = xte[:eval_limit], yte[:eval_limit]
@@ -314,7 +333,7 @@ def worker(system: str, name: str, recipe: dict, epochs: int, max_steps: int | N
         order = rng.permutation(len(xtr))
         sampler.take_peak()
         t0 = time.perf_counter()
-        loss, times = train_epoch(parts, model, opt, xtr, ytr, order, recipe["batch_size"], max_steps)
+        loss, times = train_epoch(parts, step, xtr, ytr, order, recipe["batch_size"], max_steps)
         seconds = time.perf_counter() - t0
         peak = sampler.take_peak()
         t1 = time.perf_counter()
@@ -363,7 +382,7 @@ def run_w6(epochs: int = 1, max_steps: int | None = None, eval_limit: int | None
             weights, weights_note = _initial_weights(name, tmp)
             print(f"  {name}: recipe {recipe} from {source}; initial weights {weights_note}")
             per = results["models"][name] = {"recipe": recipe, "recipe_source": source, "weights": weights_note}
-            for system in ("engine", "torch"):
+            for system in ("engine", "engine+c", "torch"):
                 cmd = [sys.executable, "-m", "benchmarks.epoch", "--system", system, "--model", name,
                        "--recipe", json.dumps(recipe), "--epochs", str(epochs)]
                 if max_steps:
@@ -405,7 +424,7 @@ def describe(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="W6 worker: MNIST epochs of one model in one system")
-    ap.add_argument("--system", choices=("engine", "torch"), required=True)
+    ap.add_argument("--system", choices=("engine", "engine+c", "torch"), required=True)
     ap.add_argument("--model", choices=MODEL_NAMES, required=True)
     ap.add_argument("--recipe", default=None, help="JSON: batch_size, lr, optimizer, weight_decay")
     ap.add_argument("--epochs", type=int, default=1)

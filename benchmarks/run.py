@@ -37,19 +37,19 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 SYSTEMS = ("engine", "numpy", "torch")
 PAIRS = (("engine", "numpy"), ("engine", "torch"), ("torch", "numpy"))
 # the engine timed in other spellings of the same math (Workload.spellings); "linear" is plain "engine"
-SPELLING_NAMES = {"linear": "engine", "matmul": "engine@", "matmul_t": "engine@T"}
+SPELLING_NAMES = {"linear": "engine", "matmul": "engine@", "matmul_t": "engine@T", "compiled": "engine+c"}
 CHECK_STEPS = 3
 LOSS_RTOL = 1e-4  # float32 losses after a few steps, different summation orders
 UPDATE_RTOL = 1e-3  # ||dW - dW_numpy|| / ||dW_numpy|| over the first steps, per parameter
 # the targets: engine/reference ratio must be at most this
 TARGETS = {
-    "W1": {"engine/numpy": 2.0, "engine/torch": 1.0},
-    "W2": {"engine/numpy": 1.15, "engine/torch": 1.0},
+    "W1": {"engine/numpy": 2.0, "engine/torch": 1.0, "engine+c/numpy": 1.2},
+    "W2": {"engine/numpy": 1.15, "engine/torch": 1.0, "engine+c/numpy": 1.10},
     "W3": {"engine/numpy": 1.15, "engine/torch": 1.0, "engine@/numpy": 1.15, "engine@T/numpy": 1.15,
-           "engine@/engine": 1.05, "engine@T/engine": 1.05},
-    "W4": {"engine/torch": 1.0},
-    "W5": {"engine/numpy": 1.5, "engine/torch": 1.0},
-    "W7": {"engine/torch": 1.5},
+           "engine@/engine": 1.05, "engine@T/engine": 1.05, "engine+c/engine": 1.0},
+    "W4": {"engine/torch": 1.0, "engine+c/numpy": 1.5},
+    "W5": {"engine/numpy": 1.5, "engine/torch": 1.0, "engine+c/engine": 1.0},
+    "W7": {"engine/torch": 1.5, "engine+c/engine": 1.0},
 }
 
 
@@ -120,8 +120,10 @@ def system_names(w: Workload) -> list[str]:
 
 def pairs(w: Workload) -> list[tuple[str, str]]:
     out = list(PAIRS)
-    for name in system_names(w)[1:-2]:  # each other spelling against NumPy and against `linear`
-        out += [(name, "numpy"), (name, "engine")]
+    for s in w.spellings:  # each other spelling against the references and against `linear`
+        if s != "linear":
+            name = SPELLING_NAMES[s]
+            out += [(name, "numpy"), (name, "torch"), (name, "engine")]
     return out
 
 
@@ -341,13 +343,17 @@ def print_summary(results: dict) -> None:
         ok = all(c.get("ok", False) for c in res["check"].values())
         print(f"  {key:<4}{cells[0]:>11}{cells[1]:>11}{cells[2]:>11}{rcells[0]:>9}{rcells[1]:>11}{rcells[2]:>10}"
               f"  {'OK' if ok else '!!! FAILED'}")
-        for name in res["systems"]:  # the engine in its other spellings: time, /numpy, /engine (linear)
-            s, r = res["systems"][name], res["ratios"].get(f"{name}/numpy")
-            if name in SYSTEMS or s.get("status") != "ok" or r is None:
-                continue
+        for name in res["systems"]:  # the engine in its other spellings: time, /numpy, /torch, /engine (linear)
+            s = res["systems"][name]
             same = res["ratios"].get(f"{name}/engine", {}).get("median")
-            print(f"  {'':<4}{_fmt_t(s['median'], res['unit']).strip() + 'ms':>11}{'':>22}{r['median']:>9.3f}"
-                  f"{'':>21}  {name} ({name}/engine {same:.3f})")
+            if name in SYSTEMS or s.get("status") != "ok" or same is None:
+                continue
+            rs = [res["ratios"].get(f"{name}/{ref}") for ref in ("numpy", "torch")]
+            rcells = [f"{r['median']:.3f}" if r else "-" for r in rs]
+            t = s["median"]
+            cell = f"{t * 1e6:8.1f}us" if t < 1e-3 else f"{t * 1e3:8.2f}ms"
+            print(f"  {'':<4}{cell:>11}{'':>22}{rcells[0]:>9}{rcells[1]:>11}{'':>10}  {name} "
+                  f"({name}/engine {same:.3f})")
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -430,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     if "W6" in keys:
         from benchmarks import epoch
 
-        print(f"\nW6  MNIST epochs of the demo models (nielsen, mlp, cnn) (engine vs torch, one subprocess each)"
+        print(f"\nW6  MNIST epochs of the demo models (nielsen, mlp, cnn) (engine, engine+c = compiled, torch; "
+              f"one subprocess each)"
               f"{' [quick: partial epochs]' if st.w6_max_steps else ''}")
         w6 = epoch.run_w6(epochs=st.w6_epochs, max_steps=st.w6_max_steps, eval_limit=st.w6_eval_limit,
                           threads=threads.get("numpy_blas"), models=st.w6_models)
@@ -447,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             if s.get("status") == "error":
                 problems.append(f"{key} {name}: {s['reason']}")
     for model_name, per in report.get("w6", {}).get("models", {}).items():
-        for name in ("engine", "torch"):
+        for name in ("engine", "engine+c", "torch"):
             r = per.get(name, {})
             if r.get("status") == "error":
                 problems.append(f"W6 {model_name} {name}: {r['reason']}")

@@ -38,8 +38,9 @@ class Workload:
     per: int = 1  # the reported time is per `per` units (W4: per op of the chain)
     unit: str = "step"
     # the engine's dense layers written each of these ways, timed side by side (see engine_impl.py):
-    # "linear" h.linear(W, b), "matmul" h @ W + b, "matmul_t" h @ W.T + b
-    spellings: tuple[str, ...] = ("linear",)
+    # "linear" h.linear(W, b), "matmul" h @ W + b, "matmul_t" h @ W.T + b;
+    # "compiled": the "linear" step through tinygrad_mnist.compile (recorded once, replayed)
+    spellings: tuple[str, ...] = ("linear", "compiled")
     numpy_ref: bool = True  # False: no hand-written NumPy version; the check compares with PyTorch
 
 
@@ -52,7 +53,7 @@ WORKLOADS: dict[str, Workload] = {
                  "relu_ce", (784, 100, 200, 10), 64, 0.1),
         Workload("W3", "784-512-512-10 ReLU, softmax CE, SGD lr=0.1, batch 128; engine as h.linear(W, b), "
                  "h @ W + b (engine@) and h @ W.T + b (engine@T)",
-                 "relu_ce", (784, 512, 512, 10), 128, 0.1, spellings=("linear", "matmul", "matmul_t")),
+                 "relu_ce", (784, 512, 512, 10), 128, 0.1, spellings=("linear", "matmul", "matmul_t", "compiled")),
         Workload("W4", f"chain of {CHAIN_LEN} elementwise ops (add, mul, tanh) on 1 element, fwd+bwd",
                  "chain", per=CHAIN_LEN, unit="op"),
         Workload("W5", "conv3x3 1->8 +bias, ReLU, maxpool 2x2, linear 1352->10, softmax CE, SGD lr=0.1, "

@@ -2,6 +2,7 @@
 
     python examples/cnn.py                          # 3 epochs; about 98.8% on the full MNIST test set
     python examples/cnn.py --epochs 1 --limit 2000
+    python examples/cnn.py --no-compile             # every step eager (same numbers)
 
 Convolutions run as im2col + one matrix product (Tensor.conv2d), so on a CPU this is slower per image
 than an MLP; the channel counts are kept small to make an epoch take a couple of minutes, not ten.
@@ -10,14 +11,12 @@ than an MLP; the channel counts are kept small to make an epoch take a couple of
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-from tinygrad_mnist import Tensor, manual_seed, nn, no_grad, optim  # noqa: E402
-from tinygrad_mnist.data import images_2d, iterate_minibatches, load_mnist  # noqa: E402
+from tinygrad_mnist import Tensor, compile, from_numpy, manual_seed, nn, no_grad, optim
+from tinygrad_mnist.data import images_2d, iterate_minibatches, load_mnist
 
 
 class SmallCNN(nn.Module):
@@ -43,6 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--limit", type=int, metavar="N", help="train on the first N training images only")
     ap.add_argument("--data", metavar="DIR", help="MNIST directory (default: search, else the bundled sample)")
+    ap.add_argument("--no-compile", action="store_true", help="run every step eagerly instead of replaying it")
     args = ap.parse_args(argv)
     ds = load_mnist(args.data)
     # Conv2d wants NCHW images: (N, 784) -> (N, 1, 28, 28), a view of the same memory
@@ -52,6 +52,15 @@ def main(argv=None) -> int:
     manual_seed(0)
     model = SmallCNN()
     opt = optim.Adam(model.parameters(), lr=2e-3)
+
+    def train_step(x, y):
+        loss = model(x).cross_entropy(y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    step = compile(train_step, enabled=not args.no_compile)  # recorded once, then replayed (see README)
     rng = np.random.default_rng(0)
     print(f"{model.num_parameters():,} parameters, {len(x_train):,} training images")
     for epoch in range(1, args.epochs + 1):
@@ -59,10 +68,7 @@ def main(argv=None) -> int:
         # a progress bar on stderr: an epoch takes minutes, so show it moving (refreshed every 0.5 s)
         bar = tqdm(total=len(x_train), desc=f"epoch {epoch}", unit="img", leave=False, mininterval=0.5)
         for xb, yb in iterate_minibatches(x_train, y_train, 32, rng=rng):
-            loss = model(Tensor(xb)).cross_entropy(yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            loss = step(from_numpy(xb), from_numpy(yb))
             total += float(loss.data) * len(yb)
             seen += len(yb)
             bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)

@@ -13,14 +13,12 @@ Two losses built from log_softmax, exp and **:
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-from tinygrad_mnist import Tensor, manual_seed, nn, no_grad, optim  # noqa: E402
-from tinygrad_mnist.data import iterate_minibatches, load_mnist, one_hot  # noqa: E402
-from tinygrad_mnist.gradcheck import gradcheck  # noqa: E402
+from tinygrad_mnist import Tensor, manual_seed, nn, no_grad, optim
+from tinygrad_mnist.data import iterate_minibatches, load_mnist, one_hot
+from tinygrad_mnist.gradcheck import gradcheck
 
 
 def focal_loss(logits: Tensor, labels: np.ndarray, gamma: float = 2.0) -> Tensor:

@@ -15,11 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-try:
-    import tinygrad_mnist  # noqa: F401
-except ImportError:  # run from a checkout without installing: use the repository's package
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from tinygrad_mnist import Tensor, manual_seed, viz
 
 

@@ -8,11 +8,9 @@ Everything is a plain Tensor: four parameters, a forward pass, a loss, backward(
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-from tinygrad_mnist import Tensor, manual_seed, no_grad  # noqa: E402
-from tinygrad_mnist.gradcheck import gradcheck  # noqa: E402
+from tinygrad_mnist import Tensor, manual_seed, no_grad
+from tinygrad_mnist.gradcheck import gradcheck
 
 X = Tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])  # every input, so each step is full-batch
 Y = Tensor([[0.0], [1.0], [1.0], [0.0]])

@@ -58,25 +58,30 @@ def run_module(*args, env_extra=None, cwd=None, tmp_home=None) -> subprocess.Com
 # Runs cli.main with hooks that deliver real signals at chosen moments (argv after the script's own).
 DRIVER = textwrap.dedent("""
     import os, signal, sys
-    from tinygrad_mnist import cli, optim
+    from tinygrad_mnist import cli, train
     mode, at = sys.argv[1], int(sys.argv[2])
     count = [0]
-    if mode in ("sigint-after-step", "sigterm-after-step"):  # Ctrl-C (or `kill`) right after step number `at`
-        sig = signal.SIGINT if mode == "sigint-after-step" else signal.SIGTERM
-        for cls in (optim.Adam, optim.SGD):
-            def step(self, _orig=cls.step):
-                _orig(self)
+
+    def after_step(hook):  # run hook(optimizer) right after training step number `at` (compiled or eager)
+        make = train.make_train_step
+        def make_train_step(model, opt, recipe, compiled=True):
+            step = make(model, opt, recipe, compiled)
+            def counted(*args):
+                out = step(*args)
                 count[0] += 1
                 if count[0] == at:
-                    os.kill(os.getpid(), sig)
-            cls.step = step
+                    hook(opt)
+                return out
+            return counted
+        train.make_train_step = make_train_step
+
+    if mode in ("sigint-after-step", "sigterm-after-step"):  # Ctrl-C (or `kill`) right after step number `at`
+        sig = signal.SIGINT if mode == "sigint-after-step" else signal.SIGTERM
+        after_step(lambda opt: os.kill(os.getpid(), sig))
     elif mode == "poison-after-step":  # a NaN in the weights after optimizer step `at`, as a blow-up leaves
-        def step(self, _orig=optim.Adam.step):
-            _orig(self)
-            count[0] += 1
-            if count[0] == at:
-                self.params[0].data[0, 0] = float("nan")
-        optim.Adam.step = step
+        def poison(opt):
+            opt.params[0].data[0, 0] = float("nan")
+        after_step(poison)
     elif mode == "disk-full-in-save":  # the `at`-th checkpoint write finds the disk full
         real_fsync = os.fsync
         def fsync(fd):
@@ -366,6 +371,29 @@ def assert_same_run(a: SimpleNamespace, npz_b: Path, json_b: Path) -> None:
     keys = ("epoch", "train_loss", "train_acc", "eval_acc", "lr")
     assert [[e[k] for k in keys] for e in ma["epochs"]] == [[e[k] for k in keys] for e in mb["epochs"]]
     assert ma["test_acc"] == mb["test_acc"] and mb["status"] == "completed"
+
+
+@pytest.mark.parametrize("model", ["mlp", "nielsen"])
+def test_compiled_steps_equal_eager_steps(model, tiny_dir, uninterrupted, tmp_path):
+    """train replays a recorded step by default; --no-compile runs every step eagerly: the same run bit for bit
+    (mlp: dropout, Adam, cosine schedule; nielsen: momentum SGD, step schedule, and a shorter last batch)."""
+    ref = uninterrupted[model]
+    p = run_module(*RESUME_RUN, "--model", model, *ref.extra, "--data", tiny_dir, "--no-compile",
+                   "--save", tmp_path / "m.npz", "--metrics-json", tmp_path / "m.json")
+    assert p.returncode == 0, p.stderr
+    assert_same_run(ref, tmp_path / "m.npz", tmp_path / "m.json")
+
+
+def test_compiled_cnn_equals_eager(tiny_dir, tmp_path):
+    runs = []
+    for flag in ([], ["--no-compile"]):
+        out = tmp_path / ("eager" if flag else "compiled")
+        out.mkdir()
+        p = run_module("train", "--model", "cnn", "--epochs", 1, "--batch-size", 64, "--limit", 200, "--no-progress",
+                       "--data", tiny_dir, *flag, "--save", out / "m.npz", "--metrics-json", out / "m.json")
+        assert p.returncode == 0, p.stderr
+        runs.append(SimpleNamespace(npz=out / "m.npz", json=out / "m.json"))
+    assert_same_run(runs[0], runs[1].npz, runs[1].json)
 
 
 @pytest.mark.parametrize("model, at", [("mlp", 14), ("mlp", 10), ("nielsen", 23)],

@@ -171,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", metavar="DIR", help="write loss/accuracy curves, a confusion matrix and "
                    "misclassified digits (needs matplotlib: pip install matplotlib)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
+    t.add_argument("--no-compile", action="store_true", help="run every training step eagerly instead of "
+                   "recording it once and replaying it (same results, slower on small models)")
     _add_data_args(t, dataset_default=None)
 
     e = command("evaluate", help="test accuracy of a saved model")
@@ -377,7 +379,7 @@ def _train(args, run) -> int:
             history = fit(model, train_ds, recipe, x_eval=run.x_eval, y_eval=run.y_eval, eval_split=run.eval_split,
                           progress=not args.no_progress, log=say, checkpoint=ckpt,
                           checkpoint_meta={"run": run.info}, resume=run.resume,
-                          should_stop=lambda: run.stop["asked"])
+                          should_stop=lambda: run.stop["asked"], compiled=not args.no_compile)
     except Diverged as e:
         if metrics:
             _write_metrics(metrics, e.history)

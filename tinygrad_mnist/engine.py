@@ -2097,8 +2097,7 @@ class Tensor:
             if n and (y.min() < 0 or y.max() >= c):
                 bad = y[(y < 0) | (y >= c)][0]
                 raise IndexError(f"cross_entropy: label {bad} is out of range for {c} classes")
-            labels = labels.detach() if isinstance(labels, Tensor) else Tensor._const(y)
-            target = ops.OneHot.apply(labels, num_classes=c, dtype=self.data.dtype)
+            target = labels.detach() if isinstance(labels, Tensor) else Tensor._const(y)  # CrossEntropy reads indices
         elif y.dtype.kind == "f":
             if y.shape != self.shape:
                 raise ValueError(f"cross_entropy: target probabilities must have the logits' shape "

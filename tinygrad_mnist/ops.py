@@ -690,14 +690,15 @@ class LogSoftmax(Function):
 
 
 class CrossEntropy(Function):
-    """Softmax cross-entropy of logits (N, C) against target probabilities (N, C), in one op.
+    """Softmax cross-entropy of logits (N, C) against class indices (N,) or target probabilities (N, C), in one op.
 
     A primitive for speed: the loss of every training step.  The target is a tensor
-    input that gets no gradient (a OneHot of the labels, or given probabilities).
-    The gradient is (softmax(x) - target) scaled by the reduction; forward keeps
-    it as an array, which CrossEntropyGrad reads.  When the backward itself is
-    recorded (create_graph=True), softmax is recomputed with tensor ops so the
-    gradient stays differentiable.
+    input that gets no gradient.  Class indices are used as the one-hot rows they
+    stand for (ops.OneHot), without making them: the loss picks -log p of the label,
+    the gradient subtracts 1 there.  The gradient is (softmax(x) - target) scaled
+    by the reduction; forward keeps it as an array, which CrossEntropyGrad reads.
+    When the backward itself is recorded (create_graph=True), softmax is recomputed
+    with tensor ops so the gradient stays differentiable.
     """
 
     saved = ("dlogits",)
@@ -706,17 +707,27 @@ class CrossEntropy(Function):
         self.reduction = reduction
         shifted = x - np.max(x, axis=1, keepdims=True)
         logp = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-        losses = -np.sum(logp * target, axis=1)
+        if target.ndim == 1:  # class indices, checked by the caller (a replay's are not: negatives must not wrap)
+            if len(target) and target.min() < 0:
+                raise IndexError(f"cross_entropy: label {target.min()} is out of range for {x.shape[1]} classes")
+            rows = np.arange(len(x))
+            losses = -logp[rows, target]  # = -sum(logp * one_hot) exactly: the other terms are zeros
+            self.dlogits = np.exp(logp)  # d(sum of losses)/dx = softmax - one_hot
+            self.dlogits[rows, target] -= 1
+        else:
+            losses = -np.sum(logp * target, axis=1)
+            self.dlogits = np.exp(logp) - target
         self.scale = 1.0 / max(len(x), 1) if reduction == "mean" else 1.0
         if reduction != "none":
             losses = np.sum(losses) * x.dtype.type(self.scale)
-        self.dlogits = np.exp(logp) - target  # d(sum of losses)/dx
         return losses
 
     def backward(self, g):
         if not is_grad_enabled():
             return CrossEntropyGrad.apply(g, of=self), None
         x, target = self.parents  # building a graph of the gradient: keep softmax differentiable
+        if target.ndim == 1:
+            target = OneHot.apply(target, num_classes=x.shape[1], dtype=x.dtype)
         d = x.softmax(axis=1) - target
         if self.reduction == "none":
             return d * g.reshape(-1, 1), None

@@ -1,8 +1,9 @@
 """Training and evaluation loops for the MNIST demo (used by the CLI, examples and benchmarks).
 
-The loop is the textbook one: forward, loss, zero_grad, backward, step.  Around it, what a long run
-needs: a checkpoint after every epoch (and on request between steps) that resumes bit-identically,
-and a stop at the first non-finite loss instead of training on NaNs.
+The loop is the textbook one: forward, loss, zero_grad, backward, step, written as one function that
+`compile` records on its first calls and then replays at NumPy speed (the same numbers as eager).
+Around it, what a long run needs: a checkpoint after every epoch (and on request between steps) that
+resumes bit-identically, and a stop at the first non-finite loss instead of training on NaNs.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__, engine, losses, nn, optim, serialization
+from .compile import compile
 from .data import Dataset
-from .engine import Tensor, from_numpy, no_grad
+from .engine import Function, Tensor, from_numpy, no_grad
 from .fileio import atomic_write
 from .models import MODELS
 
@@ -85,6 +87,50 @@ def compute_loss(recipe: Recipe, output: Tensor, labels: np.ndarray) -> Tensor:
     if recipe.loss == "cross_entropy":
         return losses.cross_entropy(output, labels)
     raise ValueError(f"unknown loss {recipe.loss!r}; choose cross_entropy or mse")
+
+
+class NonFiniteLoss(ArithmeticError):
+    """The loss of a step is NaN or infinite (raised before the step's backward and update run)."""
+
+    def __init__(self, value: float):
+        self.value = value
+        super().__init__(f"loss is {value}")
+
+
+class _StopIfNotFinite(Function):
+    """The identity on a scalar loss that raises NonFiniteLoss when it is NaN or infinite.
+
+    An op rather than a Python `if` on the loss: a compiled step replays it like any other op,
+    so a replayed step stops at the same point as an eager one, before anything is updated.
+    """
+
+    saves_inputs = False
+
+    def forward(self, x):
+        if not np.isfinite(x).all():
+            raise NonFiniteLoss(float(x))
+        return x
+
+    def backward(self, g):
+        return (g,)
+
+
+def make_train_step(model: nn.Module, opt: optim.Optimizer, recipe: Recipe, compiled: bool = True):
+    """`step(x, y) -> (loss, logits)`: forward, loss, zero_grad, backward, optimizer step.
+
+    compiled: record the step on its first calls and replay it afterwards (see compile.py); the
+    results are the eager ones bit for bit.  A non-finite loss raises NonFiniteLoss before the
+    weights change.
+    """
+    def train_step(x, y):
+        out = model(x)
+        loss = _StopIfNotFinite.apply(compute_loss(recipe, out, y))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss, out
+
+    return compile(train_step, enabled=compiled)
 
 
 def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
@@ -200,7 +246,7 @@ class _Position:
 
 def fit(model: nn.Module, ds: Dataset, recipe: Recipe, *, x_eval=None, y_eval=None, eval_split="test",
         progress: bool = True, log=print, checkpoint=None, checkpoint_meta: dict | None = None, resume=None,
-        should_stop=None) -> History:
+        should_stop=None, compiled: bool = True) -> History:
     """Train `model` on ds.x_train with `recipe`; evaluate after every epoch on (x_eval, y_eval).
 
     Evaluation data default to the test set (Nielsen reports test accuracy per
@@ -211,7 +257,8 @@ def fit(model: nn.Module, ds: Dataset, recipe: Recipe, *, x_eval=None, y_eval=No
     load_checkpoint; the run goes on exactly where it stopped (same weights, batches, dropout masks).
     should_stop: called after every step; when it returns True the step's state is checkpointed and
     Interrupted is raised.  A non-finite loss raises Diverged before the step is taken, and no
-    checkpoint with non-finite parameters is ever written.
+    checkpoint with non-finite parameters is ever written.  compiled=False runs every step eagerly
+    instead of replaying a recording (same results).
     """
     if x_eval is None:
         x_eval, y_eval = ds.x_test, ds.y_test
@@ -223,6 +270,7 @@ def fit(model: nn.Module, ds: Dataset, recipe: Recipe, *, x_eval=None, y_eval=No
                       train_size=len(ds.x_train), eval_size=len(x_eval),
                       environment={"python": platform.python_version(), "numpy": np.__version__,
                                    "tinygrad_mnist": __version__, "platform": platform.platform()})
+    train_step = make_train_step(model, opt, recipe, compiled)
     pos = _Position(batch_rng=rng.bit_generator.state)
     if resume is not None:
         pos = _restore(resume, model, opt, schedule, rng, history)
@@ -264,15 +312,12 @@ def fit(model: nn.Module, ds: Dataset, recipe: Recipe, *, x_eval=None, y_eval=No
             for step in range(first, n_steps):
                 idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
                 xb, yb = ds.x_train[idx], ds.y_train[idx]
-                out = model(from_numpy(xb))  # the batch is shared, not copied
-                loss = compute_loss(recipe, out, yb)
-                value = float(loss.data)
-                if not math.isfinite(value):  # stop before this step touches the weights
+                try:
+                    loss, out = train_step(from_numpy(xb), from_numpy(yb))  # the batch is shared, not copied
+                except NonFiniteLoss as e:  # raised before this step touched the weights
                     bar.close()
-                    raise Diverged(epoch, step + 1, f"loss is {value}", opt.lr)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+                    raise Diverged(epoch, step + 1, str(e), opt.lr) from None
+                value = float(loss.data)
                 loss_sum += value * len(yb)
                 correct += int((out.data.argmax(axis=1) == yb).sum())
                 seen += len(yb)
