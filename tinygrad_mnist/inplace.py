@@ -205,16 +205,11 @@ class DivInPlace(_BinaryInPlace):
 
 
 class SetItemInPlace(_WriteInPlace):
-    """a[index] = v.  `index` is a tuple; the index arrays (masks, integer indices) come as inputs,
-    placed at the positions `at` of the tuple (arrays are never baked into a recording)."""
+    """a[index] = v; the index arrays (masks, integer indices) come as inputs after v, and `index` is
+    the template ops.split_index makes of the index (arrays are never baked into a recording)."""
 
-    def forward(self, a, v, *arrays, index, at=()):
-        if at:
-            index = list(index)
-            for k, arr in zip(at, arrays):
-                index[k] = arr
-            index = tuple(index)
-        a[index] = v
+    def forward(self, a, v, *arrays, index):
+        a[ops._fill(index, arrays)] = v
         return a
 
 
@@ -235,19 +230,6 @@ class ZerosLike(Function):
 
     def backward(self, grad):
         return (None,)
-
-
-def _index_inputs(index) -> tuple:
-    """(index tuple with None where arrays go, their positions, the arrays as Tensors) for SetItemInPlace."""
-    items = index if isinstance(index, tuple) else (index,)
-    template, at, arrays = [], [], []
-    for k, i in enumerate(items):
-        if isinstance(i, (Tensor, np.ndarray, list)):
-            arrays.append(i if isinstance(i, Tensor) else Tensor._const(np.asarray(i)))
-            at.append(k)
-            i = None
-        template.append(i)
-    return tuple(template), tuple(at), arrays
 
 
 def zero_grads(params, set_to_none: bool = True) -> None:
@@ -374,7 +356,7 @@ def update(t: Tensor, name: str, compute, direct, others=(), reads_self: bool = 
         res = res.cast(t.data.dtype)
     stamp = _note_write(t.data, recorded=True)
     with no_grad():  # the graph has its node (res); the memory gets the value through a primitive
-        SetItemInPlace.apply(t, res, index=(Ellipsis,))
+        SetItemInPlace.apply(t, res, index=Ellipsis)
     _rebase(t, res._ctx, old, stamp)
     for view, base, view_op in chain:
         view._ctx._view = (base, view_op)  # still a view of base: the next write through it rebases base again
@@ -443,12 +425,9 @@ def setitem(t: Tensor, index, value) -> None:
     if v._requires_grad and v.data.dtype != t.data.dtype and _is_float(t.data.dtype):
         v = v.cast(t.data.dtype)
 
-    def direct(t):
-        index, at, arrays = _index_inputs(index_given)
-        SetItemInPlace.apply(t, v, *arrays, index=index, at=at)
-
-    index_given = index
-    update(t, "__setitem__", lambda s: ops.SetItem.apply(s, v, index=idx), direct, (v,))
+    template, arrays = ops.split_index(index)  # index arrays are tensor inputs of the ops, never params
+    update(t, "__setitem__", lambda s: ops.SetItem.apply(s, v, *arrays, index=template),
+           lambda t: SetItemInPlace.apply(t, v, *arrays, index=template), (v,))
 
 
 def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
@@ -471,7 +450,7 @@ def copy(t: Tensor, src, name: str = "copy_") -> Tensor:
         s = s.cast(t.data.dtype)
 
     return update(t, name, lambda n: ops.SetItem.apply(n, s, index=Ellipsis),
-                  lambda t: SetItemInPlace.apply(t, s, index=(Ellipsis,)), (s,))
+                  lambda t: SetItemInPlace.apply(t, s, index=Ellipsis), (s,))
 
 
 def clamp(t: Tensor, lo, hi, name: str = "clamp_") -> Tensor:
@@ -505,6 +484,6 @@ def apply(t: Tensor, name: str, fn, others=(), reads_self: bool = False) -> Tens
                             f"in place; use the out-of-place op, or .float() the tensor first")
         if r.shape != a.shape:
             raise ValueError(f"{name}: the result has shape {r.shape}, the tensor {a.shape}")
-        SetItemInPlace.apply(t, res, index=(Ellipsis,))
+        SetItemInPlace.apply(t, res, index=Ellipsis)
 
     return update(t, name, fn, direct, others, reads_self)
