@@ -393,3 +393,113 @@ def test_nested_compiled_step_runs_inside_the_outer_recording():
     for _ in range(4):
         assert same(outer(x), np.full(2, 3.0, np.float32))
     assert outer.replays == 2 and inner.replays == 0
+
+
+def test_compile_as_a_method_decorator():
+    class Model:
+        def __init__(self, scale):
+            self.w = Tensor(np.full(3, scale, np.float32), requires_grad=True)
+
+        @tg.compile
+        def step(self, x):
+            self.w.grad = None
+            loss = (as_tensor(x) * self.w).sum()
+            loss.backward()
+            return loss
+
+    a, b = Model(1.0), Model(2.0)
+    x = np.arange(3, dtype=np.float32)
+    for _ in range(3):
+        assert same(a.step(x), np.float32(3.0)) and same(b.step(x), np.float32(6.0))
+    assert Model.step.programs == 2 and Model.step.replays == 2  # one recording per instance
+    assert same(a.w.grad, x) and same(b.w.grad, x)
+
+
+def test_reading_an_input_tensor_in_user_code_is_refused():
+    def step(x):
+        scale = x.data.mean()  # a Python number from the data: baked into the recording
+        return x * float(scale)
+
+    with pytest.raises(CaptureError, match=r"\.data of a tensor of shape \(3,\)"):
+        tg.compile(step)(Tensor(np.ones(3, np.float32)))
+
+
+def test_a_parameter_rebound_to_another_shape_records_again():
+    w = Tensor(np.ones(3, np.float32), requires_grad=True)
+
+    def step(x):
+        w.grad = None
+        loss = (as_tensor(x) * w).sum()
+        loss.backward()
+        return loss
+
+    c = tg.compile(step)
+    for _ in range(3):
+        c(np.ones(3, np.float32))
+    w.data = np.full((2, 3), 2.0, np.float32)  # outside the step: allowed; the recording no longer fits
+    assert same(c(np.ones(3, np.float32)), np.float32(12.0))
+    assert w.grad.shape == (2, 3) and c.replays == 1
+
+
+def test_recordings_kept_are_bounded():
+    step = tg.compile(lambda x, k: as_tensor(x) * k)
+    step.max_programs = 3
+    x = np.ones(2, np.float32)
+    for k in range(10):  # a new Python value every time: each records (twice) and would be kept
+        for _ in range(3):
+            assert same(step(x, float(k)), np.full(2, k, np.float32))
+    assert step.programs == 3 and len(step._first) == 0 and step.replays == 10
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda ps: tg.optim.SGD(ps, lr=0.5, momentum=0.9),
+    lambda ps: tg.optim.Adam(ps, lr=0.05),
+], ids=["sgd-momentum", "adam"])
+def test_scheduler_lr_is_honoured_with_the_library_optimizers(make_opt):
+    def make():
+        ps = mlp()
+        opt = make_opt(ps)
+        sched = tg.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+
+        def step(x, y):
+            opt.zero_grad()
+            h = as_tensor(x).linear(ps[0], ps[1]).sigmoid().linear(ps[2], ps[3])
+            loss = ((h - as_tensor(y)) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step, ps, sched
+
+    (eager, pe, se), (step, pc, sc) = make(), make()
+    step = tg.compile(step)
+    for x, y in batches(10):
+        assert same(eager(x, y), step(x, y))
+        se.step()
+        sc.step()  # lr halves every second step: the update reads it when it runs
+    for a, b in zip(pe, pc):
+        assert same(a, b) and same(a.grad, b.grad)
+    assert step.replays >= 7  # (the first call sees no .grad, which zero_grad leaves alone: a third recording)
+
+
+def test_threads_sharing_one_compiled_step_get_eager_results():
+    w = Tensor(np.ones((4, 4), np.float32), requires_grad=True)
+
+    def step(x):
+        return (as_tensor(x) @ w).tanh().sum(0)
+
+    c = tg.compile(step)
+    xs = [np.random.default_rng(i).random((8, 4), dtype=np.float32) for i in range(8)]
+    expect = [step(x).data.copy() for x in xs]
+    results = {}
+
+    def worker(i):
+        for _ in range(20):
+            results[i] = c(xs[i]).data
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(results[i].tobytes() == expect[i].tobytes() for i in range(8))

@@ -34,9 +34,14 @@ parameters hold the replayed arrays, as eager would leave them.
 
 from __future__ import annotations
 
+import ast
 import builtins
+import copy
 import functools
+import inspect
+import re
 import sys
+import textwrap
 import threading
 
 import numpy as np
@@ -53,6 +58,10 @@ class CaptureError(RuntimeError):
 
 class _Stale(Exception):
     """A recording's assumptions (a .grad present or absent) no longer hold: record again."""
+
+
+class _Miss(Exception):
+    """The arguments don't fit the program tried first: look the right one up by signature."""
 
 
 # ---------------------------------------------------------------------------
@@ -95,9 +104,10 @@ def _data_get(t):
         if t in rec.created:
             if not _library_caller():
                 raise CaptureError(
-                    f"compile: .data of a tensor of shape {arr.shape} computed inside the compiled step was read "
-                    f"by user code; replay would never run that code again. Use tensor ops (under no_grad() for "
-                    f"updates, e.g. `p -= lr * p.grad`), or return the tensor from the step and read it outside")
+                    f"compile: .data of a tensor of shape {arr.shape} that the compiled step computes (or takes as "
+                    f"input) was read by user code; replay would never run that code again. Use tensor ops (under "
+                    f"no_grad() for updates, e.g. `p -= lr * p.grad`), or return the tensor from the step and read "
+                    f"it outside")
         else:
             rec.seen_array(t, arr)
     return arr
@@ -140,7 +150,8 @@ def _escape(name: str, call: str):
         rec = _active.get(_get_ident())
         if rec is not None and self in rec.created:
             raise CaptureError(
-                f"compile: {call} of a tensor computed inside the compiled step (shape {self.shape}): its value "
+                f"compile: {call} of a tensor of the compiled step (shape {self.shape}, computed or an input): "
+                f"its value "
                 f"would be read once, while recording, and never on replay. Return the tensor from the step "
                 f"and read it outside (`loss = step(x, y); print(float(loss))`), or use compile(fn, enabled=False)")
         return original(self, *args, **kwargs)
@@ -196,10 +207,11 @@ class _Slot:
 
 
 class _Op:
-    __slots__ = ("ctx", "ins", "params", "out")
+    __slots__ = ("ctx", "ins", "params", "out", "random")
 
-    def __init__(self, ctx, ins, params, out):
+    def __init__(self, ctx, ins, params, out, random):
         self.ctx, self.ins, self.params, self.out = ctx, ins, params, out
+        self.random = random  # the library's generator moved while it ran (or just before): never folded
 
 
 class _Recorder:
@@ -220,6 +232,7 @@ class _Recorder:
         self.grad_cleared: set = set()  # parameters whose .grad the step set to None before first seeing them
         self.outputs = None  # the returned structure, with slot numbers for tensors
         self.tensor_inputs: set[int] = set()  # input slots passed as Tensors (read as .data on replay)
+        self.rng_mark = _rng_mark()
 
     # -- slots ------------------------------------------------------------------
     def _slot(self, kind, arr, **kw) -> int:
@@ -300,8 +313,16 @@ class _Recorder:
             for key, v in params.items():
                 _check_param(ctx, key, v)
         self.created.add(out)
-        o = self._slot(OP, _get_data(out))
-        self.ops.append(_Op(ctx, tuple(ins), params, o))
+        arr = _get_data(out)
+        for i, t in zip(ins, inputs):
+            if self.slots[i].kind == CONST and _get_data(t) is arr:
+                raise CaptureError(f"compile: {type(ctx).__name__} writes in place into a constant made inside the "
+                                   f"step (shape {arr.shape}); replay would keep adding to one array. Create it "
+                                   f"before the step, or use the out-of-place op")
+        o = self._slot(OP, arr, value=arr)  # the value only matters if the op gets folded (see _Program)
+        mark = _rng_mark()
+        self.ops.append(_Op(ctx, tuple(ins), params, o, mark != self.rng_mark))
+        self.rng_mark = mark
 
     # -- the end of the call ------------------------------------------------------
     def finish(self, result) -> None:
@@ -351,6 +372,132 @@ class _Recorder:
         return ("value", v)
 
 
+def _rng_mark():
+    g = engine._rng
+    return id(g), g.bit_generator.state
+
+
+_FORMS: dict = {}  # forward function -> (parameter names, defaults, returned expression) or None
+
+
+def _inline_form(fn):
+    """How to inline `fn` when it is `def forward(self, a, b, ...): return <expression>` not using self."""
+    if fn in _FORMS:
+        return _FORMS[fn]
+    form = None
+    try:
+        d = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+    except (OSError, TypeError, SyntaxError):
+        d = None
+    if isinstance(d, ast.FunctionDef) and not d.decorator_list and not fn.__code__.co_freevars:
+        body = [st for st in d.body if not (isinstance(st, ast.Expr) and isinstance(st.value, ast.Constant))]
+        a = d.args
+        if (len(body) == 1 and isinstance(body[0], ast.Return) and body[0].value is not None
+                and not (a.vararg or a.kwarg or a.kwonlyargs or a.posonlyargs)):
+            expr = body[0].value
+            nodes = list(ast.walk(expr))
+            names = [x.arg for x in a.args]
+            if names and not any(isinstance(n, (ast.Lambda, ast.comprehension, ast.NamedExpr)) for n in nodes) \
+                    and not any(isinstance(n, ast.Name) and n.id == names[0] for n in nodes) and _same_code(d, fn):
+                defaults = dict(zip(names[len(names) - len(fn.__defaults__ or ()):], fn.__defaults__ or ()))
+                form = (names[1:], defaults, expr)
+    _FORMS[fn] = form
+    return form
+
+
+def _same_code(d: ast.FunctionDef, fn) -> bool:
+    """Does the source we read look like the code that runs (names, constants)?  A file edited since the import
+    would not; bytecode itself differs between compilations, and call 2's check replays what we wrote anyway."""
+    code = builtins.compile(ast.Module(body=[d], type_ignores=[]), fn.__code__.co_filename, "exec", dont_inherit=True)
+    made = next((c for c in code.co_consts if hasattr(c, "co_code")), None)
+
+    def consts(c):
+        return [x for x in c.co_consts if not hasattr(x, "co_code")][1:]  # (the first is the docstring or None)
+
+    return made is not None and consts(made) == consts(fn.__code__) and all(
+        getattr(made, a) == getattr(fn.__code__, a) for a in ("co_names", "co_varnames", "co_argcount"))
+
+
+def _inlined(op: _Op, k: int, args: list, g: dict) -> str | None:
+    """The op's forward written out in place (`v7 = v2 + v5` for Add): a Python call less per op.
+
+    Only for a forward that is a single `return <expression>` of its arguments (Add, Mul, Tanh, ...):
+    the same expression on the same arrays gives the same result.
+    """
+    fn = type(op.ctx).forward
+    if getattr(op.ctx.forward, "__func__", None) is not fn:
+        return None
+    form = _inline_form(fn)
+    if form is None:
+        return None
+    names, defaults, expr = form
+    subst = {}
+    for name, arg in zip(names, args[:len(op.ins)]):
+        subst[name] = arg
+    for j, key in enumerate(op.params):
+        subst[key] = f"c{k}_{j}"
+    for name in names:
+        if name not in subst:
+            if name not in defaults:
+                return None
+            g[f"c{k}_{name}"] = defaults[name]
+            subst[name] = f"c{k}_{name}"
+    glob = fn.__globals__
+
+    class Rename(ast.NodeTransformer):
+        def visit_Name(self, n):  # noqa: N802  (ast's visitor naming)
+            if n.id in subst:
+                return ast.copy_location(ast.Name(subst[n.id], ast.Load()), n)
+            value = glob[n.id] if n.id in glob else getattr(builtins, n.id)  # a module global: bind it now
+            alias = n.id  # its own name (np.tanh reads as np.tanh) unless that could mean something else here
+            if g.get(alias, value) is not value or re.fullmatch(r"[a-z]\d.*|_.*", alias):
+                alias = f"_{n.id}_{id(value):x}"
+            g[alias] = value
+            return ast.copy_location(ast.Name(alias, ast.Load()), n)
+
+    try:
+        return "(" + ast.unparse(Rename().visit(copy.deepcopy(expr))) + ")"
+    except AttributeError:  # a name that is neither an argument nor a global: leave the call as it is
+        return None
+
+
+def _guards(args: tuple, kwargs: dict, g: dict) -> list:
+    """Lines that raise _Miss unless the arguments have the signature these did (see _signature)."""
+    lines = [f"    if len(args) != {len(args)}: raise _Miss"]
+    if kwargs:
+        g["_kw"] = set(kwargs)
+        lines.append("    if kwargs.keys() != _kw: raise _Miss")
+    else:
+        lines.append("    if kwargs: raise _Miss")
+    for n, (where, v) in enumerate([(f"args[{i}]", v) for i, v in enumerate(args)]
+                                   + [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]):
+        a = f"a{n}"
+        if type(v) is np.ndarray or isinstance(v, Tensor):
+            arr = _get_data(v) if isinstance(v, Tensor) else v
+            g[f"_T{n}"], g[f"_S{n}"] = type(v), (arr.shape, arr.dtype, arr.strides)
+            lines += [f"    {a} = {where}", f"    if type({a}) is not _T{n}: raise _Miss"]
+            if isinstance(v, Tensor):
+                lines.append(f"    {a} = {a}.data")
+            lines.append(f"    if ({a}.shape, {a}.dtype, {a}.strides) != _S{n}: raise _Miss")
+        elif _hashable(v):
+            g[f"_T{n}"], g[f"_V{n}"] = type(v), v
+            lines.append(f"    if type({where}) is not _T{n} or {where} != _V{n}: raise _Miss")
+        else:
+            g[f"_V{n}"] = v
+            lines.append(f"    if {where} is not _V{n}: raise _Miss")
+    return lines
+
+
+def _plain(v) -> bool:
+    """A parameter value that is data, not state read when the op runs (a param-group dict, another op)."""
+    if v is None or isinstance(v, (bool, int, float, str, np.dtype, np.generic, slice, type, np.ufunc)) \
+            or v is Ellipsis:
+        return True
+    if isinstance(v, (tuple, list)):
+        return all(_plain(x) for x in v)
+    return False
+
+
 def _check_param(ctx, key, v, depth=0) -> None:
     """**params are baked into the recording: arrays there would be stale on replay."""
     if isinstance(v, (np.ndarray, Tensor)):
@@ -358,13 +505,9 @@ def _check_param(ctx, key, v, depth=0) -> None:
             f"compile: {type(ctx).__name__} got an {'ndarray' if isinstance(v, np.ndarray) else 'Tensor'} of shape "
             f"{v.shape} in its parameter {key}=; parameters are baked into the recording, so replay would reuse "
             f"this array. Pass it as a Tensor input of the op (the output of the primitive that makes it)")
-    if depth < 3:
-        if isinstance(v, (tuple, list)):
-            for x in v:
-                _check_param(ctx, key, x, depth + 1)
-        elif isinstance(v, dict):
-            for x in v.values():
-                _check_param(ctx, key, x, depth + 1)
+    if depth < 3 and isinstance(v, (tuple, list)):  # (a dict is state the op reads when it runs: a param group)
+        for x in v:
+            _check_param(ctx, key, x, depth + 1)
 
 
 # ---------------------------------------------------------------------------
@@ -470,37 +613,48 @@ class _Program:
     """The recording as two generated functions: `run(args, kwargs)` for replay, `body(*sources)` for checking.
 
     Each recorded op is one line, `v7 = f3(v2, v5, axis=c3_0)`: f3 is the op's bound forward and the
-    parameters are globals of the generated module.
+    parameters are globals of the generated module.  An op that only reads constants (the loss's
+    scale times the seed gradient, its broadcast) gives the same array every time: its recorded
+    result becomes a read-only constant too, and the op is not replayed.
     """
 
-    def __init__(self, rec: _Recorder):
+    def __init__(self, rec: _Recorder, call_args: tuple, call_kwargs: dict):
         self.rec = rec
-        g = {"_asarray": np.asarray, "_wrap": Tensor._const, "_Stale": _Stale}
+        g = {"_asarray": np.asarray, "_wrap": Tensor._const, "_Stale": _Stale, "_Miss": _Miss,
+             "_ndarray": np.ndarray}
         lines = []
         sources = [s for s in rec.slots if s.kind in (INPUT, LIVE)]
         self.sources = sources
+        writes = {s for _, s in rec.data_writes} | {s for _, s in rec.grad_writes if s is not None}
+        kind = self._fold(rec, writes)
         for s in rec.slots:
-            if s.kind == CONST:
+            if kind[s.index] == CONST:
                 g[f"v{s.index}"] = s.value  # baked: a global under the slot's name
+            elif s.kind == OP:
+                s.value = None  # the recorded array of an op that is replayed: not needed
         last_use = {}
         for k, op in enumerate(rec.ops):
             for i in op.ins:
                 last_use[i] = k
-        keep = set()  # slots needed after the ops: results, re-bound .data/.grad
+        keep = set(writes)  # slots needed after the ops: results, re-bound .data/.grad
         self._collect_outputs(rec.outputs, keep)
-        keep.update(s for _, s in rec.data_writes if s is not None)
-        keep.update(s for _, s in rec.grad_writes if s is not None)
+        self.folded = 0
         for k, op in enumerate(rec.ops):
-            g[f"f{k}"] = op.ctx.forward
+            if kind[op.out] == CONST:
+                self.folded += 1
+                continue
             args = [f"v{i}" for i in op.ins]
             for j, (name, value) in enumerate(op.params.items()):
                 g[f"c{k}_{j}"] = value
                 args.append(f"{name}=c{k}_{j}")
-            call = f"f{k}({', '.join(args)})"
+            call = _inlined(op, k, args, g)
+            if call is None:
+                g[f"f{k}"] = op.ctx.forward
+                call = f"f{k}({', '.join(args)})"
             if rec.slots[op.out].shape == ():  # NumPy hands back scalars for 0-d results; apply wraps them
                 call = f"_asarray({call})"
             lines.append(f"    v{op.out} = {call}")
-            dead = sorted({i for i in op.ins if last_use[i] == k and i not in keep and rec.slots[i].kind == OP})
+            dead = sorted({i for i in op.ins if last_use[i] == k and i not in keep and kind[i] == OP})
             if dead:  # drop intermediates as soon as the last op read them (big activations in a CNN)
                 lines.append(f"    del {', '.join(f'v{i}' for i in dead)}")
         result = self._expr(rec.outputs, g)
@@ -512,7 +666,7 @@ class _Program:
                 f"    return {result}, ({', '.join(data_w)}{',' if data_w else ''}), "
                 f"({', '.join(grad_w)}{',' if grad_w else ''})"]
         # run: reads the sources itself, writes .data/.grad back
-        head = ["def run(args, kwargs):"]
+        head = ["def run(args, kwargs):", *_guards(call_args, call_kwargs, g)]
         for j, p in enumerate(rec.need_no_grad):
             g[f"q{j}"] = p
             head.append(f"    if q{j}._grad is not None: raise _Stale")
@@ -529,6 +683,10 @@ class _Program:
             else:
                 g[f"t{s.index}"] = s.tensor
                 head.append(f"    v{s.index} = t{s.index}.data")
+        live = [s for s in sources if s.kind == LIVE]
+        if live:  # a tensor from before the step re-bound to another shape (load_state_dict of another model)
+            g["_live_shapes"] = tuple(s.shape for s in live)
+            head.append(f"    if ({', '.join(f'v{s.index}.shape' for s in live)},) != _live_shapes: raise _Stale")
         tail = []
         for j, (t, s) in enumerate(rec.data_writes):
             g[f"d{j}"] = t
@@ -540,6 +698,23 @@ class _Program:
         self.source = "\n".join(body) + "\n\n" + "\n".join(run) + "\n"
         exec(builtins.compile(self.source, f"<compiled step {rec.name}>", "exec"), g)
         self.body, self.run = g["body"], g["run"]
+
+    @staticmethod
+    def _fold(rec: _Recorder, writes: set) -> list:
+        """Slot kinds, with the results of ops that read only constants turned into constants."""
+        kind = [s.kind for s in rec.slots]
+        written = set()  # slots an op wrote in place (it handed back its input array)
+        for op in rec.ops:
+            out = rec.slots[op.out].value
+            written.update(i for i in op.ins if rec.slots[i].value is out)
+        for op in rec.ops:
+            if (op.ins and not op.random and op.out not in writes and all(kind[i] == CONST for i in op.ins)
+                    and not any(i in written for i in (*op.ins, op.out)) and _plain(tuple(op.params.values()))):
+                kind[op.out] = CONST
+        for s in rec.slots:
+            if kind[s.index] == CONST:
+                s.value.flags.writeable = False  # shared by every replay: a write into it must fail loudly
+        return kind
 
     def _input_is_tensor(self, s: _Slot) -> bool:
         return s.index in self.rec.tensor_inputs
@@ -611,6 +786,8 @@ class Compiled:
     `replays`, `recordings` (completed recordings). `enabled = False` runs every call eagerly.
     """
 
+    max_programs = 16  # recordings kept (and first recordings waiting for their second): oldest dropped
+
     def __init__(self, fn, enabled: bool = True):
         if not callable(fn):
             raise TypeError(f"compile: expected a function, got {type(fn).__name__}")
@@ -618,13 +795,25 @@ class Compiled:
         self.fn = fn
         self.enabled = enabled
         self._programs: dict[tuple, _Program] = {}
+        self._last: _Program | None = None  # tried first: the usual case is the same signature as last time
+        self._lock = threading.Lock()
         self._first: dict[tuple, tuple] = {}  # key -> (first recording, the objects its key names by id)
         self.calls = self.eager_calls = self.replays = self.recordings = 0
+
+    def __get__(self, obj, cls=None):
+        """@compile on a method: the instance is the first argument (keyed by identity, like any object)."""
+        return self if obj is None else functools.partial(self, obj)
 
     def reset(self) -> None:
         """Forget every recording (after replacing parameter or optimizer-state tensors, not just their values)."""
         self._programs.clear()
         self._first.clear()
+        self._last = None
+
+    @property
+    def source(self) -> str | None:
+        """The generated Python of the recording used last (each line one op's forward), to read."""
+        return None if self._last is None else self._last.source
 
     @property
     def programs(self) -> int:
@@ -637,19 +826,39 @@ class Compiled:
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
-        if not self.enabled or _active.get(_get_ident()) is not None:  # off, or inside another capture: eager
-            self.eager_calls += 1
+        if not self.enabled or (engine._tracer is not None and _active.get(_get_ident()) is not None):
+            self.eager_calls += 1  # off, or inside another capture (which records what this runs)
             return self.fn(*args, **kwargs)
+        with self._lock:  # replay runs forwards on shared op objects (they keep arrays on self): one call at a time
+            return self._call(args, kwargs)
+
+    def _call(self, args, kwargs):
+        prog = self._last
+        if prog is not None:  # the same signature as last time: its guards check that, no key to build
+            try:
+                out = prog.run(args, kwargs)
+                self.replays += 1
+                return out
+            except _Miss:
+                pass
+            except _Stale:
+                self._drop(prog)
         key = _signature(args, kwargs)
         prog = self._programs.get(key)
         if prog is not None:
             try:
                 out = prog.run(args, kwargs)
                 self.replays += 1
+                self._last = prog
                 return out
             except _Stale:
-                del self._programs[key]
+                self._drop(prog)
         return self._record(key, args, kwargs)
+
+    def _drop(self, prog: _Program) -> None:
+        self._programs = {k: p for k, p in self._programs.items() if p is not prog}
+        if self._last is prog:
+            self._last = None
 
     def _record(self, key, args, kwargs):
         self.eager_calls += 1
@@ -668,6 +877,7 @@ class Compiled:
             _uninstall()
         if first is None:
             self._first[key] = (rec, [v for v in (*args, *kwargs.values()) if not _hashable(v)])
+            _trim(self._first, self.max_programs)
             return result
         if _assumptions(first[0]) != _assumptions(rec):
             # the calls started from different states (a .grad there or not): compare the next call with this one
@@ -680,14 +890,22 @@ class Compiled:
                 f"compile: the two recordings of {rec.name} differ at {why}. A Python branch on data? Replay "
                 f"needs the same ops every call: branch with tensor ops (where, masks), create optimizer state "
                 f"before the first step, zero the gradients inside the step, or use compile(fn, enabled=False)")
-        prog = _Program(rec)
+        prog = _Program(rec, args, kwargs)
         _verify(prog, rec, before, result)
         prog.keepalive = first[1]  # objects the key names by id
         prog.rec_ops = rec.ops
         prog.rec = rec.keep = rec.slot_of = rec.created = rec.origin = rec.first_data = None  # the arrays of call 2
-        self._programs[key] = prog
+        self._programs[key] = self._last = prog
+        _trim(self._programs, self.max_programs)
         self.recordings += 1
         return result
+
+
+def _trim(d: dict, n: int) -> None:
+    """Keep the n newest entries: a step called with an ever-changing Python value (a float lr as an
+    argument) would otherwise keep a recording, with its arrays, for every value."""
+    while len(d) > n:
+        del d[next(iter(d))]
 
 
 def _assumptions(rec: _Recorder) -> tuple:
@@ -713,6 +931,7 @@ def _add_input(rec: _Recorder, v, where) -> None:
                                f"leave its .grad. Pass data (arrays or tensors without requires_grad)")
         rec.add_input(_get_data(v), where)
         rec.tensor_inputs.add(len(rec.slots) - 1)
+        rec.created.add(v)  # its values are the step's data: reading them in user code is an escape too
 
 
 def _arrays_of_sources(rec: _Recorder, args, kwargs) -> list:
@@ -758,14 +977,17 @@ def _verify(prog: _Program, rec: _Recorder, before, result) -> None:
     rebound = {id(t) for t, _ in rec.data_writes}
     for s in prog.sources:  # what was written in place: parameters, optimizer state
         if s.kind == LIVE and id(s.tensor) not in rebound:
-            _compare_arrays(_get_data(s.tensor), replayed[s.index], problems,
-                            f"a tensor of shape {s.shape} the step reads")
+            t = s.tensor
+            what = ("the .grad of a parameter" if s.owner is not None else
+                    "a parameter" if t._requires_grad and t._ctx is None else "a tensor from before the step")
+            _compare_arrays(_get_data(t), replayed[s.index], problems, f"{what} of shape {s.shape} after the step")
     if problems:
         raise CaptureError(
             f"compile: replaying the recording of {rec.name} does not reproduce the eager step: {problems[0]} "
             f"differs. Something in the step changes arrays outside recorded ops (NumPy on .data, an optimizer "
-            f"or in-place write that bypasses the ops, a Python number that changes) or draws random numbers "
-            f"outside an op; it can't be replayed (use compile(fn, enabled=False))")
+            f"or an in-place write that bypasses the ops), reads a Python value that changed between calls, or "
+            f"draws random numbers outside an op (manual_seed inside the step?); it can't be replayed "
+            f"(use compile(fn, enabled=False))")
 
 
 def _compare_out(eager, replayed, problems: list, what: str) -> None:
