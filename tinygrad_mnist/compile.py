@@ -231,7 +231,6 @@ class _Recorder:
         self.grad_at_sight: dict = {}  # parameter -> its ._grad when first seen
         self.grad_cleared: set = set()  # parameters whose .grad the step set to None before first seeing them
         self.outputs = None  # the returned structure, with slot numbers for tensors
-        self.tensor_inputs: set[int] = set()  # input slots passed as Tensors (read as .data on replay)
         self.rng_mark = _rng_mark()
 
     # -- slots ------------------------------------------------------------------
@@ -461,18 +460,21 @@ def _inlined(op: _Op, k: int, args: list, g: dict) -> str | None:
         return None
 
 
-def _guards(args: tuple, kwargs: dict, g: dict) -> list:
-    """Lines that raise _Miss unless the arguments have the signature these did (see _signature)."""
+def _guards(args: tuple, kwargs: dict, g: dict, arg_names: dict) -> list:
+    """Lines that raise _Miss unless the arguments have the signature these did (see _signature).
+
+    The array of each array or Tensor argument is left in a variable, named in arg_names."""
     lines = [f"    if len(args) != {len(args)}: raise _Miss"]
     if kwargs:
         g["_kw"] = set(kwargs)
         lines.append("    if kwargs.keys() != _kw: raise _Miss")
     else:
         lines.append("    if kwargs: raise _Miss")
-    for n, (where, v) in enumerate([(f"args[{i}]", v) for i, v in enumerate(args)]
-                                   + [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]):
+    for n, (key, where, v) in enumerate([(i, f"args[{i}]", v) for i, v in enumerate(args)]
+                                        + [(k, f"kwargs[{k!r}]", v) for k, v in kwargs.items()]):
         a = f"a{n}"
         if type(v) is np.ndarray or isinstance(v, Tensor):
+            arg_names[key] = a
             arr = _get_data(v) if isinstance(v, Tensor) else v
             g[f"_T{n}"], g[f"_S{n}"] = type(v), (arr.shape, arr.dtype, arr.strides)
             lines += [f"    {a} = {where}", f"    if type({a}) is not _T{n}: raise _Miss"]
@@ -666,16 +668,14 @@ class _Program:
                 f"    return {result}, ({', '.join(data_w)}{',' if data_w else ''}), "
                 f"({', '.join(grad_w)}{',' if grad_w else ''})"]
         # run: reads the sources itself, writes .data/.grad back
-        head = ["def run(args, kwargs):", *_guards(call_args, call_kwargs, g)]
+        arg_names = {}  # argument position or keyword -> the variable holding its array after the guards
+        head = ["def run(args, kwargs):", *_guards(call_args, call_kwargs, g, arg_names)]
         for j, p in enumerate(rec.need_no_grad):
             g[f"q{j}"] = p
             head.append(f"    if q{j}._grad is not None: raise _Stale")
         for s in sources:
-            if s.kind == INPUT:
-                where = f"args[{s.value}]" if isinstance(s.value, int) else f"kwargs[{s.value!r}]"
-                head.append(f"    v{s.index} = {where}")
-                if self._input_is_tensor(s):
-                    head[-1] += ".data"
+            if s.kind == INPUT:  # the guards read it already
+                head.append(f"    v{s.index} = {arg_names[s.value]}")
             elif s.owner is not None:
                 g[f"t{s.index}"] = s.owner
                 head += [f"    v{s.index} = t{s.index}._grad", f"    if v{s.index} is None: raise _Stale",
@@ -715,9 +715,6 @@ class _Program:
             if kind[s.index] == CONST:
                 s.value.flags.writeable = False  # shared by every replay: a write into it must fail loudly
         return kind
-
-    def _input_is_tensor(self, s: _Slot) -> bool:
-        return s.index in self.rec.tensor_inputs
 
     def _collect_outputs(self, o, keep: set) -> None:
         kind, v = o
@@ -930,7 +927,6 @@ def _add_input(rec: _Recorder, v, where) -> None:
             raise CaptureError(f"compile: step argument {where!r} is a tensor that requires grad; replay would not "
                                f"leave its .grad. Pass data (arrays or tensors without requires_grad)")
         rec.add_input(_get_data(v), where)
-        rec.tensor_inputs.add(len(rec.slots) - 1)
         rec.created.add(v)  # its values are the step's data: reading them in user code is an escape too
 
 
