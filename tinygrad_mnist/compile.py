@@ -17,8 +17,10 @@ graph, no backward sweep.
 Calls 1 and 2 run eagerly and record; they must record the same ops (else a
 Python branch looked at data) and replaying the second recording must
 reproduce the second eager step bit for bit (else something changed arrays
-behind the ops' backs).  Anything the recorder can't account for is an
-error, never a silently wrong replay.  Recordings are kept per input
+behind the ops' backs).  A call that started from another state (no .grad
+yet, where later calls have one) is not compared: the next call records again.
+Anything the recorder can't account for is an error, never a silently wrong
+replay.  Recordings are kept per input
 signature (shapes, dtypes, layouts, and plain arguments by value), so a
 shorter last batch records its own.
 
