@@ -849,14 +849,20 @@ class SumTo(Function):
     """Sum the broadcast axes of x away to reach `shape` (the adjoint of Expand)."""
 
     saves_inputs = False
+    _from = _to = None  # the shapes `_axes` was worked out for
 
     def forward(self, x, shape):
-        lead = x.ndim - len(shape)
-        if lead < 0:
-            raise ValueError(f"can't sum shape {x.shape} down to {shape}")
-        axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and x.shape[lead + i] != 1)
+        if x.shape != self._from or shape != self._to:  # the axes depend on the shapes only: a replay reuses them
+            lead = x.ndim - len(shape)
+            if lead < 0:
+                raise ValueError(f"can't sum shape {x.shape} down to {shape}")
+            self._axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape)
+                                                    if s == 1 and x.shape[lead + i] != 1)
+            self._from, self._to = x.shape, shape
+        axes = self._axes
         # np.add.reduce, not np.sum: same loop without np.sum's Python-level dispatch (this runs for every bias)
-        return (np.add.reduce(x, axis=axes) if axes else x).reshape(shape)
+        out = np.add.reduce(x, axis=axes) if axes else x
+        return out if out.shape == shape else out.reshape(shape)
 
     def backward(self, g):
         return (g.expand(self.parents[0].shape),)
