@@ -43,7 +43,7 @@ def same(a, b) -> bool:
     return np.array_equal(np.ascontiguousarray(a).view(as_int), np.ascontiguousarray(b).view(as_int))
 
 
-@pytest.mark.parametrize("name,batch,steps", [("nielsen", 10, 100), ("mlp", 16, 100), ("cnn", 4, 50)])
+@pytest.mark.parametrize("name,batch,steps", [("nielsen", 10, 100), ("mlp", 16, 100), ("cnn", 4, 100)])
 def test_compiled_training_equals_eager(name, batch, steps):
     step_e, pe, _, sched_e = make_run(name)
     step_c, pc, _, sched_c = make_run(name)
