@@ -335,6 +335,24 @@ def test_cross_entropy_grad_equals_its_composite(reduction):
                      [x64])
 
 
+def _grads_of_grads_match_torch(cases, xd, values: bool) -> None:
+    """Each (ours, theirs) pair: the gradient and the gradient of the gradient of sum(f(x)**2) agree with PyTorch
+    (and the values of f(x) too when `values`)."""
+    import torch
+
+    for ours, theirs in cases:
+        x, xt = Tensor(xd, requires_grad=True), torch.tensor(xd, requires_grad=True)
+        a, b = ours(x), theirs(xt)
+        if values:
+            np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-5, atol=1e-6)
+        (ga,) = grad((a * a).sum(), x, create_graph=True)
+        (gb,) = torch.autograd.grad((b * b).sum(), xt, create_graph=True)
+        np.testing.assert_allclose(ga.data, gb.detach().numpy(), rtol=1e-5, atol=1e-6)
+        (gga,) = grad((ga * ga).sum(), x)
+        (ggb,) = torch.autograd.grad((gb * gb).sum(), xt)
+        np.testing.assert_allclose(gga.data, ggb.numpy(), rtol=1e-4, atol=1e-5)
+
+
 @requires_torch
 def test_fused_rules_match_pytorch():
     import torch
@@ -352,16 +370,7 @@ def test_fused_rules_match_pytorch():
         (lambda t: t.maximum(t.detach() * 0 + t.detach()[:, :1]), lambda t: t.maximum(t.detach()[:, :1])),
         (lambda t: t.prod(1), lambda t: t.prod(1)),
     ]
-    for ours, theirs in cases:
-        x = Tensor(xd, requires_grad=True)
-        xt = torch.tensor(xd, requires_grad=True)
-        a, b = ours(x), theirs(xt)
-        (ga,) = grad((a * a).sum(), x, create_graph=True)
-        (gb,) = torch.autograd.grad((b * b).sum(), xt, create_graph=True)
-        np.testing.assert_allclose(ga.data, gb.detach().numpy(), rtol=1e-5, atol=1e-6)
-        (gga,) = grad((ga * ga).sum(), x)
-        (ggb,) = torch.autograd.grad((gb * gb).sum(), xt)
-        np.testing.assert_allclose(gga.data, ggb.numpy(), rtol=1e-4, atol=1e-5)
+    _grads_of_grads_match_torch(cases, xd, values=False)
     x = Tensor(xd, requires_grad=True)
     xt = torch.tensor(xd, requires_grad=True)
     (ga,) = grad(x.cross_entropy(y), x)
@@ -552,16 +561,7 @@ def test_index_ops_match_pytorch():
          lambda t: torch.nn.functional.cross_entropy(t, torch.tensor([0, 2, 2, 4]), ignore_index=2,
                                                      label_smoothing=0.1)),
     ]
-    for ours, theirs in cases:
-        x, xt = Tensor(xd, requires_grad=True), torch.tensor(xd, requires_grad=True)
-        a, b = ours(x), theirs(xt)
-        np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-5, atol=1e-6)
-        (ga,) = grad((a * a).sum(), x, create_graph=True)
-        (gb,) = torch.autograd.grad((b * b).sum(), xt, create_graph=True)
-        np.testing.assert_allclose(ga.data, gb.detach().numpy(), rtol=1e-5, atol=1e-6)
-        (gga,) = grad((ga * ga).sum(), x)
-        (ggb,) = torch.autograd.grad((gb * gb).sum(), xt)
-        np.testing.assert_allclose(gga.data, ggb.numpy(), rtol=1e-4, atol=1e-5)
+    _grads_of_grads_match_torch(cases, xd, values=True)
 
 
 def test_one_hot_refuses_a_negative_label_it_was_not_checked_for():
