@@ -37,22 +37,14 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 
-def _check_generator(generator, where: str) -> None:
-    if generator is not None:
-        raise NotImplementedError(f"{where}: generator= is not supported yet (no Generator in this library); "
-                                  f"pass generator=None to draw from the global stream seeded by manual_seed")
-
-
 def _randperm(n: int, generator) -> list[int]:
     """A random order of range(n): from `generator`, else the library's global stream."""
-    _check_generator(generator, "randperm")
-    return randperm(n).tolist()
+    return randperm(n, generator=generator).tolist()
 
 
 def _randint(high: int, size: int, generator) -> list[int]:
     """`size` draws from [0, high), with replacement."""
-    _check_generator(generator, "randint")
-    return randint(0, high, (size,)).tolist()
+    return randint(0, high, (size,), generator=generator).tolist()
 
 
 # ---------------------------------------------------------------------------
