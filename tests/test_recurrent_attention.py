@@ -530,3 +530,47 @@ def test_lstm_hessian_vector_product_matches_pytorch():
     (gt,) = torch.autograd.grad((theirs(xt)[0] ** 3).sum(), xt, create_graph=True)
     (hvt,) = torch.autograd.grad((gt * torch.tensor(v)).sum(), xt)
     np.testing.assert_allclose(hv.data, hvt.numpy(), rtol=1e-9, atol=1e-12)
+
+
+CELLS = {"RNNCell": nn.RNNCell, "GRUCell": nn.GRUCell, "LSTMCell": nn.LSTMCell}
+
+
+@pytest.mark.parametrize("kind", sorted(CELLS))
+@pytest.mark.parametrize("batched", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+def test_cells_match_pytorch(kind, batched, bias):
+    torch = pytest.importorskip("torch")
+    theirs = getattr(torch.nn, kind)(3, 4, bias=bias).double()
+    ours = CELLS[kind](3, 4, bias=bias, dtype=np.float64)
+    _copy_weights(ours, theirs)
+    x = RNG.standard_normal((2, 3) if batched else (3,))
+    states = [RNG.standard_normal((2, 4) if batched else (4,)) for _ in range(2 if kind == "LSTMCell" else 1)]
+    ins = [Tensor(a, requires_grad=True) for a in [x, *states]]
+    t_ins = [torch.tensor(a, requires_grad=True) for a in [x, *states]]
+    results = []
+    for m, xs in ((ours, ins), (theirs, t_ins)):
+        hx = tuple(xs[1:]) if kind == "LSTMCell" else xs[1]
+        out = m(xs[0], hx)
+        results.append(out if isinstance(out, tuple) else (out,))
+        sum((o * o).sum() for o in results[-1]).backward()
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-10, atol=1e-12)
+    _compare_grads(ours, theirs, ins, t_ins)
+    zero = ours(Tensor(x))  # no state: zeros, as PyTorch
+    np.testing.assert_allclose((zero[0] if kind == "LSTMCell" else zero).data,
+                               (theirs(torch.tensor(x))[0] if kind == "LSTMCell" else theirs(torch.tensor(x)))
+                               .detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_lstm_cell_gradcheck_and_equals_one_lstm_step():
+    tg.manual_seed(13)
+    cell = nn.LSTMCell(2, 3, dtype=np.float64)
+    fn, params = as_function(cell, lambda m, x, h, c: sum(weighted(s) for s in m(x, (h, c))))
+    gradcheck(fn, [t64(2, 2), t64(2, 3), t64(2, 3), *params])
+    lstm = nn.LSTM(2, 3, dtype=np.float64)
+    lstm.load_state_dict({k + "_l0": v for k, v in cell.state_dict().items()})
+    x, h, c = t64(1, 2, 2), t64(1, 2, 3), t64(1, 2, 3)
+    out, (h1, c1) = lstm(x, (h, c))
+    h2, c2 = cell(x[0], (h[0], c[0]))
+    np.testing.assert_allclose(h1.data[0], h2.data, rtol=1e-12)
+    np.testing.assert_allclose(c1.data[0], c2.data, rtol=1e-12)

@@ -232,3 +232,92 @@ class LSTM(_RNNBase):
                  device=None, dtype=None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
                          device, dtype)
+
+
+class _CellBase(Module):
+    """One time step of RNN/GRU/LSTM: parameters weight_ih, weight_hh, bias_ih, bias_hh (PyTorch's names)."""
+
+    _gates = 1
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None):
+        name = type(self).__name__
+        dtype = _float_dtype(dtype, device, name)
+        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name}: {arg} must be a positive integer, got {value!r}")
+        self.input_size, self.hidden_size, self.bias = int(input_size), int(hidden_size), bool(bias)
+        g = self._gates * self.hidden_size
+        self.weight_ih = Parameter(np.zeros((g, self.input_size), dtype))
+        self.weight_hh = Parameter(np.zeros((g, self.hidden_size), dtype))
+        self.bias_ih = Parameter(np.zeros(g, dtype)) if bias else None
+        self.bias_hh = Parameter(np.zeros(g, dtype)) if bias else None
+        self.reset_parameters()
+
+    reset_parameters = _RNNBase.reset_parameters
+
+    def _step(self, input: Tensor, states: tuple):
+        name = type(self).__name__
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
+        if input.ndim not in (1, 2) or input.shape[-1] != self.input_size:
+            raise ValueError(f"{name}: expected input of shape (N, {self.input_size}) or ({self.input_size},), "
+                             f"got {input.shape}")
+        batched = input.ndim == 2
+        x = input if batched else input.unsqueeze(0)
+        n = x.shape[0]
+        fixed = []
+        for what, s in states:
+            if s is None:
+                s = zeros((n, self.hidden_size), dtype=x.dtype)
+            elif not isinstance(s, Tensor) or tuple(s.shape) != ((n, self.hidden_size) if batched else
+                                                                 (self.hidden_size,)):
+                want = (n, self.hidden_size) if batched else (self.hidden_size,)
+                got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
+                raise RuntimeError(f"{name}: expected {what} of shape {want}, got {got}")
+            elif not batched:
+                s = s.unsqueeze(0)
+            fixed.append(s)
+        h, c = self._cell(x.linear(self.weight_ih, self.bias_ih), fixed[0], self.weight_hh, self.bias_hh,
+                          fixed[1] if len(fixed) == 2 else None)
+        return (h, c) if batched else (h.squeeze(0), None if c is None else c.squeeze(0))
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+
+
+class RNNCell(_CellBase):
+    """h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh) (or relu); forward(input, hx=None) -> h'."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
+                 device=None, dtype=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNNCell: unknown nonlinearity {nonlinearity!r}; select from 'tanh' or 'relu'")
+        self.nonlinearity = nonlinearity
+        self._cell = _rnn_tanh if nonlinearity == "tanh" else _rnn_relu
+        super().__init__(input_size, hidden_size, bias, device, dtype)
+
+    def forward(self, input: Tensor, hx=None) -> Tensor:
+        return self._step(input, (("hx", hx),))[0]
+
+
+class GRUCell(_CellBase):
+    """One GRU step (gates r, z, n as nn.GRU); forward(input, hx=None) -> h'."""
+
+    _gates = 3
+    _cell = staticmethod(_gru)
+
+    def forward(self, input: Tensor, hx=None) -> Tensor:
+        return self._step(input, (("hx", hx),))[0]
+
+
+class LSTMCell(_CellBase):
+    """One LSTM step (gates i, f, g, o as nn.LSTM); forward(input, (h, c)=None) -> (h', c')."""
+
+    _gates = 4
+    _cell = staticmethod(_lstm)
+
+    def forward(self, input: Tensor, hx=None):
+        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError(f"LSTMCell: hx must be a tuple (h, c), got {type(hx).__name__}")
+        h, c = (None, None) if hx is None else hx
+        return self._step(input, (("h", h), ("c", c)))
