@@ -129,6 +129,16 @@ SNIPPETS = {
         result = ([abs(f - w) < 0.015 for f, w in zip(freq, (0.1, 0.2, 0.7))],
                   abs(first.float().mean().item() - 0.9) < 0.02)
     """,
+    "data_loading_takes_a_generator": """
+        ds = torch.utils.data.TensorDataset(torch.arange(20))
+        def order(seed):
+            g = torch.Generator().manual_seed(seed)
+            return [b[0].tolist() for b in torch.utils.data.DataLoader(ds, batch_size=5, shuffle=True, generator=g)]
+        split = lambda: torch.utils.data.random_split(range(10), [7, 3], generator=torch.Generator().manual_seed(0))
+        (a, b), (c, d) = split(), split()
+        result = (order(3) == order(3), sorted(sum(order(3), [])) == list(range(20)), list(a) == list(c),
+                  sorted(list(a) + list(b)) == list(range(10)), len(a), len(d))
+    """,
     "makemore_sampling_loop": """
         P = torch.tensor(np.abs(A[:3, :3]) + 0.1)
         P = P / P.sum(1, keepdims=True)
