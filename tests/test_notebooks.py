@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,8 @@ SVG, PNG, WIDGET = "image/svg+xml", "image/png", "application/vnd.jupyter.widget
 
 @pytest.fixture
 def kernel_env(monkeypatch):
-    """The kernel imports this checkout's package and never touches the network or a display."""
+    """The kernel is this Python (its spec runs `python`), imports this checkout's package and draws inline."""
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 
