@@ -49,12 +49,15 @@ def torch_fast(channels=(32, 64)):
             self.bn1 = nn.BatchNorm2d(c1)
             self.conv2 = nn.Conv2d(c1, c2, 3, padding=1, bias=False)
             self.bn2 = nn.BatchNorm2d(c2)
+            self.conv3 = nn.Conv2d(c2, c2, 3, padding=1, bias=False)
+            self.bn3 = nn.BatchNorm2d(c2)
             self.fc = nn.Linear(c2 * 9, 10)
 
         def forward(self, x):
             x = x.reshape(-1, 1, 28, 28)
             x = F.relu(self.bn1(F.max_pool2d(self.conv1(x), 2)))
             x = F.relu(self.bn2(F.max_pool2d(self.conv2(x), 2)))
+            x = F.relu(self.bn3(self.conv3(x)))
             return self.fc(x.flatten(1))
 
     return FastCNN()
@@ -82,7 +85,7 @@ def run_one(system: str, seed: int, eager: bool) -> dict:
     checks = {steps * k // CHECKS_PER_EPOCH for k in range(1, CHECKS_PER_EPOCH + 1)}
 
     if system == "engine":
-        opt = optim.Adam(model.parameters(), lr=recipe.lr)
+        opt = optim.Adam(model.parameters(), lr=recipe.lr, betas=(0.9, recipe.adam_beta2))
         sched = optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total)
 
         def step(x, y):
@@ -114,7 +117,7 @@ def run_one(system: str, seed: int, eager: bool) -> dict:
             for tp, p in zip(list(tmodel.parameters()) + list(tmodel.buffers()),
                              [*model.parameters(), *model.buffers()]):
                 tp.copy_(torch.from_numpy(np.array(p.data)))
-        topt = torch.optim.Adam(tmodel.parameters(), lr=recipe.lr)
+        topt = torch.optim.Adam(tmodel.parameters(), lr=recipe.lr, betas=(0.9, recipe.adam_beta2))
         tsched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=recipe.lr, total_steps=total)
         xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
 

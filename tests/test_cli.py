@@ -241,9 +241,11 @@ def current_umask() -> int:
 
 
 def mlp_accuracy_from_weights(npz: Path, data_dir: Path) -> float:
-    """Test accuracy computed from the saved arrays by plain NumPy: Linear layers with ReLU between them."""
+    """Test accuracy computed from the saved arrays by plain NumPy: Linear layers with ReLU between them
+    (the file also holds the run's final training state, under TRAIN_STATE_PREFIX, and its metadata)."""
     arrays = np.load(npz)
-    layers = sorted({int(k.split(".")[0]) for k in arrays.files if k != serialization.METADATA_KEY})
+    layers = sorted({int(k.split(".")[0]) for k in arrays.files if k != serialization.METADATA_KEY
+                     and not k.startswith(serialization.TRAIN_STATE_PREFIX)})
     x = data.read_idx(data_dir / "t10k-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float64) / 255
     y = data.read_idx(data_dir / "t10k-labels-idx1-ubyte.gz")
     h = x
