@@ -15,7 +15,7 @@ def assert_module_matches(module, torch_module, *inputs, rtol: float | None = No
     1. Our parameters and persistent buffers are copied into the torch module by state_dict name
        (the two state dicts must have the same keys and shapes; a ValueError lists what differs).
        The torch module is converted to our parameters' float dtype and put in our module's mode
-       (train or eval): it is changed in place.
+       (train or eval, submodule by submodule where the names match): it is changed in place.
     2. Both run forward on the inputs (ndarrays or Tensors; float ones become inputs that require
        grad, cast to the parameters' dtype; integer ones, such as labels, pass as they are) and
        then backward with `grad_output` (default: random normal values drawn from `seed`).
@@ -47,6 +47,10 @@ def assert_module_matches(module, torch_module, *inputs, rtol: float | None = No
     if dtype is not None:
         torch_module.to(getattr(torch, dtype.name))
     torch_module.train(module.training)
+    torch_submodules = dict(torch_module.named_modules())
+    for name, m in module.named_modules():  # a submodule switched on its own (one layer in eval) too
+        if name in torch_submodules:
+            torch_submodules[name].training = m.training
     for name, p in params:  # the same parameters are frozen on both sides
         torch_params[name].requires_grad_(p.requires_grad)
     with torch.no_grad():
