@@ -682,9 +682,9 @@ def test_help_documents_the_exit_codes():
     assert p.returncode == 0
     for code in (2, 3, 4, 5, 130, 143):
         assert re.search(rf"^\s+{code}\s+\w", p.stdout, re.M), p.stdout
-    readme = (REPO / "README.md").read_text()
+    cli_page = (REPO / "docs" / "cli.md").read_text()
     for code in (2, 3, 4, 5, 130, 143):
-        assert f"| {code} |" in readme
+        assert f"| {code} |" in cli_page
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -468,7 +468,7 @@ def test_batchnorm_running_statistics_are_replayed():
 
 def test_batchnorm_cumulative_average_is_refused_by_compile():
     """momentum=None divides by the batch count read in Python: the two recordings differ, compile says so."""
-    from tinygrad_mnist.compile import CaptureError
+    from tinygrad_mnist import CaptureError
 
     with pytest.raises(CaptureError, match="differ"):
         _batchnorm_run(True, momentum=None)

@@ -212,9 +212,9 @@ __version__ = "0.1.0"
 # the layers above the core, reachable as after `import torch`: tinygrad_mnist.nn.Linear, tinygrad_mnist.optim.SGD
 from . import nn, optim  # noqa: E402
 
-# record a training step once, replay it (the module stays importable as tinygrad_mnist.compile's home:
-# `from tinygrad_mnist.compile import CaptureError`)
-from .compile import CaptureError, compile  # noqa: E402, A004
+# record a training step once, replay it: tinygrad_mnist.compile is the function (torch's name); its
+# package is tinygrad_mnist.capture, so the two names never shadow each other
+from .capture import CaptureError, compile  # noqa: E402, A004
 from .ops import get_num_threads, set_num_threads  # noqa: E402  (threads of the conv/pool copies, torch's names)
 from .serialization import load_object as load  # noqa: E402
 from .serialization import save_object as save  # noqa: E402

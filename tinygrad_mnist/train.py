@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__, engine, losses, nn, optim, serialization
-from .compile import compile
+from .capture import compile
 from .data import Dataset
 from .engine import Function, Tensor, from_numpy, no_grad
 from .fileio import atomic_write
@@ -118,7 +118,7 @@ class _StopIfNotFinite(Function):
 def make_train_step(model: nn.Module, opt: optim.Optimizer, recipe: Recipe, compiled: bool = True):
     """`step(x, y) -> (loss, logits)`: forward, loss, zero_grad, backward, optimizer step.
 
-    compiled: record the step on its first calls and replay it afterwards (see compile.py); the
+    compiled: record the step on its first calls and replay it afterwards (see capture/); the
     results are the eager ones bit for bit.  A non-finite loss raises NonFiniteLoss before the
     weights change.
     """
