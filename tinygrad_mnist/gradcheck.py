@@ -254,7 +254,7 @@ def gradgradcheck(fn: Callable, inputs: Sequence, grad_outputs=None, eps: float 
                f"  ({grad_name} is the gradient of fn's output w.r.t. input {checked[j]} for the grad_outputs, "
                f"taken with create_graph=True)")
         if not ana[bad].any():  # every differing entry is a zero: the gradient lost its graph
-            msg += ("\n  The analytic second-order gradient is all zeros: does the backward compute behind the "
+            msg += ("\n  The analytic values are zero wherever they differ: does the backward compute behind the "
                     "graph's back (NumPy on .data, a new Tensor(...)) instead of with Tensor ops?")
         raise GradcheckError(
             msg, what=name, order=2, index=tuple(in_el), got_name=f"analytic d {grad_name}{grad_el} / d {name}",
