@@ -160,6 +160,11 @@ def _element(flat_index: int, shape: tuple) -> list[int]:
     return [int(i) for i in np.unravel_index(flat_index, shape)] if len(shape) else []  # not np.int64(..)
 
 
+def _at(name: str, element: list) -> str:
+    """'input[0, 1]', or just 'input' for a 0-d tensor."""
+    return f"{name}{element}" if element else name
+
+
 def gradcheck(fn: Callable, inputs: Sequence, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
               raise_exception: bool = True) -> bool:
     """Check the engine's gradients of `fn` against central differences in float64.
@@ -182,11 +187,12 @@ def gradcheck(fn: Callable, inputs: Sequence, eps: float = 1e-6, atol: float = 1
         out_shape = tuple(_output_array(fn(*_as_float64_inputs(inputs))).shape)
         out_k, in_k = (int(i) for i in np.argwhere(bad)[0])
         out_el, in_el = _element(out_k, out_shape), _element(in_k, in_shape)
-        d_out = f"output{out_el}" if out_shape else "output"
+        d_out = _at("output", out_el)
         raise GradcheckError(
             f"gradient mismatch (order 1) for input {pos} (shape {in_shape}): {int(bad.sum())} of {bad.size} "
             f"Jacobian entries differ (atol={atol}, rtol={rtol}, largest difference {np.abs(ana - num).max():.3g}).\n"
-            f"  first: d {d_out} / d input{in_el}: analytic {ana[out_k, in_k]:.8g}, numeric {num[out_k, in_k]:.8g}",
+            f"  first: d {d_out} / d {_at('input', in_el)}: analytic {ana[out_k, in_k]:.8g}, "
+            f"numeric {num[out_k, in_k]:.8g}",
             what=f"input {pos}", order=1, index=tuple(in_el), got_name=f"analytic d {d_out} / d input {pos}",
             want_name="numeric", got=ana[out_k].reshape(in_shape), want=num[out_k].reshape(in_shape),
             bad=bad[out_k].reshape(in_shape))
@@ -249,7 +255,7 @@ def gradgradcheck(fn: Callable, inputs: Sequence, grad_outputs=None, eps: float 
         msg = (f"second-order gradient mismatch (order 2) for {name} (shape {in_shape}): {int(bad.sum())} of "
                f"{bad.size} entries of the Jacobian of the first-order gradients differ (atol={atol}, rtol={rtol}, "
                f"largest difference {np.abs(ana - num).max():.3g}).\n"
-               f"  first: d {grad_name}{grad_el} / d {name.replace(' ', '')}{in_el}: analytic "
+               f"  first: d {_at(grad_name, grad_el)} / d {_at(name.replace(' ', ''), in_el)}: analytic "
                f"{ana[out_k, in_k]:.8g}, numeric {num[out_k, in_k]:.8g}\n"
                f"  ({grad_name} is the gradient of fn's output w.r.t. input {checked[j]} for the grad_outputs, "
                f"taken with create_graph=True)")
@@ -257,7 +263,7 @@ def gradgradcheck(fn: Callable, inputs: Sequence, grad_outputs=None, eps: float 
             msg += ("\n  The analytic values are zero wherever they differ: does the backward compute behind the "
                     "graph's back (NumPy on .data, a new Tensor(...)) instead of with Tensor ops?")
         raise GradcheckError(
-            msg, what=name, order=2, index=tuple(in_el), got_name=f"analytic d {grad_name}{grad_el} / d {name}",
+            msg, what=name, order=2, index=tuple(in_el), got_name=f"analytic d {_at(grad_name, grad_el)} / d {name}",
             want_name="numeric", got=ana[out_k].reshape(in_shape), want=num[out_k].reshape(in_shape),
             bad=bad[out_k].reshape(in_shape))
     return True
