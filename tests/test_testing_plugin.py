@@ -28,7 +28,7 @@ USER_TESTS = textwrap.dedent('''
     import numpy as np
     import tinygrad_mnist as tg
     from tinygrad_mnist import Function, Tensor
-    from tinygrad_mnist.testing import gradcheck
+    from tinygrad_mnist.testing import assert_close, gradcheck
 
     class WrongCube(Function):
         def forward(self, x):
@@ -45,6 +45,10 @@ USER_TESTS = textwrap.dedent('''
     def test_right_rule():
         x = Tensor(np.array([0.5, 1.0]), requires_grad=True)
         assert gradcheck(lambda t: t ** 3, [x])
+
+    def test_wrong_parameter_gradient():  # what assert_module_matches reports, without needing PyTorch
+        assert_close(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 2.0], [3.0, 4.5]]),
+                     what="gradient of parameter 'fc.weight'", reference="PyTorch module")
 
     def test_seed_is_applied(seed):
         drawn = tg.randn(3).data
@@ -99,9 +103,9 @@ def test_entry_point_names_the_plugin_module():
 def test_installed_plugin_reports_seeds_and_gradient_tables(user_project):
     out = run_pytest(user_project, "-q", site=fake_install(user_project))
     text = out.stdout + out.stderr
-    assert "2 failed, 2 passed" in text, text
+    assert "3 failed, 2 passed" in text, text
 
-    wrong = text[text.index("_ test_wrong_rule _"):text.index("_ test_seed_is_reported _")]
+    wrong = text[text.index("_ test_wrong_rule _"):text.index("_ test_wrong_parameter_gradient _")]
     assert "gradcheck(lambda t: WrongCube.apply(t), [x])" in wrong  # the user's line...
     assert "gradcheck.py" not in wrong  # ...and none of the kit's
     assert "d output[0, 0] / d input[0, 0]: analytic 0.5, numeric 0.75" in wrong
@@ -109,6 +113,12 @@ def test_installed_plugin_reports_seeds_and_gradient_tables(user_project):
     assert re.search(r"analytic d output\[0, 0\] / d input 0:\n +0 +1\n +0 +0\.5\* +0\n +1 +0 +0\nnumeric:\n"
                      r" +0 +1\n +0 +0\.75\* +0\n +1 +0 +0", section), section
     assert "tinygrad_mnist seed" not in wrong  # this test did not ask for a seed
+
+    param = text[text.index("_ test_wrong_parameter_gradient _"):text.index("_ test_seed_is_reported _")]
+    assert "gradcheck.py" not in param  # the traceback ends at the user's line
+    section = param[param.index("gradient check: gradient of parameter 'fc.weight'"):]
+    assert re.search(r"first difference at \[1, 1\].*\nours:\n +0 +1\n +0 +1 +2\n +1 +3 +4\*\n"
+                     r"PyTorch module:\n +0 +1\n +0 +1 +2\n +1 +3 +4\.5\*", section), section
 
     reported = text[text.index("_ test_seed_is_reported _"):]
     expected = zlib.crc32(b"test_user.py::test_seed_is_reported")  # the default: fixed per test
