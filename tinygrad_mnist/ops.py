@@ -135,15 +135,24 @@ class OneHot(Function):
 
 
 class Random(Function):
-    """draw(engine.rng(), **kw): random numbers drawn when the op runs, so a replay draws fresh ones in eager order.
+    """draw(engine.rng(), *arrays, **kw): random numbers drawn when the op runs, so a replay draws fresh ones in
+    eager order.
 
-    No inputs; `draw` is a module-level function (the factories randn, rand, randint, randperm use it).
+    `draw` is a module-level function (the factories randn, rand, randint, randperm, multinomial use it); a
+    `generator=` parameter (a tinygrad_mnist.Generator) is read by `draw` when it runs, like engine.rng().
+    Inputs (multinomial's weights) only parameterise the draw: the result never requires grad.
     """
 
-    def forward(self, draw, **kw):
-        return draw(rng(), **kw)
+    def forward(self, *arrays, draw, **kw):
+        return draw(rng(), *arrays, **kw)
 
-    def backward(self, g):  # pragma: no cover - no inputs, never recorded
+    @classmethod
+    def apply(cls, *inputs, **params) -> Tensor:
+        out = super().apply(*inputs, **params)
+        out._ctx, out._requires_grad = None, False  # samples carry no gradient (a no-input draw records none)
+        return out
+
+    def backward(self, g):  # pragma: no cover - never recorded
         return ()
 
 
