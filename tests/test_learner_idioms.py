@@ -176,6 +176,34 @@ LAYERS = {
 }
 
 
+LECTURES = {
+    "bigram_counts": """
+        words = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "ella", "ada"]
+        chars = sorted(set("".join(words)))
+        stoi = {s: i + 1 for i, s in enumerate(chars)}
+        stoi["."] = 0
+        V = len(stoi)
+        N = torch.zeros((V, V), dtype=torch.int32)
+        for w in words:
+            chs = ["."] + list(w) + ["."]
+            for ch1, ch2 in zip(chs, chs[1:]):
+                N[stoi[ch1], stoi[ch2]] += 1
+        P = (N + 1).float()
+        P /= P.sum(1, keepdims=True)
+        log_likelihood = 0.0
+        n = 0
+        for w in words:
+            chs = ["."] + list(w) + ["."]
+            for ch1, ch2 in zip(chs, chs[1:]):
+                logprob = torch.log(P[stoi[ch1], stoi[ch2]])
+                log_likelihood += logprob
+                n += 1
+        nll = -log_likelihood
+        result = N, P, nll / n, (nll / n).item(), P[0].sum().item(), N.dtype, P.shape
+    """,
+}
+
+
 def _lectures_namespace_code(kind: str) -> str:
     """A character-level language model over a generated word list, as the lectures build it: a vocabulary
     with '.' as start/end, counts (bigram) or an embedding + tanh MLP with a block of 3 characters, softmax,
@@ -280,6 +308,11 @@ def test_layer_idioms(name, tmp_path):
     if isinstance(ours, Exception):
         raise ours
     _compare(ours, theirs)
+
+
+@pytest.mark.parametrize("name", sorted(LECTURES))
+def test_lecture_idioms(name, tmp_path):
+    _check(LECTURES[name], tmp_path)
 
 
 @pytest.mark.parametrize("kind", ["bigram", "mlp"])
