@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist import Tensor
+from tinygrad_mnist import compile as _compile
 from tinygrad_mnist.gradcheck import compare_with_reference, gradcheck, torch_reference
 
 try:  # PyTorch is only a reference; everything but the torch comparison runs without it
@@ -413,3 +414,9 @@ NN_CASES = [
 
 ALL_TORCH_CASES = (BINARY_CASES + SCALAR_CASES + UNARY_CASES + WHERE_CASES + REDUCTION_CASES + SHAPE_CASES
                    + MATMUL_CASES + NN_CASES)
+
+
+def strict_compile(fn=None, **kwargs):
+    """tinygrad_mnist.compile that raises CaptureError where the default falls back to eager (fallback=False):
+    the replay tests want to know that a step replays, not that it ran somehow."""
+    return _compile(fn, fallback=False, **kwargs)
