@@ -128,3 +128,15 @@ def test_custom_losses_match_the_formulas():
 
     with pytest.raises(GradcheckError):
         gradcheck(wrong, [Tensor(z, requires_grad=True)])
+
+
+def test_pytorch_mnist_example(env):
+    # PyTorch's MNIST example, unchanged but for the data source and Adam: its DataLoader loop, log lines
+    # and test report; 6 steps of 64 images reach about 60% (chance is 10%)
+    env = {**env, "PYTHONPATH": str(REPO)}  # this checkout's package, whatever is installed
+    out = run_example("pytorch_mnist.py", "--epochs", "1", "--limit", "384", "--test-limit", "200",
+                      "--test-batch-size", "100", "--log-interval", "3", env=env)
+    assert re.search(r"^Train Epoch: 1 \[0/384 \(0%\)\]\tLoss: \d\.\d{6}$", out, re.M), out
+    assert re.search(r"^Train Epoch: 1 \[192/384 \(50%\)\]\tLoss: \d\.\d{6}$", out, re.M), out
+    m = re.search(r"^Test set: Average loss: \d+\.\d{4}, Accuracy: (\d+)/200 \(\d+%\)$", out, re.M)
+    assert m and int(m.group(1)) > 80, out

@@ -210,7 +210,7 @@ def set_default_dtype(dtype) -> None:
 __version__ = "0.1.0"
 
 # the layers above the core, reachable as after `import torch`: tinygrad_mnist.nn.Linear, tinygrad_mnist.optim.SGD
-from . import nn, optim  # noqa: E402
+from . import nn, optim, utils  # noqa: E402
 
 # record a training step once, replay it: tinygrad_mnist.compile is the function (torch's name); its
 # package is tinygrad_mnist.capture, so the two names never shadow each other
@@ -229,5 +229,5 @@ __all__ = _functions.__all__ + [  # (some names twice: harmless)
     "log_softmax", "matmul", "max", "maximum", "mean", "min", "minimum", "mm", "numel", "ones", "ones_like", "rand",
     "rand_like", "randint", "randn", "randn_like", "randperm", "relu", "reshape", "sigmoid", "softmax", "sqrt",
     "stack", "sum", "tanh", "tensor", "transpose", "where", "zeros", "zeros_like",
-    "load", "nn", "optim", "save", "compile", "CaptureError", "get_num_threads", "set_num_threads",
+    "load", "nn", "optim", "save", "utils", "compile", "CaptureError", "get_num_threads", "set_num_threads",
 ]

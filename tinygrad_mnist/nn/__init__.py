@@ -8,6 +8,7 @@
 """
 
 from . import functional, init, utils
+from .attention import MultiheadAttention
 from .modules import (
     ACTIVATIONS,
     ELU,
@@ -47,11 +48,12 @@ from .modules import (
     Softplus,
     Tanh,
 )
+from .recurrent import GRU, LSTM, RNN
 
 __all__ = [
     "ACTIVATIONS", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BCELoss", "BCEWithLogitsLoss", "Conv2d",
     "CrossEntropyLoss", "Dropout", "ELU", "Embedding", "Flatten", "functional", "GELU", "Identity",
     "IncompatibleKeys", "init", "INITS", "L1Loss", "Lambda", "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax",
     "MaxPool2d", "MLP", "Module", "ModuleDict", "ModuleList", "MSELoss", "NLLLoss", "Parameter", "ReLU", "Sequential",
-    "Sigmoid", "SiLU", "Softmax", "Softplus", "Tanh", "utils",
+    "Sigmoid", "SiLU", "Softmax", "Softplus", "Tanh", "utils", "GRU", "LSTM", "MultiheadAttention", "RNN",
 ]

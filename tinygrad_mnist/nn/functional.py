@@ -565,3 +565,65 @@ def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, size_av
     positive = t * log_p[..., 1]
     loss = -(_weighted(positive, pos_weight) + (1.0 - t) * log_p[..., 0])
     return _reduce(_weighted(loss, weight), reduction)
+
+
+# ---------------------------------------------------------------------------
+# attention
+# ---------------------------------------------------------------------------
+
+
+def _mask_bias(mask, dtype, allowed_when_true: bool) -> Tensor:
+    """A boolean mask as an additive bias (0 or -inf), or a float mask as it is. SDPA's True means "may
+    attend"; MultiheadAttention's True means "masked out"."""
+    if not isinstance(mask, Tensor):
+        mask = Tensor(np.asarray(mask))
+    if mask.dtype == np.bool_:
+        blocked = mask.logical_not() if allowed_when_true else mask
+        return Tensor.zeros(mask.shape, dtype=dtype).masked_fill(blocked, float("-inf"))
+    if mask.dtype.kind != "f":
+        raise TypeError(f"attention: a mask must be bool or floating point, got {mask.dtype}")
+    return mask
+
+
+def _attend(query: Tensor, key: Tensor, value: Tensor, bias, dropout_p: float, scale: float):
+    """softmax(query @ key^T * scale + bias) @ value, and the attention weights (after dropout)."""
+    scores = (query * scale) @ key.transpose(-2, -1)
+    if bias is not None:
+        scores = scores + bias
+    weights = scores.softmax(-1)
+    if dropout_p > 0:
+        weights = weights.dropout(dropout_p)
+    return weights @ value, weights
+
+
+@_composite("scaled_dot_product_attention")
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale=None, enable_gqa: bool = False) -> Tensor:
+    """softmax(query @ key^T * scale + mask) @ value over the last two dimensions, as PyTorch's.
+
+    query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev). scale defaults to 1/sqrt(E).
+    attn_mask broadcasts to (..., L, S): a bool mask says where attention may go (True = take part), a
+    float mask is added to the scores. is_causal masks out the upper triangle (no attn_mask then).
+    dropout_p drops attention weights whenever it is > 0 (pass 0.0 when evaluating, as in PyTorch).
+    """
+    if enable_gqa:
+        raise NotImplementedError("scaled_dot_product_attention: enable_gqa=True (grouped-query attention) is not "
+                                  "supported; repeat the key/value heads yourself")
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1], got {dropout_p}")
+    if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
+        raise ValueError(f"scaled_dot_product_attention: query, key and value need at least 2 dimensions, got "
+                         f"shapes {query.shape}, {key.shape}, {value.shape}")
+    if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise ValueError(f"scaled_dot_product_attention: query (..., L, E), key (..., S, E) and value (..., S, Ev) "
+                         f"don't fit: got {query.shape}, {key.shape}, {value.shape}")
+    L, S = query.shape[-2], key.shape[-2]
+    bias = None
+    if is_causal:
+        if attn_mask is not None:
+            raise ValueError("scaled_dot_product_attention: explicit attn_mask should not be set when is_causal=True")
+        bias = Tensor.full((L, S), float("-inf"), dtype=query.dtype).triu(1)  # -inf above the diagonal
+    elif attn_mask is not None:
+        bias = _mask_bias(attn_mask, query.dtype, allowed_when_true=True)
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    return _attend(query, key, value, bias, dropout_p, scale)[0]
