@@ -104,7 +104,8 @@ class Compiled:
         self._programs: dict[tuple, list[_Program]] = {}  # key -> recordings, each with its own guard values
         self._last: _Program | None = None  # tried first: the usual case is the same signature as last time
         self._lock = threading.Lock()
-        self._first: dict[tuple, tuple] = {}  # key -> (first recording, the objects its key names by id)
+        # key -> [(first recording, the objects its key names by id)]: one per starting state (train or eval...)
+        self._first: dict[tuple, list] = {}
         self.calls = self.eager_calls = self.replays = self.recordings = self.rerecords = 0
 
     def __get__(self, obj, cls=None):
@@ -195,7 +196,8 @@ class Compiled:
     def _record(self, key, args, kwargs, changed=None):
         if changed is not None or key in self._first:
             if self.rerecords >= self.max_rerecords:
-                what = holds(changed.reads) if changed is not None else None
+                reads = changed.reads if changed is not None else self._first[key][0][0].watch.reads
+                what = holds(reads)
                 self._give_up(
                     f"compile: {getattr(self.fn, '__name__', 'step')} was recorded {self.rerecords} more times "
                     f"because Python state it reads keeps changing"
@@ -206,8 +208,8 @@ class Compiled:
                 return self.fn(*args, **kwargs)
             self.rerecords += changed is not None
         self.eager_calls += 1
-        first = self._first.get(key)
-        before = None if first is None else _snapshot(first[0], args, kwargs)
+        firsts = self._first.get(key, [])
+        befores = [_snapshot(f[0], args, kwargs) for f in firsts]
         rec = _Recorder(getattr(self.fn, "__name__", "step"), strict=not self.fallback)
         rec.watch.grad_mode = engine.is_grad_enabled()
         rec.watch.closure(self.fn)
@@ -227,23 +229,27 @@ class Compiled:
             if rec.refused is not None:
                 raise CaptureError(rec.refused)
             rec.finish(result)
-            return self._keep(rec, key, first, before, args, kwargs, result)
+            return self._keep(rec, key, firsts, befores, args, kwargs, result)
         except CaptureError as e:
             self._give_up(str(e))  # (strict: raises it)
             return result
 
-    def _keep(self, rec, key, first, before, args, kwargs, result):
-        if first is None:
-            self._first[key] = (rec, [v for v in (*args, *kwargs.values()) if not _hashable(v)])
+    def _keep(self, rec, key, firsts, befores, args, kwargs, result):
+        """Pair this recording with a first one that started from the same state, or keep it as a first one."""
+        match = next((k for k, f in enumerate(firsts) if same_start(f[0], rec)), None)
+        if match is None:
+            # the first recording of this state (a .grad there or not, other Python values): the next call
+            # that starts like this one is compared with it
+            if firsts:
+                self.rerecords += 1
+            firsts.insert(0, (rec, [v for v in (*args, *kwargs.values()) if not _hashable(v)]))
+            del firsts[4:]
+            self._first[key] = firsts
             _trim(self._first, self.max_programs)
             return result
-        if not same_start(first[0], rec):
-            # the calls started from different states (a .grad there or not, other Python values): compare the
-            # next call with this one
-            self._first[key] = (rec, first[1])
-            self.rerecords += 1
-            return result
-        del self._first[key]
+        first, before = firsts.pop(match), befores[match]
+        if not firsts:
+            del self._first[key]
         why = _first_difference(first[0], rec)
         if why is not None:
             raise CaptureError(

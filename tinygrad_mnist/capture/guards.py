@@ -67,7 +67,7 @@ class Read:
     def describe(self) -> str:
         shown = {"ids": "the same tensors", "is": f"the same {type(self.value).__name__}"}.get(
             self.how, _short(self.value))
-        if self.how == "is" and self.value in (True, False, None) and type(self.value) in (bool, type(None)):
+        if self.how == "is" and (self.value is True or self.value is False or self.value is None):
             shown = repr(self.value)
         return f"{self.label} is {shown}" if self.how != "truth" else f"{self.label} is {'on' if self.value else 'off'}"
 
@@ -164,6 +164,13 @@ def _user_module(name: str) -> bool:
     return name in _APP_MODULES or name.split(".")[0] not in _NOT_USER
 
 
+def _user_object(obj) -> bool:
+    """An instance of a user's class (a config, a trainer): its attributes are state the step may read.
+    Modules report their reads themselves; tensors, optimizers, functions and classes are not such state."""
+    return not isinstance(obj, (Module, Optimizer, Tensor, type, types.ModuleType, types.FunctionType,
+                                types.MethodType)) and _user_module(type(obj).__module__)
+
+
 class Watch:
     """The Python reads and writes of one recording (see the module docstring)."""
 
@@ -224,11 +231,12 @@ class Watch:
             value = g.get(name, _MISSING)
             if value is not _MISSING:
                 self._note(g, "item", name, value, f"global {name} of {where}")
-        if code.co_argcount and code.co_varnames[0] == "self":
-            obj = frame.f_locals.get("self")
+        # attributes the code names, of the plain objects it starts with: self, arguments, closure values, globals
+        names = code.co_names
+        for obj in [*frame.f_locals.values(), *(g[n] for n in names if n in g)]:
             d = getattr(obj, "__dict__", None)
-            if d is not None and not isinstance(obj, (Module, Optimizer)):
-                for name in code.co_names:
+            if type(d) is dict and _user_object(obj):
+                for name in names:
                     if name in d:
                         self._note(obj, "attr", name, d[name], f"{type(obj).__name__}.{name}")
 
@@ -340,8 +348,7 @@ def install(w: Watch, ident: int) -> None:
 
 
 def uninstall(ident: int) -> None:
-    _watch_of.pop(ident, None)
-    if not _watch_of:
+    if _watch_of.pop(ident, None) is not None and not _watch_of:
         del Module.__getattribute__
         del Module.__setattr__
 

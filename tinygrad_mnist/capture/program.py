@@ -227,6 +227,14 @@ class _Program:
             g["_live_shapes"] = tuple(x for s in live for x in (s.shape, s.dtype))  # (a cast: Module.to(float64))
             head.append(f"    if ({', '.join(f'v{s.index}.shape, v{s.index}.dtype' for s in live)},) "
                         f"!= _live_shapes: raise _Stale")
+        for j, ((m, name), value) in enumerate(rec.watch.module_writes.items()):
+            g[f"_mo{j}"], g[f"_mv{j}"] = m, value  # model.train() inside the step: set again, first
+            head.append(f"    setattr(_mo{j}, {name!r}, _mv{j})")
+        if rec.cleared_first:  # an op that raises (a bad label) leaves the .grads as eager's zero_grad() did
+            for j, p in enumerate(rec.cleared_first):
+                g[f"_cf{j}"] = p
+            lines = ["    try:", *("    " + line for line in lines), "    except BaseException:",
+                     *(f"        _cf{j}._grad = None" for j in range(len(rec.cleared_first))), "        raise"]
         tail = []
         for j, (t, s) in enumerate(rec.data_writes):
             g[f"d{j}"] = t

@@ -109,6 +109,8 @@ def _grad_set(t, value):
     rec = _active.get(_get_ident())
     if rec is not None and value is None and t not in rec.grad_at_sight:
         rec.grad_cleared.add(t)  # the step clears it before using t: no assumption about .grad at the start
+        if not rec.ops:
+            rec.cleared_first.append(t)  # (zero_grad() before any op: a replay that raises clears it too)
     _GRAD.fset(t, value)
 
 
@@ -220,6 +222,7 @@ class _Recorder:
         self.params: list[Tensor] = []  # pre-existing leaves that require grad, in first-seen order
         self.grad_at_sight: dict = {}  # parameter -> its ._grad when first seen
         self.grad_cleared: set = set()  # parameters whose .grad the step set to None before first seeing them
+        self.cleared_first: list = []  # those of them cleared before the first op
         self.outputs = None  # the returned structure, with slot numbers for tensors
         self.rng_mark = _rng_mark()
 
