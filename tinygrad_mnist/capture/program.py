@@ -208,7 +208,9 @@ class _Program:
         self.reads = rec.watch.reads
         if self.reads:  # the Python state the recording read (guards.py); before anything is read or written
             g["_Guard"] = _Guard
-            head.append(f"    if not ({guard_source(self.reads, g)}): raise _Guard")
+            head += ["    try:", f"        _ok = {guard_source(self.reads, g)}",
+                     "    except Exception:", "        _ok = False  # (an item gone: a KeyError, an IndexError)",
+                     "    if not _ok: raise _Guard"]
         for j, p in enumerate(rec.need_no_grad):
             g[f"q{j}"] = p
             head.append(f"    if q{j}._grad is not None: raise _Stale")
