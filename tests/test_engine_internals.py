@@ -12,7 +12,9 @@ import pytest
 
 from tinygrad_mnist import Tensor, grad, no_grad
 from tinygrad_mnist import engine as E
-from tinygrad_mnist.engine import Call, TensorRecord, composite, walk
+from tinygrad_mnist.engine import walk
+from tinygrad_mnist.records import Call, TensorRecord
+from tinygrad_mnist.tensor_methods.composite import composite
 
 RNG = np.random.default_rng(7)
 

@@ -14,26 +14,32 @@ from types import SimpleNamespace as _SimpleNamespace
 
 import numpy as _np
 
-from . import autograd, cuda
-from . import functions as _functions
-from .engine import (
+from . import engine as _engine
+from . import inplace as _inplace
+from . import ops as _ops
+from . import tensor_methods as _tensor_methods
+
+# The one place where the core is joined to the layers above it (engine.py imports none of them at load):
+_tensor_methods.attach(_engine.Tensor)  # Tensor's PyTorch methods, grouped by kind in tensor_methods/
+_engine.ops, _engine.inplace = _ops, _inplace  # what a backward calls at run time (see the end of engine.py)
+
+from . import autograd, cuda  # noqa: E402
+from . import functions as _functions  # noqa: E402
+from .engine import (  # noqa: E402
     Function,
     Tensor,
     bool_,
-    device,
     enable_grad,
     float32,
     float64,
-    from_numpy,
     grad,
     int64,
     is_grad_enabled,
     manual_seed,
     no_grad,
-    return_types,
     set_grad_enabled,
 )
-from .functions import (  # noqa: F401  (torch.f(x, ...) for the Tensor methods x.f(...); all in functions.__all__)
+from .functions import (  # noqa: E402, F401  (torch.f(x, ...) for the Tensor methods x.f(...); all in functions.__all__)
     abs,
     add,
     all,
@@ -179,6 +185,9 @@ from .functions import (  # noqa: F401  (torch.f(x, ...) for the Tensor methods 
     zeros,
     zeros_like,
 )
+from .tensor_methods.attributes import device  # noqa: E402
+from .tensor_methods.common import return_types  # noqa: E402
+from .tensor_methods.creation import from_numpy  # noqa: E402
 
 # torch's dtype names (`bool` is tinygrad_mnist.bool, like torch.bool; bool_ stays)
 bool = bool_  # noqa: A001

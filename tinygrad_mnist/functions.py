@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import Tensor, _as_array, _check_device, _shape_arg, from_numpy  # noqa: F401  (from_numpy re-exported)
+from .engine import Tensor, _as_array, _check_device
+from .tensor_methods.common import _shape_arg
+from .tensor_methods.creation import _draw, _permutation, from_numpy  # noqa: F401  (from_numpy re-exported)
 
 # ---------------------------------------------------------------------------
 # making tensors
@@ -103,8 +105,6 @@ def randint(low, high=None, size=None, dtype=None, device=None, requires_grad: b
 
 
 def randperm(n: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    from .engine import _draw, _permutation
-
     return Tensor._leaf(_draw(_permutation, n=int(n), dtype=np.dtype(dtype or np.int64)), requires_grad, device)
 
 

@@ -21,9 +21,10 @@ from tqdm import tqdm
 from . import __version__, engine, losses, nn, optim, serialization
 from .capture import compile
 from .data import Dataset
-from .engine import Function, Tensor, from_numpy, no_grad
+from .engine import Function, Tensor, no_grad
 from .fileio import atomic_write
 from .models import MODELS
+from .tensor_methods.creation import from_numpy
 
 
 @dataclass

@@ -24,8 +24,8 @@ import numpy as np
 
 from .. import ops as _ops
 from ..engine import Tensor
-from ..engine import composite as _composite  # calls show as one box in viz (Function.calls)
 from ..engine import no_grad as _no_grad
+from ..tensor_methods.composite import composite as _composite  # calls show as one box in viz (Function.calls)
 
 REDUCTIONS = ("mean", "sum", "none")
 

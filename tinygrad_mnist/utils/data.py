@@ -21,8 +21,9 @@ import warnings
 
 import numpy as np
 
-from ..engine import Tensor, from_numpy
+from ..engine import Tensor
 from ..functions import randint, randperm, stack, tensor
+from ..tensor_methods.creation import from_numpy
 
 __all__ = [
     "BatchSampler", "ConcatDataset", "DataLoader", "Dataset", "IterableDataset", "RandomSampler", "Sampler",

@@ -2,7 +2,7 @@
 
 Everything goes through the engine's public API: `Tensor.grad_fn`,
 `requires_grad`, `grad`, `name`, `Function.inputs / name / calls / released /
-saved_arrays() / backward_of`, and `engine.walk` (the same traversal the
+saved_arrays() / backward_of`, `records.node_of`, and `engine.walk` (the same traversal the
 backward pass uses).  A node of the walk is a live Tensor or, after a
 backward() released the graph, the engine's lightweight record of one
 (shape, dtype, grad_fn, name, grad; no data).
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import engine
+from .. import engine, records
 
 
 def walk(roots, constants: bool = True) -> list:
@@ -27,7 +27,7 @@ def key(t) -> int:
     fn = t.grad_fn
     if fn is not None:
         return id(fn)
-    return id(engine.node_of(t))
+    return id(records.node_of(t))
 
 
 def inputs(fn) -> tuple:

@@ -1,0 +1,242 @@
+"""Making tensors: the factories (zeros, randn, arange, ...), casts (float(), to()), copies (clone()).
+
+Every factory's array comes out of a recorded op (`_made` for plain values, `_draw` for random
+numbers), so a factory called inside a compiled step replays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from ..engine import Tensor, _cast_checked, _check_device, _is_float, bool_, float32, float64, int64
+from .common import _shape_arg
+
+
+class Creation:
+    """Tensor's factories (classmethods, also at the top level: tinygrad_mnist.zeros(2, 3)), casts and copies.
+
+    Attached to Tensor, with every other group, in tensor_methods/__init__.py.
+    """
+
+    @classmethod
+    def zeros(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
+        return cls._leaf(_made(np.zeros, _shape_arg(shape), np.dtype(dtype or float32)), requires_grad, device)
+
+    @classmethod
+    def ones(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
+        return cls._leaf(_made(np.ones, _shape_arg(shape), np.dtype(dtype or float32)), requires_grad, device)
+
+    @classmethod
+    def empty(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
+        """Zeros (NumPy's uninitialised memory would only hide bugs)."""
+        return cls.zeros(*shape, requires_grad=requires_grad, dtype=dtype, device=device)
+
+    @classmethod
+    def full(cls, shape, fill_value, requires_grad=False, dtype=None, device=None) -> Tensor:
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        if isinstance(fill_value, Tensor):
+            fill_value = fill_value.item()
+        if dtype is None:
+            dtype = float32 if isinstance(fill_value, float) else np.asarray(fill_value).dtype
+        # no silent 1.5 -> 1
+        return cls._leaf(_made(_full_checked, shape, fill_value, np.dtype(dtype)), requires_grad, device)
+
+    @classmethod
+    def zeros_like(cls, t, requires_grad=False, dtype=None, device=None) -> Tensor:
+        return cls._leaf(_made(np.zeros, np.shape(t), np.dtype(dtype or _dtype_of(t))), requires_grad, device)
+
+    @classmethod
+    def ones_like(cls, t, requires_grad=False, dtype=None, device=None) -> Tensor:
+        return cls._leaf(_made(np.ones, np.shape(t), np.dtype(dtype or _dtype_of(t))), requires_grad, device)
+
+    @classmethod
+    def full_like(cls, t, fill_value, requires_grad=False, dtype=None, device=None) -> Tensor:
+        return cls.full(np.shape(t), fill_value, requires_grad, dtype or _dtype_of(t), device)
+
+    @classmethod
+    def randn(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
+        """Standard normal samples (seed with tinygrad_mnist.manual_seed)."""
+        dtype = np.dtype(dtype or float32)
+        return cls._leaf(_draw(_normal, shape=_shape_arg(shape), dtype=dtype), requires_grad, device)
+
+    @classmethod
+    def uniform(cls, *shape, low=0.0, high=1.0, requires_grad=False, dtype=None, device=None) -> Tensor:
+        dtype = np.dtype(dtype or float32)
+        data = _draw(_uniform, shape=_shape_arg(shape), low=low, high=high, dtype=dtype)
+        return cls._leaf(data, requires_grad, device)
+
+    @classmethod
+    def rand(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
+        """Uniform samples in [0, 1)."""
+        return cls.uniform(*shape, requires_grad=requires_grad, dtype=dtype, device=device)
+
+    @classmethod
+    def randint(cls, low, high=None, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+        """Integers uniform in [low, high); randint(high, size) starts at 0, as torch.randint."""
+        if size is None:  # torch.randint(high, size)
+            if high is None:
+                raise TypeError("randint: needs high and size, e.g. randint(0, 10, (3,)) or randint(10, (3,))")
+            low, high, size = 0, low, high
+        size = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
+        data = _draw(_integers, low=low, high=high, size=size)
+        return cls._leaf(_cast_checked(data, np.dtype(dtype or int64)), requires_grad, device)
+
+    @classmethod
+    def eye(cls, n, m=None, requires_grad=False, dtype=None, device=None) -> Tensor:
+        return cls._leaf(_made(_eye, n, m, np.dtype(dtype or float32)), requires_grad, device)
+
+    @classmethod
+    def arange(cls, start, stop=None, step=1, requires_grad=False, dtype=None, device=None) -> Tensor:
+        if stop is None:
+            start, stop = 0, start
+        if dtype is None:
+            ints = all(isinstance(v, (int, np.integer)) for v in (start, stop, step))
+            dtype = int64 if ints else float32
+        # no silent 0.5 -> 0
+        return cls._leaf(_made(_arange_checked, start, stop, step, np.dtype(dtype)), requires_grad, device)
+
+    @classmethod
+    def linspace(cls, start, end, steps, requires_grad=False, dtype=None, device=None) -> Tensor:
+        """`steps` evenly spaced values from start to end, both included."""
+        return cls._leaf(_made(_linspace, start, end, int(steps), np.dtype(dtype or float32)), requires_grad, device)
+
+    def cast(self, dtype) -> Tensor:
+        dtype = np.dtype(dtype)
+        if dtype == self.data.dtype:
+            return self
+        if self._requires_grad and not _is_float(dtype):
+            # an integer result can't carry a gradient: cut it from the graph
+            return ops.Cast.apply(self.detach(), dtype=dtype)
+        return ops.Cast.apply(self, dtype=dtype)
+
+    astype = cast
+
+    def float(self) -> Tensor:
+        return self.cast(float32)
+
+    def double(self) -> Tensor:
+        return self.cast(float64)
+
+    def long(self) -> Tensor:
+        return self.cast(int64)
+
+    def int(self) -> Tensor:
+        return self.cast(np.int32)
+
+    def bool(self) -> Tensor:
+        return self.cast(bool_)
+
+    def half(self) -> Tensor:
+        raise TypeError("half: float16 is not supported by this engine; use .float() (float32) or .double()")
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.cast(other.data.dtype)
+
+    def type(self, dtype=None):
+        """x.type(float64) converts; x.type() names the dtype ("float32")."""
+        return str(self.data.dtype) if dtype is None else self.cast(dtype)
+
+    # new tensors with this one's dtype, as torch's Tensor.new_*
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return Tensor.zeros(*size, dtype=dtype or self.data.dtype, device=device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return Tensor.ones(*size, dtype=dtype or self.data.dtype, device=device, requires_grad=requires_grad)
+
+    new_empty = new_zeros
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return Tensor.full(size, fill_value, dtype=dtype or self.data.dtype, device=device,
+                           requires_grad=requires_grad)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return Tensor(data, dtype=dtype or self.data.dtype, device=device, requires_grad=requires_grad)
+
+    def to(self, *args, dtype=None, device=None, copy: bool = False, non_blocking: bool = False) -> Tensor:
+        """x.to(float64), x.to("cpu"), x.to(device="cpu", dtype=...), x.to(other_tensor), as in PyTorch.
+
+        Only the CPU exists here: any other device is a clear error.
+        """
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype = a.data.dtype
+            elif isinstance(a, str):
+                device = a
+            else:
+                dtype = a
+        _check_device(device, "to")
+        out = self if dtype is None else self.cast(dtype)
+        return out.clone() if copy and out is self else out
+
+    def cpu(self) -> Tensor:
+        return self
+
+    def cuda(self, *args, **kwargs) -> Tensor:
+        return self.to("cuda")  # the clear error
+
+    def clone(self) -> Tensor:
+        """A copy in new memory; recorded, so the gradient flows back to self (torch.clone)."""
+        return ops.Clone.apply(self)
+
+    def contiguous(self) -> Tensor:
+        """self when its memory is already C-contiguous (as PyTorch), else a recorded copy."""
+        return self if self.data.flags.c_contiguous else self.clone()
+
+
+def from_numpy(arr: np.ndarray) -> Tensor:
+    """A tensor that shares `arr`'s memory (torch.from_numpy): writes to one show in the other."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"from_numpy: expected an np.ndarray, got {type(arr).__name__} (use tensor(data) to copy data)")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"from_numpy: can't make a tensor from numpy dtype {arr.dtype}; expected numbers")
+    return Tensor._const(arr)
+
+
+def _made(fn, *args) -> np.ndarray:
+    """A new array fn(*args) of plain values (a factory's), made by a recorded op (ops.Detached)."""
+    return ops.Detached.apply(fn=fn, args=args).data
+
+
+def _full_checked(shape, fill_value, dtype):
+    return _cast_checked(np.full(shape, fill_value), dtype)
+
+
+def _arange_checked(start, stop, step, dtype):
+    return _cast_checked(np.arange(start, stop, step), dtype)
+
+
+def _linspace(start, end, steps, dtype):
+    return np.linspace(start, end, steps).astype(dtype)
+
+
+def _eye(n, m, dtype):
+    return np.eye(n, m, dtype=dtype)
+
+
+def _draw(draw, **kw) -> np.ndarray:
+    """Random numbers from a recorded op (ops.Random): under compile a replay draws fresh ones, in eager order."""
+    return ops.Random.apply(draw=draw, **kw).data
+
+
+def _normal(r, shape, dtype):
+    return r.standard_normal(shape, dtype=dtype)
+
+
+def _uniform(r, shape, low, high, dtype):
+    data = r.random(shape, dtype=dtype)
+    if (low, high) != (0.0, 1.0):
+        data = data * dtype.type(high - low) + dtype.type(low)
+    return data
+
+
+def _integers(r, low, high, size):
+    return r.integers(low, high, size, dtype=np.int64)
+
+
+def _permutation(r, n, dtype):
+    return r.permutation(n).astype(dtype)
+
+
+def _dtype_of(t):
+    return t.data.dtype if isinstance(t, Tensor) else np.asarray(t).dtype
