@@ -230,6 +230,8 @@ CASES = {
         np.arange(8) == 2, 7 if i == 5 else 1, batch(i)[1]))), "raise"),
     "negative label on a replayed call": (dict(data=lambda i: (batch(i)[0], np.where(
         np.arange(8) == 2, -1 if i == 5 else 1, batch(i)[1]))), "raise"),
+    "label out of range, Tensor.cross_entropy": (dict(step=lambda s: method_loss_step(s), data=lambda i: (
+        batch(i)[0], np.where(np.arange(8) == 2, 3 if i == 6 else 1, batch(i)[1]))), "raise"),
     # step code
     "in-place ops": (dict(step=lambda s: inplace_step(s)), "replay"),
     "data-dependent shape": (dict(step=lambda s: masked_step(s)), "fallback"),
@@ -494,6 +496,17 @@ def loss_module_step(s):
     return step
 
 
+def method_loss_step(s):
+    def step(x, y):
+        s.opt.zero_grad()
+        loss = s.model(tg.from_numpy(x)).cross_entropy(y)
+        loss.backward()
+        s.opt.step()
+        return loss
+
+    return step
+
+
 def load_model(s, i):
     if i == 2:
         s.saved = s.model.state_dict()
@@ -647,3 +660,18 @@ def test_step_called_under_no_grad_raises_as_eager_does():
     assert errors[0] == errors[1]
     assert state(eager) == state(comp)
     assert flat(eager.step(*batch(5))) == flat(compiled(*batch(5))) and state(eager) == state(comp)
+
+
+def test_manual_seed_inside_a_step_without_random_ops_falls_back():
+    """Reseeding in the step changes the random numbers drawn after it, outside: replay would not reseed."""
+    eager, comp = Setup(step=reseed_step), Setup(step=reseed_step)
+    compiled = tg.compile(comp.step)
+    with pytest.warns(RuntimeWarning, match="manual_seed"):
+        for i in range(5):
+            draws = []
+            for fn in (eager.step, compiled):
+                tg.manual_seed(i)
+                fn(*batch(i))
+                draws.append(tg.randn(3).numpy().tobytes())
+            assert draws[0] == draws[1]
+    assert state(eager) == state(comp) and compiled.refused is not None

@@ -225,6 +225,7 @@ class _Recorder:
         self.cleared_first: list = []  # those of them cleared before the first op
         self.outputs = None  # the returned structure, with slot numbers for tensors
         self.rng_mark = _rng_mark()
+        self.rng_at_start = engine._rng
 
     def refuse(self, message: str) -> None:
         """This step can't be replayed: raise (strict), or stop recording and let the eager call finish."""
@@ -358,6 +359,9 @@ class _Recorder:
         # a parameter with no .grad when first seen: replay assumes none at the start of a call, unless the
         # step itself cleared it before using the parameter
         self.need_no_grad = [p for p in self.params if self.grad_at_sight[p] is None and p not in self.grad_cleared]
+        if engine._rng is not self.rng_at_start:
+            raise CaptureError("compile: the step reseeds the library's generator (manual_seed inside the step); "
+                               "replay would not, so later random numbers would differ. Seed outside the step")
         self.watch.read_by_ops(self.ops)
         why = self.watch.changed_by_step()
         if why is not None:

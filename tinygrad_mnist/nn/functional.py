@@ -476,8 +476,6 @@ def cross_entropy(input: Tensor, target, weight=None, size_average=None, ignore_
         # the fused op: one node, exact gradient.  An ignore_index that is a class always takes the general
         # path (a replay under compile can't re-check the labels); one outside the classes makes OneHot fail
         if y.dtype.kind == "f" or (not 0 <= ignore_index < input.shape[1] and not (y == ignore_index).any()):
-            if y.dtype.kind != "f":
-                target = _label_check(target, input.shape[1], "cross_entropy")
             return input.cross_entropy(target, reduction=reduction)  # (itself recorded as a cross_entropy call)
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
 
