@@ -181,6 +181,8 @@ CASES = {
     "global dict value": (dict(step=lambda s: config_step(s), change=at(4, lambda s: CONFIG.update(scale=3.0))),
                           "replay"),
     "closure value": (dict(step=lambda s: closure_step(s), change=at(4, lambda s: s.set_weight(0.25))), "replay"),
+    "closure of a loss function the step calls": (dict(step=lambda s: nested_closure_step(s),
+                                                       change=at(4, lambda s: s.set_weight(3.0))), "replay"),
     "attribute of a plain object": (dict(step=lambda s: attr_step(s), change=at(4, lambda s: setattr(s, "w", 2.0)),
                                          w=1.0), "replay"),
     "global counter in the step": (dict(step=lambda s: counter_step(s)), "fallback"),
@@ -286,6 +288,27 @@ def closure_step(s):
         return loss
 
     s.set_weight = set_weight
+    return step
+
+
+def nested_closure_step(s):
+    weight = 1.0
+
+    def set_weight(v):
+        nonlocal weight
+        weight = v
+
+    def loss_fn(out, y):
+        return nn.functional.cross_entropy(out, y) * weight
+
+    def step(x, y):
+        s.opt.zero_grad()
+        loss = s.loss_fn(s.model(tg.from_numpy(x)), y)
+        loss.backward()
+        s.opt.step()
+        return loss
+
+    s.set_weight, s.loss_fn = set_weight, loss_fn
     return step
 
 

@@ -16,6 +16,7 @@ the generated `run` (a failed guard raises `_Guard` before anything is written).
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import types
@@ -65,7 +66,7 @@ class Read:
         return f"{name}.cell_contents"
 
     def describe(self) -> str:
-        shown = {"ids": "the same tensors", "is": f"the same {type(self.value).__name__}"}.get(
+        shown = {"ids": "the same items", "is": f"the same {type(self.value).__name__}"}.get(
             self.how, _short(self.value))
         if self.how == "is" and (self.value is True or self.value is False or self.value is None):
             shown = repr(self.value)
@@ -184,6 +185,13 @@ def _user_module(name: str) -> bool:
     return name in _APP_MODULES or name.split(".")[0] not in _NOT_USER
 
 
+def _cell_value(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return _MISSING
+
+
 def _user_object(obj) -> bool:
     """An instance of a user's class (a config, a trainer): its attributes are state the step may read.
     Modules report their reads themselves; tensors, optimizers, functions and classes are not such state."""
@@ -226,11 +234,11 @@ class Watch:
     def module_write(self, m, name: str, value) -> None:
         old = m.__dict__.get(name, _MISSING)
         self.seen.add((id(m), "attr", name))  # read after this write: the step's own value, no guard
-        if old is value:
-            return  # `self.count += 1` on a tensor: an in-place op, recorded
-        if _plain(value) and (old is _MISSING or _plain(old)) or (name == "training"):
+        if _plain(value) and (old is _MISSING or _plain(old)):
             self.module_writes[(m, name)] = value  # replay sets it again
             return
+        if old is value:
+            return  # `self.count += 1` on a tensor: an in-place op, recorded
         self.refuse(f"compile: the step assigns {type(m).__name__}.{name} a new "
                     f"{type(value).__name__}; replay would not do it again. Assign it before the step "
                     f"(and call step.reset() if it replaces a tensor the step uses)")
@@ -251,6 +259,8 @@ class Watch:
             value = g.get(name, _MISSING)
             if value is not _MISSING:
                 self._note(g, "item", name, value, f"global {name} of {where}")
+        if code.co_freevars:  # a closure the step calls (a loss made by a factory): its variables too
+            self._nested_closure(code, frame.f_locals)
         # attributes the code names, of the plain objects it starts with: self, arguments, closure values, globals
         names = code.co_names
         for obj in [*frame.f_locals.values(), *(g[n] for n in names if n in g)]:
@@ -259,6 +269,15 @@ class Watch:
                 for name in names:
                     if name in d:
                         self._note(obj, "attr", name, d[name], f"{type(obj).__name__}.{name}")
+
+    def _nested_closure(self, code, local_values: dict) -> None:
+        """Guard the cells of the function running `code`: those of every function of that code whose cells
+        hold these values (a frame does not say which function it runs)."""
+        fns = [f for f in gc.get_referrers(code) if isinstance(f, types.FunctionType) and f.__closure__]
+        fns = [f for f in fns if all(_cell_value(c) is local_values.get(n, _MISSING)
+                                     for n, c in zip(code.co_freevars, f.__closure__))]
+        for f in fns[:8]:  # (several alike, the same factory called twice: which one runs is unknown, so all)
+            self.closure(f)
 
     def closure(self, fn) -> None:
         """The closure variables of the step function itself (of a bound method's function, a partial's)."""
