@@ -80,6 +80,14 @@ def test_two_layer_bidirectional_batch_first_gru_gradcheck():
     gradcheck(fn, [t64(2, 3, 2), t64(4, 2, 2), *params])
 
 
+def test_lstm_with_projections_gradcheck():
+    tg.manual_seed(11)
+    m = nn.LSTM(2, 3, proj_size=2, dtype=np.float64)
+    assert [n for n, _ in m.named_parameters()][-1] == "weight_hr_l0" and m.weight_hh_l0.shape == (12, 2)
+    fn, params = as_function(m, rnn_loss)
+    gradcheck(fn, [t64(3, 2, 2), t64(1, 2, 2), t64(1, 2, 3), *params])
+
+
 def test_rnn_relu_without_bias_gradcheck():
     tg.manual_seed(3)
     m = nn.RNN(3, 2, nonlinearity="relu", bias=False, dtype=np.float64)
@@ -144,6 +152,15 @@ def test_multihead_attention_gradcheck(case):
               else {"average_attn_weights": False, "attn_mask": t64(4, 3, 3, requires_grad=False)})
     fn, params = as_function(m, lambda mod, *a: mha_loss(mod, *a, **kw))
     gradcheck(fn, [*inputs, *params])
+
+
+def test_multihead_attention_extra_keys_gradcheck():
+    tg.manual_seed(12)
+    m = nn.MultiheadAttention(2, 1, add_bias_kv=True, add_zero_attn=True, dtype=np.float64)
+    assert m.bias_k.shape == (1, 1, 2) and [n for n, _ in m.named_parameters()][2:4] == ["bias_k", "bias_v"]
+    pad = Tensor(np.array([[False, True]]))
+    fn, params = as_function(m, lambda mod, x: mha_loss(mod, x, x, x, key_padding_mask=pad))
+    gradcheck(fn, [t64(2, 1, 2), *params])
 
 
 def test_multihead_attention_grad_of_grad():
@@ -275,18 +292,18 @@ def test_attention_dropout_is_random_and_training_only():
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: nn.LSTM(3, 4, proj_size=2), "proj_size"),
+    (lambda: nn.LSTM(3, 4, proj_size=4), "proj_size"),
+    (lambda: nn.GRU(3, 4, proj_size=2), "proj_size"),
+    (lambda: nn.LSTM(3, 4, proj_size=2)(tg.randn(5, 2, 3), (tg.zeros(1, 2, 4), tg.zeros(1, 2, 4))), "h_0"),
     (lambda: nn.RNN(3, 4, nonlinearity="gelu"), "nonlinearity"),
     (lambda: nn.GRU(3, 4, dropout=1.5), "dropout"),
     (lambda: nn.GRU(3, 0), "hidden_size"),
-    (lambda: nn.MultiheadAttention(8, 2, add_bias_kv=True), "add_bias_kv"),
-    (lambda: nn.MultiheadAttention(8, 2, add_zero_attn=True), "add_zero_attn"),
     (lambda: nn.MultiheadAttention(8, 3), "divisible"),
     (lambda: nn.LSTM(3, 4)(tg.randn(5, 2, 2)), "input_size"),
     (lambda: nn.GRU(3, 4)(tg.randn(5, 2, 3), tg.randn(1, 3, 4)), "hx"),
     (lambda: nn.GRU(3, 4)(tg.randn(5, 3), tg.randn(1, 3, 4)), "2-D"),
     (lambda: nn.LSTM(3, 4)(tg.randn(5, 2, 3), tg.randn(1, 2, 4)), "tuple"),
-    (lambda: F.scaled_dot_product_attention(tg.randn(2, 3), tg.randn(2, 3), tg.randn(2, 3), enable_gqa=True),
+    (lambda: F.scaled_dot_product_attention(tg.randn(4, 2, 3), tg.randn(3, 2, 3), tg.randn(3, 2, 3), enable_gqa=True),
      "enable_gqa"),
     (lambda: F.scaled_dot_product_attention(tg.randn(2, 3), tg.randn(2, 3), tg.randn(2, 3),
                                             attn_mask=tg.ones(2, 2), is_causal=True), "is_causal"),
@@ -301,14 +318,6 @@ def test_attention_dropout_is_random_and_training_only():
 def test_clear_errors(make, match):
     with pytest.raises((ValueError, TypeError, RuntimeError, NotImplementedError), match=match):
         make()
-
-
-def test_unsupported_arguments_raise_not_implemented():
-    for make in (lambda: nn.LSTM(3, 4, proj_size=2), lambda: nn.MultiheadAttention(8, 2, add_bias_kv=True),
-                 lambda: F.scaled_dot_product_attention(tg.randn(2, 3), tg.randn(2, 3), tg.randn(2, 3),
-                                                        enable_gqa=True)):
-        with pytest.raises(NotImplementedError):
-            make()
 
 
 # ---------------------------------------------------------------------------
@@ -377,7 +386,7 @@ def test_compiled_training_step_equals_eager():
 # ---------------------------------------------------------------------------
 
 CONFIGS = [{}, {"num_layers": 2, "batch_first": True, "bidirectional": True}, {"bias": False},
-           {"num_layers": 3, "nonlinearity": "relu"}]
+           {"num_layers": 3, "nonlinearity": "relu"}, {"num_layers": 2, "bidirectional": True, "proj_size": 2}]
 
 
 def _copy_weights(ours, theirs):
@@ -401,13 +410,16 @@ def test_recurrent_matches_pytorch(kind, config, with_state):
     kw = dict(CONFIGS[config])
     if "nonlinearity" in kw and kind != "RNN":
         kw.pop("nonlinearity")
+    if "proj_size" in kw and kind != "LSTM":
+        kw.pop("proj_size")
     theirs = getattr(torch.nn, kind)(3, 4, **kw).double()
     ours = RECURRENT[kind](3, 4, **kw, dtype=np.float64)
     _copy_weights(ours, theirs)
     D = 2 if kw.get("bidirectional") else 1
     layers = kw.get("num_layers", 1)
     x = RNG.standard_normal((2, 5, 3) if kw.get("batch_first") else (5, 2, 3))
-    states = [RNG.standard_normal((D * layers, 2, 4)) for _ in range(2 if kind == "LSTM" else 1)]
+    states = [RNG.standard_normal((D * layers, 2, size)) for size in
+              ([kw.get("proj_size", 4), 4] if kind == "LSTM" else [4])]
     if not with_state:
         states = []
     ins = [Tensor(a, requires_grad=True) for a in [x, *states]]
@@ -444,6 +456,9 @@ MHA_CASES = {
     "per_head_mask": ({}, {"attn_mask": "float_3d"}),
     "is_causal_hint": ({}, {"attn_mask": "bool_causal", "is_causal": True, "need_weights": False}),
     "unbatched": ({}, {"key_padding_mask": "bool_pad_1d"}),
+    "bias_kv": ({"add_bias_kv": True}, {"attn_mask": "bool_causal", "key_padding_mask": "bool_pad"}),
+    "zero_attn": ({"add_zero_attn": True}, {"attn_mask": "float_3d", "average_attn_weights": False}),
+    "bias_kv_zero_attn": ({"add_bias_kv": True, "add_zero_attn": True, "batch_first": True}, {}),
 }
 
 
@@ -482,7 +497,7 @@ def test_multihead_attention_matches_pytorch(case):
     _compare_grads(ours, theirs, ins, t_ins)
 
 
-@pytest.mark.parametrize("case", ["plain", "bool_mask", "float_mask", "causal", "scale", "4d"])
+@pytest.mark.parametrize("case", ["plain", "bool_mask", "float_mask", "causal", "scale", "4d", "gqa"])
 def test_scaled_dot_product_attention_matches_pytorch(case):
     torch = pytest.importorskip("torch")
     from tinygrad_mnist.gradcheck import compare_with_reference, torch_reference
@@ -490,10 +505,12 @@ def test_scaled_dot_product_attention_matches_pytorch(case):
     shapes = [(2, 3, 4), (2, 5, 4), (2, 5, 6)] if case != "4d" else [(2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 6)]
     if case == "causal":
         shapes = [(2, 4, 4), (2, 4, 4), (2, 4, 6)]
+    if case == "gqa":  # 6 query heads share 2 key/value heads
+        shapes = [(2, 6, 3, 4), (2, 2, 5, 4), (2, 2, 5, 6)]
     ins = [Tensor(RNG.standard_normal(s), requires_grad=True) for s in shapes]
     mask = {"bool_mask": (RNG.random((3, 5)) > 0.4) | np.eye(3, 5, dtype=bool),
             "float_mask": RNG.standard_normal((2, 3, 5))}.get(case)
-    kw = {"causal": {"is_causal": True}, "scale": {"scale": 0.3}}.get(case, {})
+    kw = {"causal": {"is_causal": True}, "scale": {"scale": 0.3}, "gqa": {"enable_gqa": True}}.get(case, {})
     if mask is not None:
         ins.append(Tensor(mask, requires_grad=mask.dtype != bool))
     compare_with_reference(lambda *a: F.scaled_dot_product_attention(*a, **kw),
@@ -513,3 +530,47 @@ def test_lstm_hessian_vector_product_matches_pytorch():
     (gt,) = torch.autograd.grad((theirs(xt)[0] ** 3).sum(), xt, create_graph=True)
     (hvt,) = torch.autograd.grad((gt * torch.tensor(v)).sum(), xt)
     np.testing.assert_allclose(hv.data, hvt.numpy(), rtol=1e-9, atol=1e-12)
+
+
+CELLS = {"RNNCell": nn.RNNCell, "GRUCell": nn.GRUCell, "LSTMCell": nn.LSTMCell}
+
+
+@pytest.mark.parametrize("kind", sorted(CELLS))
+@pytest.mark.parametrize("batched", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+def test_cells_match_pytorch(kind, batched, bias):
+    torch = pytest.importorskip("torch")
+    theirs = getattr(torch.nn, kind)(3, 4, bias=bias).double()
+    ours = CELLS[kind](3, 4, bias=bias, dtype=np.float64)
+    _copy_weights(ours, theirs)
+    x = RNG.standard_normal((2, 3) if batched else (3,))
+    states = [RNG.standard_normal((2, 4) if batched else (4,)) for _ in range(2 if kind == "LSTMCell" else 1)]
+    ins = [Tensor(a, requires_grad=True) for a in [x, *states]]
+    t_ins = [torch.tensor(a, requires_grad=True) for a in [x, *states]]
+    results = []
+    for m, xs in ((ours, ins), (theirs, t_ins)):
+        hx = tuple(xs[1:]) if kind == "LSTMCell" else xs[1]
+        out = m(xs[0], hx)
+        results.append(out if isinstance(out, tuple) else (out,))
+        sum((o * o).sum() for o in results[-1]).backward()
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-10, atol=1e-12)
+    _compare_grads(ours, theirs, ins, t_ins)
+    zero = ours(Tensor(x))  # no state: zeros, as PyTorch
+    np.testing.assert_allclose((zero[0] if kind == "LSTMCell" else zero).data,
+                               (theirs(torch.tensor(x))[0] if kind == "LSTMCell" else theirs(torch.tensor(x)))
+                               .detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_lstm_cell_gradcheck_and_equals_one_lstm_step():
+    tg.manual_seed(13)
+    cell = nn.LSTMCell(2, 3, dtype=np.float64)
+    fn, params = as_function(cell, lambda m, x, h, c: sum(weighted(s) for s in m(x, (h, c))))
+    gradcheck(fn, [t64(2, 2), t64(2, 3), t64(2, 3), *params])
+    lstm = nn.LSTM(2, 3, dtype=np.float64)
+    lstm.load_state_dict({k + "_l0": v for k, v in cell.state_dict().items()})
+    x, h, c = t64(1, 2, 2), t64(1, 2, 3), t64(1, 2, 3)
+    out, (h1, c1) = lstm(x, (h, c))
+    h2, c2 = cell(x[0], (h[0], c[0]))
+    np.testing.assert_allclose(h1.data[0], h2.data, rtol=1e-12)
+    np.testing.assert_allclose(c1.data[0], c2.data, rtol=1e-12)

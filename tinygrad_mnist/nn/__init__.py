@@ -48,7 +48,7 @@ from .modules import (
     Softplus,
     Tanh,
 )
-from .recurrent import GRU, LSTM, RNN
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 __all__ = [
     "ACTIVATIONS", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BCELoss", "BCEWithLogitsLoss", "Conv2d",
@@ -56,4 +56,5 @@ __all__ = [
     "IncompatibleKeys", "init", "INITS", "L1Loss", "Lambda", "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax",
     "MaxPool2d", "MLP", "Module", "ModuleDict", "ModuleList", "MSELoss", "NLLLoss", "Parameter", "ReLU", "Sequential",
     "Sigmoid", "SiLU", "Softmax", "Softplus", "Tanh", "utils", "GRU", "LSTM", "MultiheadAttention", "RNN",
+    "GRUCell", "LSTMCell", "RNNCell",
 ]

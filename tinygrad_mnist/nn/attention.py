@@ -31,17 +31,15 @@ class MultiheadAttention(Module):
     ((N, L, E) with batch_first) or unbatched (L, E). A bool key_padding_mask (N, S) or attn_mask (L, S) /
     (N * num_heads, L, S) marks with True what may NOT be attended to; float masks are added to the scores.
     is_causal is a hint that attn_mask is the causal mask, as in PyTorch: attn_mask must be given and is used.
-    Dropout (dropout=p) acts on the attention weights in training mode.
+    Dropout (dropout=p) acts on the attention weights in training mode. add_bias_kv appends the learned
+    bias_k, bias_v (1, 1, E) as one more key and value, add_zero_attn an all-zero one per head (after it),
+    both visible to every query, so the weights have S + 1 or S + 2 columns.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  add_bias_kv: bool = False, add_zero_attn: bool = False, kdim=None, vdim=None,
                  batch_first: bool = False, device=None, dtype=None):
         dtype = _float_dtype(dtype, device, "MultiheadAttention")
-        if add_bias_kv:
-            raise NotImplementedError("MultiheadAttention: add_bias_kv=True is not supported")
-        if add_zero_attn:
-            raise NotImplementedError("MultiheadAttention: add_zero_attn=True is not supported")
         if embed_dim <= 0 or num_heads <= 0:
             raise ValueError(f"MultiheadAttention: embed_dim and num_heads must be greater than 0, got "
                              f"embed_dim={embed_dim} and num_heads={num_heads} instead")
@@ -67,8 +65,11 @@ class MultiheadAttention(Module):
             self.v_proj_weight = Parameter(np.zeros((E, self.vdim), dtype))
         self.in_proj_bias = Parameter(np.zeros(3 * E, dtype)) if bias else None
         self.out_proj = Linear(E, E, bias=bias, dtype=dtype)
-        self.bias_k = self.bias_v = None
-        self.add_zero_attn = False
+        if add_bias_kv:  # one more key and value, learned, appended to every sequence
+            self.bias_k, self.bias_v = Parameter(np.zeros((1, 1, E), dtype)), Parameter(np.zeros((1, 1, E), dtype))
+        else:
+            self.bias_k = self.bias_v = None
+        self.add_zero_attn = bool(add_zero_attn)  # one more all-zero key and value per head
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -80,6 +81,9 @@ class MultiheadAttention(Module):
         if self.in_proj_bias is not None:
             init.zeros_(self.in_proj_bias)
             init.zeros_(self.out_proj.bias)
+        if self.bias_k is not None:
+            init.xavier_normal_(self.bias_k)
+            init.xavier_normal_(self.bias_v)
 
     def _projections(self):
         E = self.embed_dim
@@ -129,8 +133,19 @@ class MultiheadAttention(Module):
         bias = self._bias(attn_mask, key_padding_mask, query.dtype, L, S, N)
 
         # project, then split the heads: (L, N, E) -> (N, H, L, hd)
-        q, k, v = (F.linear(t, w, b).reshape(t.shape[0], N, H, hd).permute(1, 2, 0, 3)
-                   for t, (w, b) in zip((query, key, value), self._projections()))
+        q, k, v = (F.linear(t, w, b) for t, (w, b) in zip((query, key, value), self._projections()))
+        extra = 0  # keys appended after the S given ones; every query may attend to them
+        if self.bias_k is not None:
+            k = Tensor.cat([k, self.bias_k.expand(1, N, E)], 0)
+            v = Tensor.cat([v, self.bias_v.expand(1, N, E)], 0)
+            extra += 1
+        q, k, v = (t.reshape(t.shape[0], N, H, hd).permute(1, 2, 0, 3) for t in (q, k, v))
+        if self.add_zero_attn:
+            zero = Tensor.zeros((N, H, 1, hd), dtype=k.dtype)
+            k, v = Tensor.cat([k, zero], 2), Tensor.cat([v, zero], 2)
+            extra += 1
+        if extra and bias is not None:
+            bias = F.pad(bias, (0, extra))
         p = self.dropout if self.training else 0.0
         out, weights = F._attend(q, k, v, bias, p, 1.0 / math.sqrt(hd))
         out = F.linear(out.permute(2, 0, 1, 3).reshape(L, N, E), self.out_proj.weight, self.out_proj.bias)

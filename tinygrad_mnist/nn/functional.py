@@ -619,10 +619,8 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     attn_mask broadcasts to (..., L, S): a bool mask says where attention may go (True = take part), a
     float mask is added to the scores. is_causal masks out the upper triangle (no attn_mask then).
     dropout_p drops attention weights whenever it is > 0 (pass 0.0 when evaluating, as in PyTorch).
+    enable_gqa lets key and value have fewer heads (dim -3) than query, each serving a group of query heads.
     """
-    if enable_gqa:
-        raise NotImplementedError("scaled_dot_product_attention: enable_gqa=True (grouped-query attention) is not "
-                                  "supported; repeat the key/value heads yourself")
     if not 0.0 <= dropout_p <= 1.0:
         raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1], got {dropout_p}")
     if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
@@ -631,6 +629,13 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
         raise ValueError(f"scaled_dot_product_attention: query (..., L, E), key (..., S, E) and value (..., S, Ev) "
                          f"don't fit: got {query.shape}, {key.shape}, {value.shape}")
+    if enable_gqa and query.ndim >= 3 and key.shape[-3] != query.shape[-3]:
+        # grouped-query attention: each key/value head serves query.shape[-3] // key.shape[-3] query heads
+        groups, rest = divmod(query.shape[-3], key.shape[-3])
+        if rest or key.shape[-3] != value.shape[-3]:
+            raise ValueError(f"scaled_dot_product_attention: enable_gqa needs the query heads (dim -3 of "
+                             f"{query.shape}) to be a multiple of the key and value heads ({key.shape}, {value.shape})")
+        key, value = key.repeat_interleave(groups, dim=-3), value.repeat_interleave(groups, dim=-3)
     L, S = query.shape[-2], key.shape[-2]
     bias = None
     if is_causal:

@@ -63,25 +63,32 @@ class _RNNBase(Module):
         for arg, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name}: {arg} must be a positive integer, got {value!r}")
-        if proj_size:
-            raise NotImplementedError(f"{name}: proj_size={proj_size} is not supported (LSTM projections); "
-                                      f"use proj_size=0")
+        if not isinstance(proj_size, (int, np.integer)) or isinstance(proj_size, bool) or proj_size < 0:
+            raise ValueError(f"{name}: proj_size should be a positive integer or zero to disable projections, "
+                             f"got {proj_size!r}")
+        if proj_size and not isinstance(self, LSTM):
+            raise ValueError(f"{name}: proj_size argument is only supported for LSTM, not RNN or GRU")
+        if proj_size >= hidden_size:
+            raise ValueError(f"{name}: proj_size ({proj_size}) has to be smaller than hidden_size ({hidden_size})")
         if dropout > 0 and num_layers == 1:
             warnings.warn(f"{name}: dropout option adds dropout after all but last recurrent layer, so non-zero "
                           f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
                           f"num_layers={num_layers}", stacklevel=3)
         self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
-        self.bidirectional, self.proj_size = bool(bidirectional), 0
+        self.bidirectional, self.proj_size = bool(bidirectional), int(proj_size)
         directions = 2 if bidirectional else 1
         gate_size = self._gates * self.hidden_size
-        # PyTorch's names and order: per layer, per direction: weight_ih, weight_hh, bias_ih, bias_hh
+        out_size = self.proj_size or self.hidden_size  # what h holds: the projection when there is one
+        # PyTorch's names and order: per layer, per direction: weight_ih, weight_hh, bias_ih, bias_hh(, weight_hr)
         for layer in range(self.num_layers):
-            layer_input = self.input_size if layer == 0 else self.hidden_size * directions
+            layer_input = self.input_size if layer == 0 else out_size * directions
             for suffix in ("", "_reverse")[:directions]:
-                shapes = {"weight_ih": (gate_size, layer_input), "weight_hh": (gate_size, self.hidden_size)}
+                shapes = {"weight_ih": (gate_size, layer_input), "weight_hh": (gate_size, out_size)}
                 if self.bias:
                     shapes.update(bias_ih=(gate_size,), bias_hh=(gate_size,))
+                if self.proj_size:
+                    shapes.update(weight_hr=(self.proj_size, self.hidden_size))
                 for kind, shape in shapes.items():
                     setattr(self, f"{kind}_l{layer}{suffix}", Parameter(np.zeros(shape, dtype)))
         self.reset_parameters()
@@ -94,7 +101,7 @@ class _RNNBase(Module):
 
     def _layer_params(self, layer: int, suffix: str):
         get = lambda kind: getattr(self, f"{kind}_l{layer}{suffix}", None)  # noqa: E731
-        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr")
 
     def _check_state(self, state, shape, what: str, batched: bool):
         if not isinstance(state, Tensor):
@@ -108,15 +115,18 @@ class _RNNBase(Module):
             raise RuntimeError(f"{type(self).__name__}: expected {what} of size {want}, got {tuple(state.shape)}")
         return state if batched else state.unsqueeze(1)
 
-    def _initial(self, hx, shape, batched: bool, dtype):
-        """The initial states as a tuple (h0,) or (h0, c0), each (layers * directions, N, hidden)."""
+    def _initial(self, hx, batch: int, batched: bool, dtype):
+        """The initial states as a tuple (h0,) or (h0, c0), each (layers * directions, N, hidden) (h0's last
+        dimension is proj_size when the LSTM projects)."""
+        first = self.num_layers * (2 if self.bidirectional else 1)
         names = ("h_0", "c_0") if isinstance(self, LSTM) else ("hx",)
+        shapes = [(first, batch, self.proj_size or self.hidden_size), (first, batch, self.hidden_size)]
         if hx is None:  # a recorded factory, so a compiled step makes them afresh
-            return tuple(zeros(shape, dtype=dtype) for _ in names)
+            return tuple(zeros(shape, dtype=dtype) for shape, _ in zip(shapes, names))
         states = (hx,) if len(names) == 1 else hx
         if len(names) == 2 and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
             raise TypeError(f"LSTM: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
-        return tuple(self._check_state(s, shape, n, batched) for s, n in zip(states, names))
+        return tuple(self._check_state(s, shape, n, batched) for s, shape, n in zip(states, shapes, names))
 
     def forward(self, input: Tensor, hx=None):
         name = type(self).__name__
@@ -133,13 +143,12 @@ class _RNNBase(Module):
             x = x.unsqueeze(1)
         steps, batch = x.shape[0], x.shape[1]
         directions = 2 if self.bidirectional else 1
-        state_shape = (self.num_layers * directions, batch, self.hidden_size)
-        states = self._initial(hx, state_shape, batched, x.dtype)
+        states = self._initial(hx, batch, batched, x.dtype)
         finals = [[] for _ in states]
         for layer in range(self.num_layers):
             outputs = []
             for d, suffix in enumerate(("", "_reverse")[:directions]):
-                w_ih, w_hh, b_ih, b_hh = self._layer_params(layer, suffix)
+                w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_params(layer, suffix)
                 projected = x.linear(w_ih, b_ih).unbind(0)  # the input's part of every step at once
                 k = layer * directions + d
                 h = states[0][k]
@@ -147,6 +156,8 @@ class _RNNBase(Module):
                 ys = [None] * steps
                 for t in (reversed(range(steps)) if d else range(steps)):
                     h, c = self._cell(projected[t], h, w_hh, b_hh, c)
+                    if w_hr is not None:  # LSTM with projections: h_t = W_hr (o * tanh(c_t))
+                        h = h.linear(w_hr)
                     ys[t] = h
                 outputs.append(Tensor.stack(ys, 0))
                 finals[0].append(h)
@@ -174,6 +185,8 @@ class _RNNBase(Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
         return s
 
 
@@ -208,7 +221,8 @@ class GRU(_RNNBase):
 
 class LSTM(_RNNBase):
     """Long short-term memory, PyTorch's equations and gate order (i, f, g, o);
-    forward(input, (h_0, c_0)=None) -> (output, (h_n, c_n))."""
+    forward(input, (h_0, c_0)=None) -> (output, (h_n, c_n)). proj_size > 0 projects each h_t to proj_size
+    features with weight_hr_l{k} (proj_size, hidden_size), as PyTorch."""
 
     _gates = 4
     _cell = staticmethod(_lstm)
@@ -218,3 +232,92 @@ class LSTM(_RNNBase):
                  device=None, dtype=None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
                          device, dtype)
+
+
+class _CellBase(Module):
+    """One time step of RNN/GRU/LSTM: parameters weight_ih, weight_hh, bias_ih, bias_hh (PyTorch's names)."""
+
+    _gates = 1
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None):
+        name = type(self).__name__
+        dtype = _float_dtype(dtype, device, name)
+        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name}: {arg} must be a positive integer, got {value!r}")
+        self.input_size, self.hidden_size, self.bias = int(input_size), int(hidden_size), bool(bias)
+        g = self._gates * self.hidden_size
+        self.weight_ih = Parameter(np.zeros((g, self.input_size), dtype))
+        self.weight_hh = Parameter(np.zeros((g, self.hidden_size), dtype))
+        self.bias_ih = Parameter(np.zeros(g, dtype)) if bias else None
+        self.bias_hh = Parameter(np.zeros(g, dtype)) if bias else None
+        self.reset_parameters()
+
+    reset_parameters = _RNNBase.reset_parameters
+
+    def _step(self, input: Tensor, states: tuple):
+        name = type(self).__name__
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
+        if input.ndim not in (1, 2) or input.shape[-1] != self.input_size:
+            raise ValueError(f"{name}: expected input of shape (N, {self.input_size}) or ({self.input_size},), "
+                             f"got {input.shape}")
+        batched = input.ndim == 2
+        x = input if batched else input.unsqueeze(0)
+        n = x.shape[0]
+        fixed = []
+        for what, s in states:
+            if s is None:
+                s = zeros((n, self.hidden_size), dtype=x.dtype)
+            elif not isinstance(s, Tensor) or tuple(s.shape) != ((n, self.hidden_size) if batched else
+                                                                 (self.hidden_size,)):
+                want = (n, self.hidden_size) if batched else (self.hidden_size,)
+                got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
+                raise RuntimeError(f"{name}: expected {what} of shape {want}, got {got}")
+            elif not batched:
+                s = s.unsqueeze(0)
+            fixed.append(s)
+        h, c = self._cell(x.linear(self.weight_ih, self.bias_ih), fixed[0], self.weight_hh, self.bias_hh,
+                          fixed[1] if len(fixed) == 2 else None)
+        return (h, c) if batched else (h.squeeze(0), None if c is None else c.squeeze(0))
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+
+
+class RNNCell(_CellBase):
+    """h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh) (or relu); forward(input, hx=None) -> h'."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
+                 device=None, dtype=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNNCell: unknown nonlinearity {nonlinearity!r}; select from 'tanh' or 'relu'")
+        self.nonlinearity = nonlinearity
+        self._cell = _rnn_tanh if nonlinearity == "tanh" else _rnn_relu
+        super().__init__(input_size, hidden_size, bias, device, dtype)
+
+    def forward(self, input: Tensor, hx=None) -> Tensor:
+        return self._step(input, (("hx", hx),))[0]
+
+
+class GRUCell(_CellBase):
+    """One GRU step (gates r, z, n as nn.GRU); forward(input, hx=None) -> h'."""
+
+    _gates = 3
+    _cell = staticmethod(_gru)
+
+    def forward(self, input: Tensor, hx=None) -> Tensor:
+        return self._step(input, (("hx", hx),))[0]
+
+
+class LSTMCell(_CellBase):
+    """One LSTM step (gates i, f, g, o as nn.LSTM); forward(input, (h, c)=None) -> (h', c')."""
+
+    _gates = 4
+    _cell = staticmethod(_lstm)
+
+    def forward(self, input: Tensor, hx=None):
+        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError(f"LSTMCell: hx must be a tuple (h, c), got {type(hx).__name__}")
+        h, c = (None, None) if hx is None else hx
+        return self._step(input, (("h", h), ("c", c)))

@@ -33,26 +33,27 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------
-# random draws: every shuffle goes through these two, so a generator plugs in here only
+# random draws: every shuffle goes through _random, so a generator plugs in there only
 # ---------------------------------------------------------------------------
 
 
-def _check_generator(generator, where: str) -> None:
+def _random(fn, *args, generator=None) -> list[int]:
+    """fn(*args) (randperm or randint) as a list, drawn from `generator`, else from the library's global
+    stream (tinygrad_mnist.manual_seed)."""
     if generator is not None:
-        raise NotImplementedError(f"{where}: generator= is not supported yet (no Generator in this library); "
+        raise NotImplementedError(f"{fn.__name__}: generator= is not supported yet (no Generator in this library); "
                                   f"pass generator=None to draw from the global stream seeded by manual_seed")
+    return fn(*args).tolist()
 
 
 def _randperm(n: int, generator) -> list[int]:
-    """A random order of range(n): from `generator`, else the library's global stream."""
-    _check_generator(generator, "randperm")
-    return randperm(n).tolist()
+    """A random order of range(n)."""
+    return _random(randperm, n, generator=generator)
 
 
 def _randint(high: int, size: int, generator) -> list[int]:
     """`size` draws from [0, high), with replacement."""
-    _check_generator(generator, "randint")
-    return randint(0, high, (size,)).tolist()
+    return _random(randint, 0, high, (size,), generator=generator)
 
 
 # ---------------------------------------------------------------------------
