@@ -108,7 +108,10 @@ def guard_source(reads: list[Read], g: dict) -> str:
         o, e = f"_go{j}", f"_ge{j}"
         g[o], g[e] = r.obj, r.value
         fetch = r.fetch_source(o)
-        if r.how == "is":
+        if r.how == "is" and r.obj is engine._state and r.value is True:  # grad mode on: while no thread
+            g["_engine"] = engine  # has it off (engine._grad_off, what Function.apply reads), no thread-local
+            parts.append(f"(not _engine._grad_off or {fetch} is True)")
+        elif r.how == "is":
             parts.append(f"{fetch} is {e}")
         elif r.how == "truth":
             parts.append(f"bool({fetch}) is {e}")
