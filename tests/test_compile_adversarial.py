@@ -10,6 +10,7 @@ do: replay after the change ("replay"), fall back to eager with one warning nami
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 
@@ -698,3 +699,17 @@ def test_manual_seed_inside_a_step_without_random_ops_falls_back():
                 draws.append(tg.randn(3).numpy().tobytes())
             assert draws[0] == draws[1]
     assert state(eager) == state(comp) and compiled.refused is not None
+
+
+def test_recording_leaves_no_hooks_behind():
+    """Module reads and writes and the Python tracer are watched only while a step records."""
+    trace_before = sys.gettrace()
+    for name in ("item_step", "weighted_step", "plain_step"):
+        s = Setup(model=lambda: mlp(dropout=0.2), step=globals()[name])
+        compiled = tg.compile(s.step)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i in range(4):
+                compiled(*batch(i))
+        assert "__getattribute__" not in nn.Module.__dict__ and "__setattr__" not in nn.Module.__dict__
+        assert sys.gettrace() is trace_before
