@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import sysconfig
 import threading
 import types
 
@@ -182,10 +183,23 @@ def holds(reads: list[Read]) -> Read | None:
 _LIBRARY = "tinygrad_mnist"
 _APP_MODULES = {"tinygrad_mnist.train", "tinygrad_mnist.cli", "tinygrad_mnist.__main__"}
 _NOT_USER = {_LIBRARY, "numpy", *sys.stdlib_module_names}  # code whose globals are not the step's state
+# installed packages and the standard library: their code is no user's step (a test framework's gc callback
+# runs inside a step too)
+_NOT_USER_DIRS = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
+_user_code: dict = {}  # code object -> is it the user's (cached: the tracer sees every call while recording)
 
 
 def _user_module(name: str) -> bool:
     return name in _APP_MODULES or name.split(".")[0] not in _NOT_USER
+
+
+def _is_user_code(code, g: dict) -> bool:
+    mine = _user_code.get(code)
+    if mine is None:
+        name = g.get("__name__", "")
+        mine = _user_code[code] = name in _APP_MODULES or (
+            _user_module(name) and not code.co_filename.startswith(_NOT_USER_DIRS))
+    return mine
 
 
 def _cell_value(cell):
@@ -254,7 +268,7 @@ class Watch:
             opt = frame.f_locals.get("self")
             if isinstance(opt, Optimizer) and all(o is not opt for o in self.optimizers):
                 self._optimizer(opt)
-        if code in self.frames or not _user_module(g.get("__name__", "")):
+        if code in self.frames or not _is_user_code(code, g):
             return
         self.frames.add(code)
         where = g.get("__name__", "?")
