@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
-from tinygrad_mnist import Tensor
+from tinygrad_mnist import Tensor, grad
 from tinygrad_mnist import compile as _compile
 from tinygrad_mnist.gradcheck import compare_with_reference, gradcheck, torch_reference
 
@@ -143,7 +143,7 @@ def check_op(shapes: Sequence[tuple], engine_fn: Callable, torch_fn: Callable | 
 
 
 # ---------------------------------------------------------------------------
-# the op table shared by test_ops_gradcheck.py (float64, numeric) and test_ops_torch.py (float32, PyTorch)
+# the op table: each family of ops runs its rows in tests/test_ops_<family>.py (CASES_BY_FAMILY below)
 # ---------------------------------------------------------------------------
 
 # torch functions look `torch` up when called, so this table imports without PyTorch.
@@ -322,11 +322,14 @@ SHAPE_CASES = [
 ]
 
 # numeric-only: PyTorch has no negative slice steps
-NUMERIC_ONLY_CASES = [
+INDEX_NUMERIC_CASES = [
     case("getitem-negative-step", [(5, 4)], lambda x: x[::-2, 3:0:-1], None),
     case("getitem-mixed", [(3, 4)], lambda x: x[1:, [0, 2, 0]], None),
+]
+DROPOUT_NUMERIC_CASES = [
     case("dropout-seeded", [(4, 5)], lambda x: _seeded_dropout(x, 0.4), None),
 ]
+NUMERIC_ONLY_CASES = INDEX_NUMERIC_CASES + DROPOUT_NUMERIC_CASES
 
 
 def _seeded_dropout(x, p):
@@ -377,18 +380,22 @@ def _conv(stride, padding, bias=True):
             lambda x, w: _tf().conv2d(x, w, stride=stride, padding=padding))
 
 
-NN_CASES = [
+SOFTMAX_CASES = [
     case("softmax", [(3, 5)], lambda x: x.softmax(), lambda x: x.softmax(-1)),
     case("softmax-0", [(3, 5)], lambda x: x.softmax(0), lambda x: x.softmax(0)),
     case("softmax-3d", [(2, 3, 4)], lambda x: x.softmax(1), lambda x: x.softmax(1)),
     case("log_softmax", [(3, 5)], lambda x: x.log_softmax(), lambda x: x.log_softmax(-1)),
     case("log_softmax-0", [(3, 5)], lambda x: x.log_softmax(0), lambda x: x.log_softmax(0)),
+]
+CROSS_ENTROPY_CASES = [
     case("cross_entropy-mean", [(4, 5)], _ce("mean", _LABELS), _tce("mean", _LABELS)),
     case("cross_entropy-sum", [(4, 5)], _ce("sum", _LABELS), _tce("sum", _LABELS)),
     case("cross_entropy-none", [(4, 5)], _ce("none", _LABELS), _tce("none", _LABELS)),
     case("cross_entropy-tensor-labels", [(4, 5)], _ce("mean", Tensor(_LABELS)), _tce("mean", _LABELS)),
     case("cross_entropy-onehot", [(4, 5)], _ce("mean", _ONEHOT), _tce("mean", _ONEHOT)),
     case("cross_entropy-soft-none", [(4, 5)], _ce("none", _SOFT), _tce("none", _SOFT)),
+]
+CONV_POOL_CASES = [
     case("conv2d", [(2, 3, 5, 5), (4, 3, 3, 3), (4,)], *_conv(1, 0)),
     case("conv2d-stride2-pad1", [(2, 3, 5, 5), (4, 3, 3, 3), (4,)], *_conv(2, 1)),
     case("conv2d-tuple-nonsquare", [(1, 2, 6, 7), (3, 2, 2, 3), (3,)], *_conv((2, 1), (1, 2))),
@@ -405,15 +412,69 @@ NN_CASES = [
          lambda x: _tf().avg_pool2d(x, 3, stride=2, padding=1)),
     case("avg_pool2d-nonsquare", [(1, 1, 5, 6)], lambda x: x.avg_pool2d((2, 3), stride=(1, 2)),
          lambda x: _tf().avg_pool2d(x, (2, 3), stride=(1, 2))),
+]
+DROPOUT_CASES = [
     case("dropout-eval", [(3, 4)], lambda x: x.dropout(0.5, training=False),
          lambda x: _tf().dropout(x, 0.5, training=False)),
+]
+MIXED_CASES = [  # several families in one expression
     case("mlp", [(4, 6), (6, 5), (5,), (5, 3)],
          lambda x, w1, b1, w2: ((x @ w1 + b1).tanh() @ w2).cross_entropy(np.array([0, 2, 1, 2])),
          lambda x, w1, b1, w2: _tf().cross_entropy((x @ w1 + b1).tanh() @ w2, _t(np.array([0, 2, 1, 2])))),
 ]
 
+NN_CASES = SOFTMAX_CASES + CROSS_ENTROPY_CASES + CONV_POOL_CASES + DROPOUT_CASES + MIXED_CASES
+
+# The one op table, by the family of tinygrad_mnist/ops/ whose ops it exercises: tests/test_ops_<family>.py
+# runs the family's rows against float64 central differences, and the first list against PyTorch too.
+# family -> (rows with a PyTorch reference, numeric-only rows)
+CASES_BY_FAMILY = {
+    "elementwise": (BINARY_CASES + SCALAR_CASES + UNARY_CASES + WHERE_CASES, []),
+    "reduce": (REDUCTION_CASES + SOFTMAX_CASES, []),
+    "shape": (SHAPE_CASES, INDEX_NUMERIC_CASES),
+    "matmul": (MATMUL_CASES, []),
+    "conv": (CONV_POOL_CASES, []),
+    "fused": (CROSS_ENTROPY_CASES, []),
+    "factories": (DROPOUT_CASES, DROPOUT_NUMERIC_CASES),
+    "mixed": (MIXED_CASES, []),  # tests/test_ops_gradcheck.py and test_ops_torch.py
+}
+
 ALL_TORCH_CASES = (BINARY_CASES + SCALAR_CASES + UNARY_CASES + WHERE_CASES + REDUCTION_CASES + SHAPE_CASES
                    + MATMUL_CASES + NN_CASES)
+
+
+def table_tests(family: str):
+    """The two tests every tests/test_ops_<family>.py runs over its family's rows of the op table."""
+    with_torch, numeric_only = CASES_BY_FAMILY[family]
+
+    @pytest.mark.parametrize("shapes,fn,tfn,init", with_torch + numeric_only)
+    def test_gradcheck(shapes, fn, tfn, init):
+        """Engine gradients vs float64 central differences, several shapes incl. broadcasting."""
+        check_op(shapes, fn, init=init)
+
+    @requires_torch
+    @pytest.mark.parametrize("shapes,fn,tfn,init", with_torch)
+    def test_against_torch(shapes, fn, tfn, init):
+        """Forward values and input gradients vs PyTorch in float32."""
+        check_op(shapes, fn, tfn, init, numeric=False)
+
+    return test_gradcheck, test_against_torch
+
+
+def grads_of_grads_match_torch(cases, xd, values: bool) -> None:
+    """Each (ours, theirs) pair: the gradient and the gradient of the gradient of sum(f(x)**2) agree with PyTorch
+    (and the values of f(x) too when `values`)."""
+    for ours, theirs in cases:
+        x, xt = Tensor(xd, requires_grad=True), torch.tensor(xd, requires_grad=True)
+        a, b = ours(x), theirs(xt)
+        if values:
+            np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-5, atol=1e-6)
+        (ga,) = grad((a * a).sum(), x, create_graph=True)
+        (gb,) = torch.autograd.grad((b * b).sum(), xt, create_graph=True)
+        np.testing.assert_allclose(ga.data, gb.detach().numpy(), rtol=1e-5, atol=1e-6)
+        (gga,) = grad((ga * ga).sum(), x)
+        (ggb,) = torch.autograd.grad((gb * gb).sum(), xt)
+        np.testing.assert_allclose(gga.data, ggb.numpy(), rtol=1e-4, atol=1e-5)
 
 
 def strict_compile(fn=None, **kwargs):

@@ -223,6 +223,10 @@ CASES = {
     "random noise in the step": (dict(step=lambda s: noise_step(s)), "replay"),
     "dropout with reseeding outside": (dict(model=lambda: mlp(dropout=0.5)), "replay"),
     "manual_seed inside the step": (dict(model=lambda: mlp(dropout=0.5), step=lambda s: reseed_step(s)), "fallback"),
+    "draws from a Generator": (dict(step=lambda s: generator_step(s)), "replay"),
+    "Generator reseeded between calls": (dict(step=lambda s: generator_step(s),
+                                              change=lambda s, i: i % 3 == 0 and s.gen.manual_seed(i)), "replay"),
+    "Generator reseeded inside the step": (dict(step=lambda s: generator_step(s, reseed=True)), "fallback"),
     # inputs
     "short last batch": (dict(data=lambda i: batch(i, n=5 if i == N_CALLS - 1 else 8)), "replay"),
     "non-contiguous inputs": (dict(data=lambda i: (np.asfortranarray(batch(i)[0]) if i % 2 else batch(i)[0],
@@ -427,6 +431,22 @@ def noise_step(s):
         s.opt.zero_grad()
         xt = tg.from_numpy(x)
         loss = nn.functional.cross_entropy(s.model(xt + tg.randn(*x.shape) * 0.1), y)
+        loss.backward()
+        s.opt.step()
+        return loss
+
+    return step
+
+
+def generator_step(s, reseed=False):
+    s.gen = tg.Generator().manual_seed(3)
+
+    def step(x, y):
+        if reseed:
+            s.gen.manual_seed(4)
+        s.opt.zero_grad()
+        noise = tg.randn(*x.shape, generator=s.gen) * 0.1
+        loss = nn.functional.cross_entropy(s.model(tg.from_numpy(x) + noise), y)
         loss.backward()
         s.opt.step()
         return loss

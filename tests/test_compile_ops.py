@@ -1,6 +1,6 @@
 """Every primitive under compile: replaying a step (forward, backward) equals running it eagerly, bit for bit.
 
-The step of each case is the op table of test_ops_gradcheck (helpers.py): the case's function of
+The step of each case is a row of the op table (helpers.py): the case's function of
 parameter tensors, a backward through it, the output and every gradient returned. Four calls
 with new values each time: two recordings, then two replays, compared with four eager calls.
 A case may instead be refused with a CaptureError (REFUSED_ON_PURPOSE says which and why); it may
@@ -8,6 +8,9 @@ never replay something different from eager.
 """
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 import numpy as np
 import pytest
@@ -154,7 +157,24 @@ EXTRA_CASES = [
      lambda x: tg.grad(((x * 1.0).max_pool2d(2) ** 2).sum(), x, create_graph=True)[0], None),
     ("sum-keepdim-seed", [(3, 4)], lambda x: (x * x).sum(keepdim=True), None),
     ("relayout", [(2, 3, 4, 5)], lambda x: ops.Relayout.apply(x * 1.0, order=(1, 2, 3, 0)) * 2.0, None),
+    ("in-place-writes", [(3, 4), (4,)], lambda a, b: _writes(a, b), None),
 ]
+
+
+def _writes(a, b):
+    """Every write op (ops/writes.py) outside the graph, as an optimizer step or zero_grad does them."""
+    with tg.no_grad():
+        c = a * 1.0
+        c += b
+        c -= b * 0.5
+        c *= 2.0
+        c /= 3.0
+        c[0] = b
+        c.clamp_(-0.5, 0.5)
+    holder = tg.zeros(3, 4)
+    holder.grad = a * 2.0  # a gradient that is part of a graph: zero_grad replaces it by new zeros (ZerosLike)
+    tg.optim.SGD([holder], lr=0.1).zero_grad(set_to_none=False)
+    return a * c + holder.grad
 
 
 def _setitem(a, b):
@@ -192,8 +212,13 @@ def test_index_tensor_made_before_the_step():
     assert c.replays == 2
 
 
+def _ops_modules():
+    """The modules of the ops package, one per family (walked, so a new family file is checked too)."""
+    return [importlib.import_module(f"{ops.__name__}.{m.name}") for m in pkgutil.iter_modules(ops.__path__)]
+
+
 def test_every_primitive_replays_in_some_case():
-    """Every Function subclass in ops.py is recorded by at least one case above that replays equal to eager."""
+    """Every Function subclass in the ops package (each family's module) replays equal to eager in some case above."""
     seen = set()
     for param in ALL_CASES:
         shapes, fn, _, init = param.values
@@ -204,6 +229,6 @@ def test_every_primitive_replays_in_some_case():
         step = run_case(shapes, fn, None, name, make_args)
         if step is not None:
             seen.update(type(op.ctx) for progs in step._programs.values() for prog in progs for op in prog.rec_ops)
-    primitives = {c for c in vars(ops).values() if isinstance(c, type) and issubclass(c, Function)
-                  and c is not Function and c.__module__ == ops.__name__}
+    primitives = {c for module in _ops_modules() for c in vars(module).values() if isinstance(c, type)
+                  and issubclass(c, Function) and c.__module__ == module.__name__ and not c.__name__.startswith("_")}
     assert sorted(c.__name__ for c in primitives - seen) == []

@@ -82,11 +82,6 @@ def test_attaching_a_name_twice_is_an_error():
         tensor_methods.attach(Host, (Twice,))
 
 
-# Modules another helper is splitting right now (issue 16): exempt while they exist under these exact paths;
-# once split, their parts are checked like every other file.
-AWAITING_SPLIT = {"ops.py"}
-
-
 def line_count(path: Path) -> int:
     return len(path.read_text().splitlines())
 
@@ -97,6 +92,6 @@ def test_engine_is_at_most_700_lines():
 
 def test_no_package_module_over_1000_lines():
     sizes = {str(p.relative_to(PKG)): line_count(p) for p in PKG.rglob("*.py")}
-    assert "engine.py" in sizes and "tensor_methods/shape.py" in sizes  # the walk found the package
-    over = {name: n for name, n in sizes.items() if n > 1000 and name not in AWAITING_SPLIT}
+    assert "engine.py" in sizes and "tensor_methods/shape.py" in sizes and "ops/fused.py" in sizes  # the walk found it
+    over = {name: n for name, n in sizes.items() if n > 1000}
     assert not over, f"modules over 1000 lines: {over}"

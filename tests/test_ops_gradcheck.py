@@ -1,66 +1,30 @@
-"""Every differentiable op, several shapes incl. broadcasting: engine gradients vs central differences in float64.
+"""The op table's checker (helpers.check_op) itself, and expressions mixing several families of ops.
 
-No PyTorch needed here; test_ops_torch.py runs the same table against PyTorch in float32.
+Each family's rows of the op table (tests/helpers.py, CASES_BY_FAMILY) run in tests/test_ops_<family>.py,
+against float64 central differences and PyTorch; the mixed rows run here (numerically) and in
+test_ops_torch.py.  No PyTorch needed here.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import (
-    BINARY_CASES,
-    MATMUL_CASES,
-    NN_CASES,
-    NUMERIC_ONLY_CASES,
-    REDUCTION_CASES,
-    SCALAR_CASES,
-    SHAPE_CASES,
-    UNARY_CASES,
-    WHERE_CASES,
-    check_op,
-    grid,
-    make_inputs,
-)
+from helpers import CASES_BY_FAMILY, NUMERIC_ONLY_CASES, check_op, grid, make_inputs, table_tests
 
 from tinygrad_mnist import Tensor
 from tinygrad_mnist.gradcheck import GradcheckError, gradcheck
 
-ARGS = "shapes,fn,tfn,init"
+test_gradcheck, _ = table_tests("mixed")  # the mixed rows of the op table; test_ops_torch.py runs them against torch
 
 
-@pytest.mark.parametrize(ARGS, BINARY_CASES)
-def test_binary(shapes, fn, tfn, init):
-    check_op(shapes, fn, init=init)
+def test_every_row_of_the_op_table_runs_in_one_family():
+    """No row of the table is left out of the per-family tests, and none runs twice."""
+    from helpers import ALL_TORCH_CASES
 
-
-@pytest.mark.parametrize(ARGS, SCALAR_CASES)
-def test_scalar_and_ndarray_operands(shapes, fn, tfn, init):
-    check_op(shapes, fn, init=init)
-
-
-@pytest.mark.parametrize(ARGS, UNARY_CASES + WHERE_CASES)
-def test_elementwise(shapes, fn, tfn, init):
-    check_op(shapes, fn, init=init)
-
-
-@pytest.mark.parametrize(ARGS, REDUCTION_CASES)
-def test_reductions(shapes, fn, tfn, init):
-    check_op(shapes, fn, init=init)
-
-
-@pytest.mark.parametrize(ARGS, SHAPE_CASES + NUMERIC_ONLY_CASES)
-def test_shape_ops(shapes, fn, tfn, init):
-    check_op(shapes, fn, init=init)
-
-
-@pytest.mark.parametrize(ARGS, MATMUL_CASES)
-def test_matmul(shapes, fn, tfn, init):
-    check_op(shapes, fn, init=init)
-
-
-@pytest.mark.parametrize(ARGS, NN_CASES)
-def test_nn_ops(shapes, fn, tfn, init):
-    check_op(shapes, fn, init=init)
+    with_torch = [c.id for rows, _ in CASES_BY_FAMILY.values() for c in rows]
+    numeric = [c.id for _, rows in CASES_BY_FAMILY.values() for c in rows]
+    assert sorted(with_torch) == sorted(c.id for c in ALL_TORCH_CASES)
+    assert sorted(numeric) == sorted(c.id for c in NUMERIC_ONLY_CASES)
 
 
 def test_check_op_runs_gradcheck_without_torch_fn():

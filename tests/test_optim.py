@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -430,3 +431,130 @@ def test_reduce_lr_on_plateau_resumes_through_save_and_load(tmp_path):
     assert sched2.get_last_lr() == sched.get_last_lr() == [0.25]
     with pytest.raises(ValueError, match="factor must be < 1.0"):
         optim.lr_scheduler.ReduceLROnPlateau(opt, factor=2.0)
+
+
+# -- OneCycleLR: stepped once per batch, lr and momentum (SGD's momentum or Adam's beta1) both cycle -----
+
+ONE_CYCLE_CASES = {  # keyword arguments, given to both ours and torch's
+    "defaults": dict(max_lr=0.5, total_steps=20),
+    "epochs_steps": dict(max_lr=[0.5, 0.2], epochs=3, steps_per_epoch=7),
+    "linear": dict(max_lr=0.3, total_steps=17, anneal_strategy="linear", pct_start=0.25),
+    "three_phase": dict(max_lr=0.4, total_steps=23, three_phase=True, div_factor=10.0, final_div_factor=100.0),
+    "momentums": dict(max_lr=0.1, total_steps=12, base_momentum=[0.8, 0.7], max_momentum=0.99, pct_start=0.5),
+    "no_momentum": dict(max_lr=0.1, total_steps=9, cycle_momentum=False),
+}
+
+
+def _one_cycle_history(module, opt_kind: str, kw: dict, steps: int):
+    """(lr, momentum or beta1, beta2) of each group after construction and after each of `steps` steps."""
+    if module is optim:
+        ps = [[Tensor(np.ones(1, np.float32), requires_grad=True)] for _ in range(2)]
+    else:
+        ps = [[torch.ones(1, requires_grad=True)] for _ in range(2)]
+    groups = [{"params": ps[0], "lr": 0.1}, {"params": ps[1], "lr": 0.03}]
+    opt = (module.SGD(groups, lr=0.1, momentum=0.9) if opt_kind == "sgd"
+           else module.Adam(groups, lr=0.1, betas=(0.9, 0.99)))
+    sched = module.lr_scheduler.OneCycleLR(opt, **kw)
+
+    def now():
+        return [(g["lr"], g["momentum"] if opt_kind == "sgd" else g["betas"][0],
+                 None if opt_kind == "sgd" else g["betas"][1]) for g in opt.param_groups]
+
+    out = [now()]
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+        out.append(now())
+        assert [g["lr"] for g in opt.param_groups] == sched.get_last_lr()
+    return out, sched
+
+
+@needs_torch
+@pytest.mark.parametrize("opt_kind", ["sgd", "adam"])
+@pytest.mark.parametrize("case", sorted(ONE_CYCLE_CASES))
+def test_one_cycle_matches_torch(case, opt_kind):
+    kw = ONE_CYCLE_CASES[case]
+    total = kw.get("total_steps") or kw["epochs"] * kw["steps_per_epoch"]
+    ours, _ = _one_cycle_history(optim, opt_kind, kw, total)  # every step of the cycle, the last one included
+    theirs, _ = _one_cycle_history(torch.optim, opt_kind, kw, total)
+    for a, b in zip(ours, theirs):
+        for (lr, m, b2), (tlr, tm, tb2) in zip(a, b):
+            assert math.isclose(lr, tlr, rel_tol=1e-12, abs_tol=1e-15)
+            assert math.isclose(m, tm, rel_tol=1e-12) and b2 == tb2
+
+
+def test_one_cycle_shape_and_limits():
+    (hist, sched) = _one_cycle_history(optim, "adam", dict(max_lr=1.0, total_steps=10), 10)
+    lrs = [h[0][0] for h in hist]
+    assert lrs[0] == pytest.approx(1.0 / 25) and max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 2
+    assert lrs[9] == pytest.approx(1.0 / 25 / 1e4)  # the cycle's last step (9): max_lr / div / final_div
+    betas = [h[0][1] for h in hist]
+    assert betas[0] == pytest.approx(0.95) and min(betas) == pytest.approx(0.85) and betas[9] == pytest.approx(0.95)
+    with pytest.raises(ValueError, match="tried to step 11 times; the schedule has 10 steps"):
+        sched.step()
+
+
+def test_one_cycle_drives_a_compiled_adam_step_like_eager():
+    """The lr and beta1 a OneCycleLR sets between steps reach the update when a compiled step replays."""
+    import tinygrad_mnist as tm
+
+    def run(compiled):
+        tm.manual_seed(0)
+        lin = nn.Linear(4, 3)
+        opt = optim.Adam(lin.parameters(), lr=0.01)
+        sched = optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=8)
+        x = Tensor(np.linspace(-1, 1, 24, dtype=np.float32).reshape(6, 4))
+        y = Tensor(np.array([0, 1, 2, 0, 1, 2]))
+
+        def step():
+            opt.zero_grad()
+            loss = lin(x).cross_entropy(y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        step = tm.compile(step, enabled=compiled)
+        for _ in range(8):
+            step()
+            sched.step()
+        return [p.data.copy() for p in lin.parameters()], step
+
+    eager, _ = run(False)
+    replayed, step = run(True)
+    assert step.replays > 0
+    for a, b in zip(eager, replayed):
+        assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(max_lr=0.1), "either total_steps or both epochs and steps_per_epoch"),
+    (dict(max_lr=0.1, total_steps=0), "positive integer total_steps"),
+    (dict(max_lr=0.1, epochs=2, steps_per_epoch=0), "positive integer steps_per_epoch"),
+    (dict(max_lr=0.1, total_steps=5, pct_start=1.5), "pct_start between 0 and 1"),
+    (dict(max_lr=0.1, total_steps=5, anneal_strategy="exp"), "'cos' or 'linear'"),
+    (dict(max_lr=[0.1, 0.2], total_steps=5), "expected 1 values for max_lr"),
+])
+def test_one_cycle_bad_arguments(kw, match):
+    opt = optim.SGD([Tensor([1.0], requires_grad=True)], lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=match):
+        optim.lr_scheduler.OneCycleLR(opt, **kw)
+
+
+def test_one_cycle_state_dict_resumes_exactly():
+    def make():
+        opt = optim.SGD([Tensor([1.0], requires_grad=True)], lr=0.1, momentum=0.9)
+        return opt, optim.lr_scheduler.OneCycleLR(opt, max_lr=0.3, total_steps=12, three_phase=True)
+
+    opt, sched = make()
+    for _ in range(5):
+        sched.step()
+    state = json.loads(json.dumps(sched.state_dict()))  # as a checkpoint's metadata keeps it
+    rest = []
+    for _ in range(7):
+        sched.step()
+        rest.append((sched.get_last_lr(), opt.param_groups[0]["momentum"]))
+    opt2, sched2 = make()
+    sched2.load_state_dict(state)
+    for expected in rest:
+        sched2.step()
+        assert (sched2.get_last_lr(), opt2.param_groups[0]["momentum"]) == expected

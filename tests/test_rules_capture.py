@@ -6,8 +6,8 @@ that is none of these (an array computed with NumPy behind the graph's back and 
 on an ndarray passed as an op param.  0-d constants (Python numbers) are allowed: a recording
 bakes them in.
 
-The fused primitives the rules use (ReluGrad, MaskMul, CrossEntropyGrad, ProdGrad, OneHot,
-DropoutMask, Detached, Full) are also checked against the composites they stand for.
+The fused primitives the rules use (ReluGrad, MaskMul, CrossEntropyGrad, ProdGrad) are checked
+against the composites they stand for in tests/test_ops_fused.py; OneHot and Full in test_ops_factories.py.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ import numpy as np
 import pytest
 
 import tinygrad_mnist as tg
-from tests.helpers import grid, requires_torch
-from tinygrad_mnist import Tensor, engine, grad, losses, ops
-from tinygrad_mnist.gradcheck import gradcheck
+from tinygrad_mnist import Tensor, engine, losses, ops
 from tinygrad_mnist.nn import functional as F
 
 
@@ -265,140 +263,6 @@ def test_demo_models_forward_backward_are_recorded(model):
     _step(lambda: loss_fn(net(xt), y), *params, inputs=(x, y))
 
 
-
-# ---------------------------------------------------------------------------
-# the fused primitives equal their composites, in value and gradient
-# ---------------------------------------------------------------------------
-
-
-def test_relu_grad_equals_its_composite_and_differentiates_again():
-    rng = np.random.default_rng(1)
-    g = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
-    x = Tensor(grid(offset=0.5)(rng, (3, 4)), requires_grad=True)  # no zeros: away from the kink
-    out = ops.ReluGrad.apply(g, x)
-    np.testing.assert_array_equal(out.data, (g * (x > 0).double()).data)
-    assert gradcheck(lambda g: ops.ReluGrad.apply(g, x), [g])
-    assert gradcheck(lambda x: ops.ReluGrad.apply(g, x), [x])  # zero almost everywhere
-    # grad of grad of relu through ReluGrad
-    y = Tensor(grid(offset=0.5)(rng, (3, 4)), requires_grad=True)
-    assert gradcheck(lambda y: grad((y.relu() * y.relu()).sum(), y, create_graph=True)[0], [y])
-
-
-@pytest.mark.parametrize("case", ["abs", "leaky", "clip", "maximum", "maximum_ties", "amax_ties", "setitem"])
-def test_mask_mul_equals_its_composite(case):
-    rng = np.random.default_rng(2)
-    xd = grid()(rng, (3, 4))
-    xd[0, :2] = xd[0, 2]  # ties in row 0
-    x = Tensor(xd)
-    y = Tensor(xd if case == "maximum_ties" else grid(offset=0.5)(rng, (3, 4)))
-    g = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
-    fns = {
-        "abs": (lambda g: ops.MaskMul.apply(g, x, mask=np.sign), lambda: np.sign(xd)),
-        "leaky": (lambda g: ops.MaskMul.apply(g, x, mask=ops._leaky_slope, slope=0.1),
-                  lambda: np.where(xd > 0, 1, 0.1)),
-        "clip": (lambda g: ops.MaskMul.apply(g, x, mask=ops._inside, lo=-0.3, hi=0.4),
-                 lambda: (xd >= -0.3) & (xd <= 0.4)),
-        "maximum": (lambda g: ops.MaskMul.apply(g, x, y, mask=ops._wins, wins=np.greater),
-                    lambda: xd > y.data),
-        "maximum_ties": (lambda g: ops.MaskMul.apply(g, x, y, mask=ops._wins, wins=np.greater),
-                         lambda: np.full(xd.shape, 0.5)),
-        "amax_ties": (lambda g: ops.MaskMul.apply(g, x, x.amax(1, keepdim=True), mask=ops._shares, keep=(3, 1),
-                                                  axis=(1,)),
-                      lambda: (xd == xd.max(1, keepdims=True)) / (xd == xd.max(1, keepdims=True)).sum(1, keepdims=True)),  # noqa: E501
-        "setitem": (lambda g: ops.MaskMul.apply(g, mask=ops._unwritten, shape=(3, 4), index=(1, slice(None))),
-                    lambda: np.arange(12).reshape(3, 4) // 4 != 1),
-    }
-    fn, weights = fns[case]
-    np.testing.assert_array_equal(fn(g).data, g.data * weights())
-    assert gradcheck(fn, [g])
-    gg = Tensor(rng.standard_normal((3, 4)))
-    (back,) = grad(fn(g), g, grad_outputs=gg, create_graph=True)
-    np.testing.assert_array_equal(back.data, gg.data * weights())
-
-
-@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_cross_entropy_grad_equals_its_composite(reduction):
-    rng = np.random.default_rng(3)
-    x = Tensor(rng.standard_normal((5, 4)).astype(np.float32), requires_grad=True)
-    y = np.array([0, 1, 3, 3, 2])
-    (g_fused,) = grad(x.cross_entropy(y, reduction=reduction).sum(), x)
-    (g_graph,) = grad(x.cross_entropy(y, reduction=reduction).sum(), x, create_graph=True)
-    np.testing.assert_allclose(g_fused.data, g_graph.data, rtol=1e-6, atol=1e-7)
-    target = np.eye(4, dtype=np.float32)[y]
-    soft = np.exp(x.data - x.data.max(1, keepdims=True))
-    soft /= soft.sum(1, keepdims=True)
-    scale = 1 / 5 if reduction == "mean" else 1.0
-    np.testing.assert_allclose(g_fused.data, (soft - target) * scale, rtol=1e-5, atol=1e-7)
-    x64 = Tensor(rng.standard_normal((5, 4)), requires_grad=True)
-    assert gradcheck(lambda x: x.cross_entropy(y, reduction=reduction), [x64])
-    assert gradcheck(lambda x: grad(x.cross_entropy(y, reduction=reduction).sum(), x, create_graph=True)[0],
-                     [x64])
-
-
-def _grads_of_grads_match_torch(cases, xd, values: bool) -> None:
-    """Each (ours, theirs) pair: the gradient and the gradient of the gradient of sum(f(x)**2) agree with PyTorch
-    (and the values of f(x) too when `values`)."""
-    import torch
-
-    for ours, theirs in cases:
-        x, xt = Tensor(xd, requires_grad=True), torch.tensor(xd, requires_grad=True)
-        a, b = ours(x), theirs(xt)
-        if values:
-            np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-5, atol=1e-6)
-        (ga,) = grad((a * a).sum(), x, create_graph=True)
-        (gb,) = torch.autograd.grad((b * b).sum(), xt, create_graph=True)
-        np.testing.assert_allclose(ga.data, gb.detach().numpy(), rtol=1e-5, atol=1e-6)
-        (gga,) = grad((ga * ga).sum(), x)
-        (ggb,) = torch.autograd.grad((gb * gb).sum(), xt)
-        np.testing.assert_allclose(gga.data, ggb.numpy(), rtol=1e-4, atol=1e-5)
-
-
-@requires_torch
-def test_fused_rules_match_pytorch():
-    import torch
-
-    rng = np.random.default_rng(4)
-    xd = rng.standard_normal((4, 6)).astype(np.float32)
-    xd[1, 2] = xd[1, 3]  # a tie for max
-    y = np.array([1, 0, 5, 2])
-    cases = [
-        (lambda t: t.relu(), lambda t: t.relu()),
-        (lambda t: t.leaky_relu(0.2), lambda t: torch.nn.functional.leaky_relu(t, 0.2)),
-        (lambda t: t.abs(), lambda t: t.abs()),
-        (lambda t: t.clamp(-0.5, 0.5), lambda t: t.clamp(-0.5, 0.5)),
-        (lambda t: t.amax(1), lambda t: t.amax(1)),
-        (lambda t: t.maximum(t.detach() * 0 + t.detach()[:, :1]), lambda t: t.maximum(t.detach()[:, :1])),
-        (lambda t: t.prod(1), lambda t: t.prod(1)),
-    ]
-    _grads_of_grads_match_torch(cases, xd, values=False)
-    x = Tensor(xd, requires_grad=True)
-    xt = torch.tensor(xd, requires_grad=True)
-    (ga,) = grad(x.cross_entropy(y), x)
-    (gb,) = torch.autograd.grad(torch.nn.functional.cross_entropy(xt, torch.tensor(y)), xt)
-    np.testing.assert_allclose(ga.data, gb.numpy(), rtol=1e-5, atol=1e-7)
-
-
-def test_one_hot_op_and_full_op():
-    y = Tensor(np.array([[2, 0], [1, 1]]))
-    out = ops.OneHot.apply(y, num_classes=3, dtype=np.dtype(np.float32))
-    np.testing.assert_array_equal(out.data, np.eye(3, dtype=np.float32)[y.data])
-    np.testing.assert_array_equal(F.one_hot(y, 3).data, np.eye(3, dtype=np.int64)[y.data])
-    full = ops.Full.apply(shape=(2, 1), value=1, dtype=np.dtype(np.float64))
-    np.testing.assert_array_equal(full.data, np.ones((2, 1)))
-
-
-def test_prod_grad_equals_its_composite():
-    rng = np.random.default_rng(5)
-    xd = rng.uniform(0.5, 2.0, (3, 4))
-    g = Tensor(rng.standard_normal((3, 1)))
-    out = ops.ProdGrad.apply(g, Tensor(xd), axis=1)
-    np.testing.assert_array_equal(out.data, g.data * xd.prod(1, keepdims=True) / xd)
-    xd[1, 2] = 0.0  # with a zero: the products of the others
-    out = ops.ProdGrad.apply(g, Tensor(xd), axis=1)
-    others = np.array([[np.prod(np.delete(row, i)) for i in range(4)] for row in xd])
-    np.testing.assert_allclose(out.data, g.data * others, rtol=1e-12)
-
-
 # ---------------------------------------------------------------------------
 # under tinygrad_mnist.compile: replaying forward + backward equals eager, bit for bit
 # ---------------------------------------------------------------------------
@@ -500,73 +364,6 @@ def test_demo_model_forward_backward_replays_like_eager(model):
         return step, list(net.parameters())
 
     _replay_equals_eager(build, _batches(rows=4, cols=784))
-
-
-# ---------------------------------------------------------------------------
-# the index ops with their index arrays as inputs: gradcheck, grad of grad, PyTorch
-# ---------------------------------------------------------------------------
-
-
-def test_gather_and_scatter_add_gradcheck_twice():
-    rng = np.random.default_rng(6)
-    idx = Tensor(np.array([[0, 2, 2], [1, 0, 1]]))
-    x = Tensor(rng.standard_normal((2, 3)), requires_grad=True)
-    assert gradcheck(lambda x: ops.Gather.apply(x, idx, axis=1), [x])
-    assert gradcheck(lambda x: grad((ops.Gather.apply(x, idx, axis=1) ** 2).sum(), x, create_graph=True)[0], [x])
-    g = Tensor(rng.standard_normal((2, 3)), requires_grad=True)
-    assert gradcheck(lambda g: ops.ScatterAdd.apply(g, idx, axis=1, shape=(2, 3)), [g])
-    assert gradcheck(lambda g: grad((ops.ScatterAdd.apply(g, idx, axis=1, shape=(2, 3)) ** 2).sum(), g,
-                                    create_graph=True)[0], [g])
-
-
-@pytest.mark.parametrize("index", ["ints", "two_arrays", "mask", "mixed"])
-def test_getitem_with_index_tensors_gradcheck_twice(index):
-    rng = np.random.default_rng(7)
-    i = Tensor(np.array([2, 0, 2]))
-    make = {"ints": lambda x: x[i], "two_arrays": lambda x: x[i, Tensor(np.array([1, 3, 1]))],
-            "mask": lambda x: x[Tensor(np.arange(12).reshape(3, 4) % 3 == 0)], "mixed": lambda x: x[1:, i]}[index]
-    x = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
-    assert gradcheck(make, [x])
-    assert gradcheck(lambda x: grad((make(x) ** 2).sum(), x, create_graph=True)[0], [x])
-
-
-def test_setitem_with_index_tensors_gradcheck_twice():
-    rng = np.random.default_rng(8)
-    index, arrays = ops.split_index((Tensor(np.array([0, 2])), slice(1, 3)))
-    x = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
-    v = Tensor(rng.standard_normal((2, 2)), requires_grad=True)
-
-    def f(x, v):
-        return ops.SetItem.apply(x, v, *arrays, index=index)
-
-    assert gradcheck(f, [x, v])
-    assert gradcheck(lambda x, v: grad((f(x, v) ** 2).sum(), [x, v], create_graph=True)[0] * 1.0, [x, v])
-
-
-@requires_torch
-def test_index_ops_match_pytorch():
-    import torch
-
-    rng = np.random.default_rng(9)
-    xd = rng.standard_normal((4, 5)).astype(np.float32)
-    i = np.array([3, 0, 3])
-    cases = [
-        (lambda t: t[Tensor(i)], lambda t: t[torch.tensor(i)]),
-        (lambda t: t.gather(1, Tensor(np.array([[0, 4], [1, 1], [2, 0], [3, 3]]))),
-         lambda t: t.gather(1, torch.tensor([[0, 4], [1, 1], [2, 0], [3, 3]]))),
-        (lambda t: t.max(1).values, lambda t: t.max(1).values),
-        (lambda t: t.sort(1).values, lambda t: t.sort(1).values),
-        (lambda t: t.index_select(0, Tensor(i)), lambda t: t.index_select(0, torch.tensor(i))),
-        (lambda t: F.cross_entropy(t, Tensor(np.array([0, 2, 2, 4])), ignore_index=2, label_smoothing=0.1),
-         lambda t: torch.nn.functional.cross_entropy(t, torch.tensor([0, 2, 2, 4]), ignore_index=2,
-                                                     label_smoothing=0.1)),
-    ]
-    _grads_of_grads_match_torch(cases, xd, values=True)
-
-
-def test_one_hot_refuses_a_negative_label_it_was_not_checked_for():
-    with pytest.raises(IndexError, match="out of range"):
-        ops.OneHot.apply(Tensor(np.array([1, -100])), num_classes=10, dtype=np.dtype(np.float32))
 
 
 def test_cross_entropy_with_an_in_range_ignore_index_takes_the_general_path():

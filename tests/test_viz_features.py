@@ -329,6 +329,15 @@ def test_jupyter_rich_display_and_svg_tooltips():
     assert 'xlink:title="w&#10;(2,) float32' in svg
 
 
+def test_jupyter_display_without_dot_shows_the_install_hint_and_dot_text(monkeypatch, tmp_path):
+    w = Tensor([1.0, 2.0], requires_grad=True)
+    dot = viz.draw_graph((w * w).sum(), {"w": w})
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` program on the PATH
+    bundle = dot._repr_mimebundle_()
+    assert list(bundle) == ["text/plain"]
+    assert viz.INSTALL_HINT in bundle["text/plain"] and dot.source in bundle["text/plain"]
+
+
 @needs_dot
 def test_text_fits_its_box_in_the_rendered_cnn_step():
     """Graphviz's own layout (JSON): every label line lies inside its node's box."""

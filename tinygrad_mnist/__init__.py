@@ -35,7 +35,6 @@ from .engine import (  # noqa: E402
     grad,
     int64,
     is_grad_enabled,
-    manual_seed,
     no_grad,
     set_grad_enabled,
 )
@@ -52,6 +51,7 @@ from .functions import (  # noqa: E402, F401  (torch.f(x, ...) for the Tensor me
     argmin,
     argsort,
     as_tensor,
+    bernoulli,
     bmm,
     cat,
     ceil,
@@ -123,6 +123,7 @@ from .functions import (  # noqa: E402, F401  (torch.f(x, ...) for the Tensor me
     mm,
     movedim,
     mul,
+    multinomial,
     multiply,
     mv,
     narrow,
@@ -131,6 +132,7 @@ from .functions import (  # noqa: E402, F401  (torch.f(x, ...) for the Tensor me
     negative,
     nonzero,
     norm,
+    normal,
     not_equal,
     numel,
     ones,
@@ -142,6 +144,7 @@ from .functions import (  # noqa: E402, F401  (torch.f(x, ...) for the Tensor me
     rand,
     rand_like,
     randint,
+    randint_like,
     randn,
     randn_like,
     randperm,
@@ -185,7 +188,8 @@ from .functions import (  # noqa: E402, F401  (torch.f(x, ...) for the Tensor me
     zeros,
     zeros_like,
 )
-from .tensor_methods.attributes import device  # noqa: E402
+from .generator import Generator, default_generator, initial_seed, manual_seed, seed  # noqa: E402
+from .tensor_methods.attributes import Size, device  # noqa: E402
 from .tensor_methods.common import return_types  # noqa: E402
 from .tensor_methods.creation import from_numpy  # noqa: E402
 
@@ -232,7 +236,7 @@ __all__ = _functions.__all__ + [  # (some names twice: harmless)
     "Function", "Tensor", "autograd", "bool", "bool_", "device", "double", "enable_grad", "float", "float32",
     "float64", "from_numpy", "grad", "int", "int32", "int64", "is_grad_enabled", "long", "manual_seed", "no_grad",
     "return_types", "set_grad_enabled", "uint8", "__version__", "backends", "cuda", "get_default_dtype",
-    "inference_mode", "set_default_dtype",
+    "inference_mode", "set_default_dtype", "Generator", "default_generator", "initial_seed", "seed", "Size",
     "abs", "allclose", "arange", "argmax", "as_tensor", "cat", "clamp", "clip", "concat", "concatenate", "empty",
     "empty_like", "equal", "exp", "eye", "flatten", "full", "full_like", "is_tensor", "linspace", "log",
     "log_softmax", "matmul", "max", "maximum", "mean", "min", "minimum", "mm", "numel", "ones", "ones_like", "rand",

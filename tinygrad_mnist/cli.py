@@ -323,7 +323,7 @@ def cmd_train(args) -> int:
     if args.validation and len(ds.y_train) < 6:
         raise CLIError(f"--validation holds out 1/6 of the training images, and there are only {len(ds.y_train)}",
                        "--limit", "train on at least 6 images")
-    from .engine import manual_seed
+    from .generator import manual_seed
 
     manual_seed(recipe.seed)
     model = build_model(recipe.model)

@@ -25,7 +25,7 @@ from typing import NamedTuple
 from urllib.request import urlopen  # module global so tests can monkeypatch it (they never download)
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter (with ipywidgets), text elsewhere
 
 from .fileio import atomic_write, write_text_atomic
 

@@ -65,7 +65,6 @@ class Tensor:
     # _record: what stands for this tensor in a released graph (see TensorRecord), made on release;
     # _name: a label given by the user (see `name`)
     __slots__ = ("data", "_grad", "_requires_grad", "_ctx", "_retain", "_record", "_name", "__weakref__")
-    __array_ufunc__ = None  # make `ndarray * Tensor` call Tensor.__rmul__
     __hash__ = object.__hash__  # == is elementwise, identity stays hashable
     _copies_data = True  # Tensor(ndarray) copies like torch.tensor; nn.Parameter shares like torch's
 
@@ -341,7 +340,7 @@ class Function(Introspection):
         except (ValueError, IndexError) as e:
             raise _op_error(cls, inputs, e) from None
         out = Tensor.__new__(Tensor)
-        out.data = data if type(data) is np.ndarray else np.asarray(data)
+        out.data = data if type(data) is np.ndarray else _to_array(cls, data)
         out._grad = None
         out._retain = False
         out._record = None
@@ -390,6 +389,13 @@ class Function(Introspection):
         if _clock:  # in-place bookkeeping (inplace.py) may hold the tensors as recorded
             self.__dict__.pop("_raw_parents", None)
             self.__dict__.pop("_view", None)
+
+
+def _to_array(cls, data) -> np.ndarray:
+    if isinstance(data, Tensor):  # an input's .data holds a Tensor (`t.data = <Tensor>`): stop here, loudly
+        raise TypeError(f"{cls.__name__.lower()}: an input's .data is a Tensor, but .data holds the NumPy array: "
+                        f"assign t.data = x.numpy(), or update in place (t.data -= lr * t.grad)")
+    return np.asarray(data)
 
 
 def _op_error(cls, inputs, e):
@@ -463,11 +469,10 @@ def _seed_grad(root: Tensor, gradient) -> Tensor:
 def _gradients(roots, seeds, retain_graph: bool, create_graph: bool, inputs=None) -> list:
     """The reverse-mode sweep from `roots` (seeded with `seeds`); touches no `.grad`.
 
-    Returns, with `inputs` given, one gradient (or None) per input; otherwise
-    `(node, gradient)` for every leaf that requires grad and every tensor that
-    called retain_grad(), in the order the sweep finished them.  Grad mode in
-    this thread equals `create_graph` while it runs; without `retain_graph`
-    every op is released right after its backward.
+    Returns, with `inputs` given, one gradient (or None) per input; otherwise `(node, gradient)` for
+    every leaf that requires grad and every tensor that called retain_grad(), in the order the sweep
+    finished them.  Grad mode in this thread equals `create_graph` while it runs; without
+    `retain_graph` every op is released right after its backward.
     """
     prev = _set_grad_mode(create_graph)  # without create_graph backward records nothing
     try:
@@ -534,11 +539,8 @@ def _backprop(roots, gradients, retain_graph: bool, create_graph: bool) -> None:
 
 
 def _accumulate_grads(found, seeds) -> None:
-    """Add each gradient of a sweep into its tensor's `.grad` (PyTorch's accumulation).
-
-    Runs with grad mode equal to the sweep's create_graph: the sum of an old and a new
-    .grad is part of the graph exactly then.
-    """
+    """Add each gradient of a sweep into its tensor's `.grad` (PyTorch's accumulation); grad mode equals the
+    sweep's create_graph, so the sum of an old and a new .grad is part of the graph exactly then."""
     create_graph = _state.grad_enabled
     # bases of arrays handed to leaves: no two leaves may share one, nor alias the caller's gradient
     leaf_arrays = {id(g.data if g.data.base is None else g.data.base) for g in seeds}
@@ -562,11 +564,8 @@ def _accumulate_grads(found, seeds) -> None:
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
-    """Gradients of `outputs` w.r.t. `inputs`, returned as a tuple; `.grad` is left alone.
-
-    Semantics of torch.autograd.grad: `grad_outputs` is needed for non-scalar
-    outputs; `retain_graph` defaults to `create_graph`.
-    """
+    """Gradients of `outputs` w.r.t. `inputs`, returned as a tuple; `.grad` is left alone.  As torch.autograd.grad:
+    `grad_outputs` is needed for non-scalar outputs; `retain_graph` defaults to `create_graph`."""
     single = isinstance(outputs, Tensor)
     outputs = [outputs] if single else list(outputs)
     inputs_seq = [inputs] if isinstance(inputs, Tensor) else list(inputs)

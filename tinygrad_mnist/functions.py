@@ -15,7 +15,7 @@ import numpy as np
 
 from .engine import Tensor, _as_array, _check_device
 from .tensor_methods.common import _shape_arg
-from .tensor_methods.creation import _draw, _permutation, from_numpy  # noqa: F401  (from_numpy re-exported)
+from .tensor_methods.creation import _draw, _randperm, from_numpy  # noqa: F401  (from_numpy re-exported)
 
 # ---------------------------------------------------------------------------
 # making tensors
@@ -83,29 +83,93 @@ def empty_like(input, dtype=None, device=None, requires_grad: bool = False) -> T
     return Tensor.zeros_like(input, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def randn(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return Tensor.randn(_shape(size), dtype=dtype, device=device, requires_grad=requires_grad)
+def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return Tensor.randn(_shape(size), dtype=dtype, device=device, requires_grad=requires_grad, generator=generator)
 
 
-def rand(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return Tensor.rand(_shape(size), dtype=dtype, device=device, requires_grad=requires_grad)
+def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return Tensor.rand(_shape(size), dtype=dtype, device=device, requires_grad=requires_grad, generator=generator)
 
 
-def randn_like(input, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
-    return randn(input.shape, dtype=dtype or input.dtype, device=device, requires_grad=requires_grad)
+def randn_like(input, *, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+    return randn(input.shape, generator=generator, dtype=dtype or input.dtype, device=device,
+                 requires_grad=requires_grad)
 
 
-def rand_like(input, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
-    return rand(input.shape, dtype=dtype or input.dtype, device=device, requires_grad=requires_grad)
+def rand_like(input, *, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+    return rand(input.shape, generator=generator, dtype=dtype or input.dtype, device=device,
+                requires_grad=requires_grad)
 
 
-def randint(low, high=None, size=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,
+            requires_grad: bool = False) -> Tensor:
     """randint(low, high, size) or randint(high, size): int64 values in [low, high)."""
-    return Tensor.randint(low, high, size, dtype=dtype, device=device, requires_grad=requires_grad)
+    return Tensor.randint(low, high, size, dtype=dtype, device=device, requires_grad=requires_grad,
+                          generator=generator)
 
 
-def randperm(n: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return Tensor._leaf(_draw(_permutation, n=int(n), dtype=np.dtype(dtype or np.int64)), requires_grad, device)
+def randint_like(input, low=0, high=None, *, generator=None, dtype=None, device=None,  # noqa: A002
+                 requires_grad: bool = False) -> Tensor:
+    """Integers in [low, high) (randint_like(x, high) starts at 0) in input's shape and dtype, as torch's."""
+    if high is None:
+        low, high = 0, low
+    return Tensor.randint(low, high, input.shape, dtype=dtype or input.dtype, device=device,
+                          requires_grad=requires_grad, generator=generator)
+
+
+def randperm(n: int, *, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    data = _draw(_randperm, generator, n=int(n), dtype=np.dtype(dtype or np.int64))
+    return Tensor._leaf(data, requires_grad, device)
+
+
+def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=None,
+           requires_grad: bool = False) -> Tensor:
+    """Samples of N(mean, std^2), as torch.normal: numbers with a `size`, or tensors broadcast together.
+
+    As in PyTorch, a mean or std that requires grad gets zero gradients through the samples.
+    """
+    if isinstance(mean, Tensor) or isinstance(std, Tensor):
+        if size is not None:
+            raise TypeError("normal: size= goes with a number mean and std; with tensors the shape is theirs")
+        m, s = _lift(mean), _lift(std)
+        float_dtype = next((t.dtype for t in (m, s) if t.dtype.kind == "f"), np.dtype(np.float32))
+        m, s = m.cast(float_dtype), s.cast(float_dtype)
+        if bool((s.detach() < 0).any()):
+            raise RuntimeError(f"normal: std must be >= 0, but found std {s.detach().min().item()}")
+        z = Tensor.randn(np.broadcast_shapes(m.shape, s.shape), dtype=float_dtype, generator=generator)
+        return _zero_grad_link(m.detach() + s.detach() * z, m, s)
+    if size is None:
+        raise TypeError("normal: with a number mean and std, pass size=, e.g. normal(0.0, 1.0, size=(2, 3))")
+    if std < 0:
+        raise RuntimeError(f"normal: std must be >= 0, but found std {std}")
+    z = Tensor.randn(_shape_arg((size,)), dtype=dtype, device=device, generator=generator)
+    out = z * std + mean
+    return out.requires_grad_() if requires_grad else out
+
+
+def bernoulli(input, p=None, *, generator=None) -> Tensor:  # noqa: A002
+    """0/1 samples, 1 with probability input (or with probability p, in input's shape), in input's dtype."""
+    x = _lift(input)
+    if x.dtype.kind != "f":
+        raise TypeError(f"bernoulli: the probabilities must be a float tensor, got {x.dtype}")
+    if p is not None and not 0 <= p <= 1:
+        raise RuntimeError(f"bernoulli: p must be in [0, 1], got p={p}")
+    if p is None and bool(((x.detach() < 0) | (x.detach() > 1)).any()):
+        raise RuntimeError(f"bernoulli: every probability must be in [0, 1] (input of shape {x.shape})")
+    u = Tensor.rand(x.shape, dtype=x.dtype, generator=generator)
+    return _zero_grad_link((u < (x.detach() if p is None else p)).cast(x.dtype), x)
+
+
+def multinomial(input, num_samples: int, replacement: bool = False, *, generator=None) -> Tensor:  # noqa: A002
+    return _lift(input).multinomial(num_samples, replacement, generator=generator)
+
+
+def _zero_grad_link(samples: Tensor, *params: Tensor) -> Tensor:
+    """samples, tied to the parameters that require grad with zero gradients (PyTorch's normal and bernoulli)."""
+    for t in params:
+        if t.requires_grad:
+            samples = samples + t * 0
+    return samples
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:

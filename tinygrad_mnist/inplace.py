@@ -32,7 +32,16 @@ import weakref
 import numpy as np
 
 from . import engine, ops
-from .engine import Function, Tensor, _index_arg, _is_float, is_grad_enabled, no_grad
+from .engine import Tensor, _index_arg, _is_float, is_grad_enabled, no_grad
+from .ops.writes import (  # the write ops
+    AddInPlace,
+    ClampInPlace,
+    DivInPlace,
+    MulInPlace,
+    SetItemInPlace,
+    SubInPlace,
+    ZerosLike,
+)
 
 _ticks = itertools.count(1)
 _lock = threading.Lock()  # writes from several threads: the clock only moves forward, versions count every write
@@ -163,73 +172,6 @@ def _check_fresh(ctx, node: Tensor, who: str) -> None:
             f"{who}: the tensor of shape {node.shape} made by {ctx.name} shares memory with a tensor that an "
             f"in-place operation changed afterwards (memory at version {w.version}), so its recorded history no "
             f"longer matches its values; take the view again after the in-place operation, or .clone() it")
-
-
-# ---------------------------------------------------------------------------
-# write primitives: the writes themselves, as ops (no backward)
-# ---------------------------------------------------------------------------
-# A write that is not part of a graph (a leaf under no_grad, an integer tensor, a tensor nothing
-# requires grad of) still goes through Function.apply, so tinygrad_mnist.compile records it and its
-# replay writes into the same array again.  Forward writes into its first input and returns it.
-
-
-class _WriteInPlace(Function):
-    def backward(self, grad):
-        raise RuntimeError(f"{self.name} writes memory in place outside the graph; it has no gradient")
-
-
-class _BinaryInPlace(_WriteInPlace):
-    """a op= o, o broadcast to a's shape (a's dtype kept: same_kind casting, unsafe for integer a)."""
-
-    ufunc = None
-
-    def forward(self, a, o):
-        self.ufunc(a, o, out=a, casting="same_kind" if a.dtype.kind in "fc" else "unsafe")
-        return a
-
-
-class AddInPlace(_BinaryInPlace):
-    ufunc = np.add
-
-
-class SubInPlace(_BinaryInPlace):
-    ufunc = np.subtract
-
-
-class MulInPlace(_BinaryInPlace):
-    ufunc = np.multiply
-
-
-class DivInPlace(_BinaryInPlace):
-    ufunc = np.true_divide
-
-
-class SetItemInPlace(_WriteInPlace):
-    """a[index] = v; the index arrays (masks, integer indices) come as inputs after v, and `index` is
-    the template ops.split_index makes of the index (arrays are never baked into a recording)."""
-
-    def forward(self, a, v, *arrays, index):
-        a[ops._fill(index, arrays)] = v
-        return a
-
-
-class ClampInPlace(_WriteInPlace):
-    """np.clip(a, lo, hi, out=a); lo/hi say which bounds are given (as inputs, in that order)."""
-
-    def forward(self, a, *bounds, lo, hi):
-        bounds = list(bounds)
-        np.clip(a, bounds.pop(0) if lo else None, bounds.pop(0) if hi else None, out=a)
-        return a
-
-
-class ZerosLike(Function):
-    """New zeros of x's shape and dtype (zero_grad(set_to_none=False) of a gradient it can't zero in place)."""
-
-    def forward(self, x):
-        return np.zeros_like(x)
-
-    def backward(self, grad):
-        return (None,)
 
 
 def zero_grads(params, set_to_none: bool = True) -> None:

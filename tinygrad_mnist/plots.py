@@ -1,26 +1,37 @@
-"""Pictures of a training run (optional: needs matplotlib, `pip install 'tinygrad_mnist[plot]'`)."""
+"""Pictures of a training run (optional: needs matplotlib, `pip install 'tinygrad_mnist[plot]'`).
+
+Each function returns the figure and, given a path, also writes it there. The figures are made without
+pyplot: no backend is chosen or changed (a notebook keeps its inline backend, a script needs no screen)
+and nothing is left open. In Jupyter a returned figure shows itself inline.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; no screen needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .fileio import atomic_write  # noqa: E402
+from .fileio import atomic_write
 
 
-def _save(fig, path: Path) -> Path:
-    """Write atomically: a crash never leaves a half-written picture."""
-    try:
+class PlotFigure(Figure):
+    """A matplotlib Figure that Jupyter displays inline as PNG, whichever backend is active."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        return buf.getvalue()
+
+
+def _finish(fig: PlotFigure, path) -> PlotFigure:
+    """Write the figure atomically when a path is given (a crash never leaves a half-written picture)."""
+    if path is not None:
+        path = Path(path)
         with atomic_write(path, "wb") as f:
             fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
+    return fig
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 10) -> np.ndarray:
@@ -28,9 +39,11 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 
     return np.bincount(y_true * num_classes + y_pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
-def plot_curves(history, path: Path) -> Path:
+def plot_curves(history, path=None) -> PlotFigure:
+    """Training loss and train/eval accuracy per epoch of a train.History."""
     epochs = [e.epoch for e in history.epochs]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = PlotFigure(figsize=(10, 3.8))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(epochs, [e.train_loss for e in history.epochs], "o-")
     ax1.set(xlabel="epoch", ylabel="training loss", title="loss")
     ax2.plot(epochs, [e.train_acc for e in history.epochs], "o-", label="train")
@@ -39,12 +52,14 @@ def plot_curves(history, path: Path) -> Path:
     ax2.legend()
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _finish(fig, path)
 
 
-def plot_confusion(y_true, y_pred, path: Path) -> Path:
+def plot_confusion(y_true, y_pred, path=None) -> PlotFigure:
+    """The confusion matrix, counts written in each cell."""
     cm = confusion_matrix(y_true, y_pred)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = PlotFigure(figsize=(5.5, 5))
+    ax = fig.subplots()
     ax.imshow(np.log1p(cm), cmap="Blues")
     for i in range(10):
         for j in range(10):
@@ -52,27 +67,31 @@ def plot_confusion(y_true, y_pred, path: Path) -> Path:
                     color="white" if i == j else "black")
     ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
            title=f"confusion matrix (accuracy {np.trace(cm) / cm.sum():.4f})")
-    return _save(fig, path)
+    return _finish(fig, path)
 
 
-def plot_misclassified(x, y_true, y_pred, path: Path, max_images: int = 36) -> Path:
+def plot_misclassified(x, y_true, y_pred, path=None, max_images: int = 36) -> PlotFigure:
+    """The first `max_images` misclassified images, each titled "true → predicted"."""
     wrong = np.flatnonzero(y_true != y_pred)[:max_images]
     cols = 6
     rows = max(1, -(-len(wrong) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.5))
+    fig = PlotFigure(figsize=(cols * 1.3, rows * 1.5))
+    axes = fig.subplots(rows, cols)
     for ax in np.atleast_1d(axes).ravel():
         ax.axis("off")
     for ax, i in zip(np.atleast_1d(axes).ravel(), wrong):
         ax.imshow(x[i].reshape(28, 28), cmap="gray")
         ax.set_title(f"{y_true[i]} → {y_pred[i]}", fontsize=8)
     fig.suptitle(f"misclassified: {len(np.flatnonzero(y_true != y_pred))} (true → predicted)")
-    return _save(fig, path)
+    return _finish(fig, path)
 
 
 def write_all(out_dir, history, x_test, y_test, logits) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pred = logits.argmax(axis=1)
-    return [plot_curves(history, out / "curves.png"),
-            plot_confusion(y_test, pred, out / "confusion.png"),
-            plot_misclassified(x_test, y_test, pred, out / "misclassified.png")]
+    paths = [out / "curves.png", out / "confusion.png", out / "misclassified.png"]
+    plot_curves(history, paths[0])
+    plot_confusion(y_test, pred, paths[1])
+    plot_misclassified(x_test, y_test, pred, paths[2])
+    return paths

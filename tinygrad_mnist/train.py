@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter (with ipywidgets), text elsewhere
 
 from . import __version__, engine, losses, nn, optim, serialization
 from .capture import compile

@@ -138,22 +138,30 @@ def _snapshot(first: _Recorder, args, kwargs):
     """Copies of what a replay reads, taken before the second eager call, and the random state."""
     arrays = _arrays_of_sources(first, args, kwargs)
     rng = engine._rng
-    return [None if a is None else np.copy(a, order="K") for a in arrays], rng, rng.bit_generator.state
+    # the Generators the step draws from (generator= of its random ops) replay from their state now, too
+    streams = {id(g): g._np for op in first.ops if (g := op.params.get("generator")) is not None}
+    states = [(s, s.bit_generator.state) for s in streams.values() if s is not rng]
+    return [None if a is None else np.copy(a, order="K") for a in arrays], rng, rng.bit_generator.state, states
 
 
 def _verify(prog: _Program, rec: _Recorder, before, result) -> None:
     """Replay the second recording from the state before the second call; it must match that eager call bit for bit."""
-    copies, rng, state = before
+    copies, rng, state, streams = before
     if len(copies) != len(prog.sources) or any(a is None for a in copies):
         raise CaptureError("compile: the state read by the step changed between the first two calls")
     after_rng, after_state = engine._rng, engine._rng.bit_generator.state
+    after_streams = [(s, s.bit_generator.state) for s, _ in streams]
     engine._rng = rng
     rng.bit_generator.state = state
+    for s, st in streams:
+        s.bit_generator.state = st
     try:
         out, data_w, grad_w = prog.body(*copies)
     finally:
         engine._rng = after_rng
         after_rng.bit_generator.state = after_state
+        for s, st in after_streams:
+            s.bit_generator.state = st
     replayed = dict(zip([s.index for s in prog.sources], copies))  # sources written in place hold their end state
     problems = []
     _compare_out(result, out, problems, "the returned value")

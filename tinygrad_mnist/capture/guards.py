@@ -8,6 +8,7 @@ Replay runs no Python of the step, so every Python value that steered the record
   lists and dicts of tensors by their items' identities;
 - requires_grad of every tensor from before the step that an op read, and this thread's grad mode;
 - each optimizer's parameter groups (which tensors, whether SGD's momentum is on).
+Reseeding a generator inside the step (Generator.manual_seed/set_state) is refused.
 
 While a thread records, `Module.__getattribute__`/`__setattr__` and `sys.settrace` report to its
 `Watch`; nothing is hooked otherwise.  `guard_source` turns the reads into one Python expression for
@@ -26,6 +27,7 @@ import numpy as np
 
 from .. import engine
 from ..engine import Tensor
+from ..generator import Generator
 from ..nn.modules import Module
 from ..optim.optimizer import Optimizer
 
@@ -395,11 +397,31 @@ def _module_setattr(self, name, value):
     _object_setattr(self, name, value)
 
 
+def _reseeding(name: str):
+    """A Generator method that restarts its stream, refused inside a recorded step (replay would not)."""
+    original = Generator.__dict__[name]
+
+    def reseed(self, *args, **kwargs):
+        w = _watch_of.get(_get_ident())
+        if w is not None:
+            w.refuse(f"compile: the step calls Generator.{name}(); replay would not, so the numbers drawn "
+                     f"after it would differ. Seed generators outside the compiled step")
+        return original(self, *args, **kwargs)
+
+    return name, original, reseed
+
+
+_GENERATOR_METHODS = [_reseeding(n) for n in ("manual_seed", "set_state")]  # (manual_seed of the default
+# generator replaces engine._rng: the recorder notices that itself)
+
+
 def install(w: Watch, ident: int) -> None:
     """Called under the recorder's install lock."""
     if not _watch_of:
         Module.__getattribute__ = _module_getattribute
         Module.__setattr__ = _module_setattr
+        for name, _, reseed in _GENERATOR_METHODS:
+            setattr(Generator, name, reseed)
     _watch_of[ident] = w
 
 
@@ -407,6 +429,8 @@ def uninstall(ident: int) -> None:
     if _watch_of.pop(ident, None) is not None and not _watch_of:
         del Module.__getattribute__
         del Module.__setattr__
+        for name, original, _ in _GENERATOR_METHODS:
+            setattr(Generator, name, original)
 
 
 def trace_calls(w: Watch):

@@ -325,7 +325,8 @@ def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None,
 
     training=True uses the batch's statistics (biased variance) and, when running_mean/running_var are
     given, updates them in place: running = (1 - momentum) running + momentum * batch, with the
-    unbiased variance, as PyTorch.  training=False uses the running statistics.
+    unbiased variance, as PyTorch (momentum may be a 0-d Tensor: BatchNorm's 1 / count when its momentum
+    is None).  training=False uses the running statistics.
     """
     if input.ndim < 2:
         raise ValueError(f"batch_norm: expected input (N, C, ...), got shape {input.shape}")
@@ -342,9 +343,12 @@ def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None,
         if running_mean is not None and running_var is not None:
             m = 0.1 if momentum is None else momentum
             with _no_grad():  # in-place writes through the write primitives, so compile replays them too
-                running_mean.mul_(1 - m)
+                keep = 1 - m
+                if isinstance(m, Tensor):  # a float64 factor (BatchNorm's 1 / count): rounded once, as a scalar
+                    keep, m = keep.cast(running_mean.dtype), m.cast(running_mean.dtype)
+                running_mean.mul_(keep)
                 running_mean.add_(mean.reshape(-1).cast(running_mean.dtype) * m)
-                running_var.mul_(1 - m)
+                running_var.mul_(keep)
                 running_var.add_((var.reshape(-1) * (n / (n - 1))).cast(running_var.dtype) * m)
         out = centred * (var + eps) ** -0.5
     else:

@@ -4,9 +4,9 @@
     nn.init.normal_(layer.weight)                                 # N(0, 1), Nielsen's book
     nn.init.zeros_(layer.bias)
 
-Values are drawn in float64 from the library's generator (so
-`tinygrad_mnist.manual_seed(s)` makes them reproducible) and stored in the
-tensor's dtype.  Nothing is recorded in the graph.
+Values are drawn in float64 from the library's default stream (so
+`tinygrad_mnist.manual_seed(s)` makes them reproducible), or from `generator=`
+where given, and stored in the tensor's dtype.  Nothing is recorded in the graph.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import math
 
 import numpy as np
 
-from .. import engine as _core
 from .. import inplace
 from ..engine import Tensor
+from ..generator import check_generator, numpy_rng
 
 
 def calculate_gain(nonlinearity: str, param=None) -> float:
@@ -57,14 +57,19 @@ def _fill(t: Tensor, values: np.ndarray) -> Tensor:
     return t
 
 
-def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
+def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, generator=None) -> Tensor:
     """U(a, b)."""
-    return _fill(tensor, _core.rng().uniform(a, b, tensor.shape))
+    return _fill(tensor, _stream(generator, "uniform_").uniform(a, b, tensor.shape))
 
 
-def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
     """N(mean, std^2).  With the defaults this is Nielsen's `np.random.randn` init."""
-    return _fill(tensor, _core.rng().standard_normal(tensor.shape) * std + mean)
+    return _fill(tensor, _stream(generator, "normal_").standard_normal(tensor.shape) * std + mean)
+
+
+def _stream(generator, op: str):
+    """The NumPy generator the values come from: `generator`'s, else the library's default stream."""
+    return numpy_rng(check_generator(generator, op))
 
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
@@ -92,27 +97,29 @@ def _kaiming_std(tensor, a, mode, nonlinearity) -> float:
     return calculate_gain(nonlinearity, a) / math.sqrt(fan_in if mode == "fan_in" else fan_out)
 
 
-def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Tensor:
+def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
+                     generator=None) -> Tensor:
     """He init: U(-b, b) with b = gain * sqrt(3 / fan); the defaults (a=0) give gain sqrt(2), for ReLU."""
     bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
-    return uniform_(tensor, -bound, bound)
+    return uniform_(tensor, -bound, bound, generator)
 
 
-def kaiming_normal_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Tensor:
+def kaiming_normal_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
+                    generator=None) -> Tensor:
     """He init: N(0, gain^2 / fan)."""
-    return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity))
+    return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity), generator)
 
 
-def xavier_uniform_(tensor: Tensor, gain: float = 1.0) -> Tensor:
+def xavier_uniform_(tensor: Tensor, gain: float = 1.0, generator=None) -> Tensor:
     """Glorot init, U(-b, b) with b = gain * sqrt(6 / (fan_in + fan_out))."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    return uniform_(tensor, -bound, bound)
+    return uniform_(tensor, -bound, bound, generator)
 
 
-def xavier_normal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
+def xavier_normal_(tensor: Tensor, gain: float = 1.0, generator=None) -> Tensor:
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
 
 
 def default_(weight: Tensor, bias: Tensor | None = None) -> None:

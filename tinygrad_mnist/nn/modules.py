@@ -582,12 +582,12 @@ class _BatchNorm(Module):
         if self.training and self.track_running_stats:
             with _core.no_grad():  # a write primitive: compile replays the count too
                 self.num_batches_tracked += 1
-            if momentum is None:  # a cumulative moving average
-                momentum = 1.0 / int(self.num_batches_tracked.data)
+            if momentum is None:  # a cumulative moving average: 1 / count, as a tensor op (compile replays it)
+                momentum = 1.0 / self.num_batches_tracked.double()
         use_batch = self.training or not self.track_running_stats
         return F.batch_norm(x, self.running_mean if not use_batch or self.training else None,
                             self.running_var if not use_batch or self.training else None, self.weight, self.bias,
-                            use_batch, 0.0 if momentum is None else momentum, self.eps)
+                            use_batch, momentum, self.eps)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

@@ -1,4 +1,5 @@
-"""Learning-rate schedulers under torch.optim.lr_scheduler's names: call step() once per epoch.
+"""Learning-rate schedulers under torch.optim.lr_scheduler's names: call step() once per epoch
+(OneCycleLR: once per batch).
 
     opt = optim.SGD(model.parameters(), lr=0.1)
     sched = optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
@@ -133,6 +134,112 @@ class LambdaLR(LRScheduler):
 
     def lr_at(self, base_lr, epoch, group):
         return base_lr * self.lr_lambdas[group](epoch)
+
+
+def _per_group(name: str, optimizer: Optimizer, value) -> list:
+    """One value per parameter group: a list/tuple as given (one per group), else the value for every group."""
+    n = len(optimizer.param_groups)
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"expected {n} values for {name} (one per parameter group), got {len(value)}")
+        return list(value)
+    return [value] * n
+
+
+class OneCycleLR(LRScheduler):
+    """The 1cycle policy (Smith & Topin), torch.optim.lr_scheduler.OneCycleLR's rule: call step() after
+    every batch.
+
+    The lr rises from max_lr / div_factor to max_lr over the first pct_start of total_steps, then
+    anneals to max_lr / div_factor / final_div_factor ("cos" or "linear"); with three_phase, it first
+    comes back down to max_lr / div_factor and anneals to the minimum in a third phase.  With
+    cycle_momentum the momentum (SGD's momentum, or Adam's beta1) moves the other way, between
+    max_momentum and base_momentum.  total_steps, or epochs and steps_per_epoch, fix the length:
+    stepping past it raises.
+    """
+
+    def __init__(self, optimizer: Optimizer, max_lr, total_steps: int | None = None, epochs: int | None = None,
+                 steps_per_epoch: int | None = None, pct_start: float = 0.3, anneal_strategy: str = "cos",
+                 cycle_momentum: bool = True, base_momentum=0.85, max_momentum=0.95, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4, three_phase: bool = False, last_epoch: int = -1):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"OneCycleLR: expected an Optimizer, got {type(optimizer).__name__}")
+        if total_steps is not None:
+            if not isinstance(total_steps, int) or total_steps <= 0:
+                raise ValueError(f"OneCycleLR: expected a positive integer total_steps, got {total_steps}")
+        elif epochs is not None and steps_per_epoch is not None:
+            for name, v in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
+                if not isinstance(v, int) or v <= 0:
+                    raise ValueError(f"OneCycleLR: expected a positive integer {name}, got {v}")
+            total_steps = epochs * steps_per_epoch
+        else:
+            raise ValueError("OneCycleLR: give either total_steps or both epochs and steps_per_epoch")
+        if not 0 <= pct_start <= 1:
+            raise ValueError(f"OneCycleLR: expected pct_start between 0 and 1, got {pct_start}")
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"OneCycleLR: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
+        self.total_steps, self.anneal_strategy = total_steps, anneal_strategy
+        # (end step, the group keys the phase goes from and to: lr, then momentum), PyTorch's phases
+        up = float(pct_start * total_steps) - 1
+        if three_phase:
+            self.phases = [(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                           (float(2 * pct_start * total_steps) - 2, "max_lr", "initial_lr", "base_momentum",
+                            "max_momentum"),
+                           (total_steps - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum")]
+        else:
+            self.phases = [(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                           (total_steps - 1, "max_lr", "min_lr", "base_momentum", "max_momentum")]
+        groups = optimizer.param_groups
+        if last_epoch == -1:
+            for g, top in zip(groups, _per_group("max_lr", optimizer, max_lr)):
+                g["initial_lr"] = top / div_factor
+                g["max_lr"] = top
+                g["min_lr"] = g["initial_lr"] / final_div_factor
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise ValueError(f"OneCycleLR: cycle_momentum needs an optimizer with momentum or betas, "
+                                 f"{type(optimizer).__name__} has neither (pass cycle_momentum=False)")
+            self.use_beta1 = "betas" in optimizer.defaults
+            if last_epoch == -1:
+                for g, top, base in zip(groups, _per_group("max_momentum", optimizer, max_momentum),
+                                        _per_group("base_momentum", optimizer, base_momentum)):
+                    self._set_momentum(g, top)
+                    g["max_momentum"], g["base_momentum"] = top, base
+        super().__init__(optimizer, last_epoch)
+
+    def _set_momentum(self, group: dict, value: float) -> None:
+        if self.use_beta1:
+            group["betas"] = (value, *group["betas"][1:])
+        else:
+            group["momentum"] = value
+
+    def _anneal(self, start: float, end: float, pct: float) -> float:
+        if self.anneal_strategy == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def get_lr(self) -> list[float]:
+        step = self.last_epoch
+        if step > self.total_steps:
+            raise ValueError(f"OneCycleLR: tried to step {step} times; the schedule has {self.total_steps} steps "
+                             f"(make a new one with more total_steps, or epochs, to train longer)")
+        lrs = []
+        for g in self.optimizer.param_groups:
+            start = 0.0
+            for i, (end, lr0, lr1, m0, m1) in enumerate(self.phases):
+                if step <= end or i == len(self.phases) - 1:
+                    pct = (step - start) / (end - start)
+                    lrs.append(self._anneal(g[lr0], g[lr1], pct))
+                    if self.cycle_momentum:
+                        self._set_momentum(g, self._anneal(g[m0], g[m1], pct))
+                    break
+                start = end
+        return lrs
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self.phases = [tuple(p) for p in self.phases]  # JSON (a checkpoint's metadata) gives lists
 
 
 class ReduceLROnPlateau:

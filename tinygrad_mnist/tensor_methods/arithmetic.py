@@ -197,6 +197,23 @@ class Arithmetic:
             raise ValueError(f"{fn.__name__}: {e} (shapes {self.shape} and {other.shape})") from None
         return ops.Detached.apply(self, other, fn=fn)
 
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        """NumPy meets a Tensor operand.
+
+        `arr += t` (NumPy writes into its own array, as in `p.data += -lr * p.grad`) computes with the
+        tensors' arrays, into `arr`.  `arr * t`, `arr < t`, `arr @ t`, ... give the Tensor's own
+        reflected operator (a Tensor, in the graph).  Any other NumPy function of a Tensor is refused:
+        call the Tensor's method (x.exp()), or np.exp(x.numpy()) for an array.
+        """
+        if method == "__call__" and out is not None and not any(isinstance(o, Tensor) for o in out):
+            return ufunc(*[x.data if isinstance(x, Tensor) else x for x in inputs], out=out, **kwargs)
+        if method == "__call__" and out is None and not kwargs and len(inputs) == 2 \
+                and isinstance(inputs[1], Tensor) and not isinstance(inputs[0], Tensor):
+            reflected = _REFLECTED.get(ufunc)
+            if reflected is not None:
+                return reflected(inputs[1], inputs[0])
+        return NotImplemented
+
     def __lt__(self, other):
         return self._compare(other, np.less)
 
@@ -432,3 +449,15 @@ class Arithmetic:
         if self.ndim != 2 or np.ndim(vec) != 1:
             raise ValueError(f"mv: needs a matrix and a vector, got shapes {self.shape} and {np.shape(vec)}")
         return self.matmul(vec)
+
+
+# ndarray (left) op Tensor (right): what NumPy's operator hands to Tensor.__array_ufunc__, and the Tensor's answer
+# (the methods as written here, before attach copies them onto Tensor)
+_REFLECTED = {
+    np.add: Arithmetic.__radd__, np.subtract: Arithmetic.__rsub__, np.multiply: Arithmetic.__rmul__,
+    np.true_divide: Arithmetic.__rtruediv__, np.power: Arithmetic.__rpow__, np.matmul: Arithmetic.__rmatmul__,
+    np.floor_divide: Arithmetic.__rfloordiv__, np.remainder: Arithmetic.__rmod__,
+    np.bitwise_and: Arithmetic.__rand__, np.bitwise_or: Arithmetic.__ror__, np.bitwise_xor: Arithmetic.__rxor__,
+    np.less: Arithmetic.__gt__, np.less_equal: Arithmetic.__ge__, np.greater: Arithmetic.__lt__,
+    np.greater_equal: Arithmetic.__le__, np.equal: Arithmetic.__eq__, np.not_equal: Arithmetic.__ne__,
+}

@@ -29,6 +29,26 @@ class device(str):
 _CPU = device("cpu")
 
 
+class Size(tuple):
+    """A shape, as torch.Size: a tuple (x.shape == Size([2, 3]) where x.shape == (2, 3)) that prints as one.
+
+    x.size() returns one; x.shape stays the plain tuple NumPy gives (it is read on every op), and
+    compares equal to a Size all the same.
+    """
+
+    def __new__(cls, sizes=()):
+        return super().__new__(cls, (int(s) for s in sizes))
+
+    def numel(self) -> int:
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+    def __repr__(self) -> str:
+        return f"tinygrad_mnist.Size({list(self)})"
+
+
 class Attributes:
     """Tensor's size, device, conversions to Python values and repr.
 
@@ -36,9 +56,9 @@ class Attributes:
     """
 
     def size(self, dim=None):
-        """The shape as a tuple, or the length of one dimension (x.size(0))."""
+        """The shape as a Size (a tuple), or the length of one dimension (x.size(0))."""
         if dim is None:
-            return self.data.shape
+            return Size(self.data.shape)
         return self.data.shape[_one_dim(dim, self.data.ndim, "size")]
 
     def numel(self) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import ops
 from ..engine import Tensor, _cast_checked, _check_device, _is_float, bool_, float32, float64, int64
+from ..generator import check_generator
 from .common import _shape_arg
 
 
@@ -55,32 +56,61 @@ class Creation:
         return cls.full(np.shape(t), fill_value, requires_grad, dtype or _dtype_of(t), device)
 
     @classmethod
-    def randn(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
-        """Standard normal samples (seed with tinygrad_mnist.manual_seed)."""
+    def randn(cls, *shape, requires_grad=False, dtype=None, device=None, generator=None) -> Tensor:
+        """Standard normal samples, from `generator` or the default stream (seed it with manual_seed)."""
         dtype = np.dtype(dtype or float32)
-        return cls._leaf(_draw(_normal, shape=_shape_arg(shape), dtype=dtype), requires_grad, device)
+        return cls._leaf(_draw(_randn, generator, shape=_shape_arg(shape), dtype=dtype), requires_grad, device)
 
     @classmethod
-    def uniform(cls, *shape, low=0.0, high=1.0, requires_grad=False, dtype=None, device=None) -> Tensor:
+    def uniform(cls, *shape, low=0.0, high=1.0, requires_grad=False, dtype=None, device=None,
+                generator=None) -> Tensor:
         dtype = np.dtype(dtype or float32)
-        data = _draw(_uniform, shape=_shape_arg(shape), low=low, high=high, dtype=dtype)
+        data = _draw(_rand, generator, shape=_shape_arg(shape), low=low, high=high, dtype=dtype)
         return cls._leaf(data, requires_grad, device)
 
     @classmethod
-    def rand(cls, *shape, requires_grad=False, dtype=None, device=None) -> Tensor:
+    def rand(cls, *shape, requires_grad=False, dtype=None, device=None, generator=None) -> Tensor:
         """Uniform samples in [0, 1)."""
-        return cls.uniform(*shape, requires_grad=requires_grad, dtype=dtype, device=device)
+        return cls.uniform(*shape, requires_grad=requires_grad, dtype=dtype, device=device, generator=generator)
 
     @classmethod
-    def randint(cls, low, high=None, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    def randint(cls, low, high=None, size=None, dtype=None, device=None, requires_grad=False,
+                generator=None) -> Tensor:
         """Integers uniform in [low, high); randint(high, size) starts at 0, as torch.randint."""
         if size is None:  # torch.randint(high, size)
             if high is None:
                 raise TypeError("randint: needs high and size, e.g. randint(0, 10, (3,)) or randint(10, (3,))")
             low, high, size = 0, low, high
         size = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
-        data = _draw(_integers, low=low, high=high, size=size)
+        if high <= low:
+            raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+        data = _draw(_randint, generator, low=low, high=high, size=size)
         return cls._leaf(_cast_checked(data, np.dtype(dtype or int64)), requires_grad, device)
+
+    def multinomial(self, num_samples: int, replacement: bool = False, *, generator=None) -> Tensor:
+        """Category indices drawn with weights self (1-D, or one row per draw), as torch.multinomial.
+
+        The weights need not sum to 1 but must be finite, >= 0 and not all zero in a row; without
+        replacement no index repeats in a row (categories of weight 0 come last).
+        """
+        if self.ndim not in (1, 2):
+            raise RuntimeError(f"multinomial: the weights must be 1-D or 2-D, got shape {self.shape}")
+        if not _is_float(self.dtype):
+            raise RuntimeError(f"multinomial: the weights must be a float tensor, got {self.dtype}")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples <= 0:
+            raise RuntimeError(f"multinomial: num_samples must be a positive int, got {num_samples!r}")
+        if not replacement and num_samples > self.shape[-1]:
+            raise RuntimeError(f"multinomial: can't draw {num_samples} samples without replacement from "
+                               f"{self.shape[-1]} categories (weights of shape {self.shape}); pass replacement=True")
+        # the weights are the op's input: checked and drawn from when it runs (a replay sees new weights)
+        return Tensor._const(_draw(_multinomial, generator, self.detach(), num_samples=int(num_samples),
+                                   replacement=bool(replacement)))
+
+    def bernoulli(self, p=None, *, generator=None) -> Tensor:
+        """0/1 samples, 1 with probability self (or p), in self's dtype (torch.bernoulli)."""
+        from ..functions import bernoulli
+
+        return bernoulli(self, p, generator=generator)
 
     @classmethod
     def eye(cls, n, m=None, requires_grad=False, dtype=None, device=None) -> Tensor:
@@ -214,28 +244,61 @@ def _eye(n, m, dtype):
     return np.eye(n, m, dtype=dtype)
 
 
-def _draw(draw, **kw) -> np.ndarray:
-    """Random numbers from a recorded op (ops.Random): under compile a replay draws fresh ones, in eager order."""
-    return ops.Random.apply(draw=draw, **kw).data
+def _draw(draw, generator=None, *inputs, **kw) -> np.ndarray:
+    """Random numbers from a recorded op (ops.Random): under compile a replay draws fresh ones, in eager order.
+
+    `draw(r, *input arrays, **kw)` gets the default stream as r; a Generator rides along as the op's
+    parameter `generator` (only when given), read when the op runs, so a replay draws from it too.
+    """
+    if generator is not None:
+        kw["generator"] = check_generator(generator, getattr(draw, "__name__", "draw").lstrip("_"))
+    return ops.Random.apply(*inputs, draw=draw, **kw).data
 
 
-def _normal(r, shape, dtype):
-    return r.standard_normal(shape, dtype=dtype)
+# The draws: module level, so a recording can bake them in and compare them.
 
 
-def _uniform(r, shape, low, high, dtype):
-    data = r.random(shape, dtype=dtype)
+def _randn(r, shape, dtype, generator=None):
+    return numpy_rng_or(r, generator).standard_normal(shape, dtype=dtype)
+
+
+def _rand(r, shape, low, high, dtype, generator=None):
+    data = numpy_rng_or(r, generator).random(shape, dtype=dtype)
     if (low, high) != (0.0, 1.0):
         data = data * dtype.type(high - low) + dtype.type(low)
     return data
 
 
-def _integers(r, low, high, size):
-    return r.integers(low, high, size, dtype=np.int64)
+def _randint(r, low, high, size, generator=None):
+    return numpy_rng_or(r, generator).integers(low, high, size, dtype=np.int64)
 
 
-def _permutation(r, n, dtype):
-    return r.permutation(n).astype(dtype)
+def _randperm(r, n, dtype, generator=None):
+    return numpy_rng_or(r, generator).permutation(n).astype(dtype)
+
+
+def _multinomial(r, weights, num_samples, replacement, generator=None):
+    g = numpy_rng_or(r, generator)
+    if not np.all(np.isfinite(weights) & (weights >= 0)):
+        raise RuntimeError(f"multinomial: the weights (shape {weights.shape}) contain inf, nan or a value < 0")
+    rows = weights.reshape(-1, weights.shape[-1]).astype(np.float64)
+    total = rows.sum(axis=1)
+    if np.any(total <= 0):
+        raise RuntimeError(f"multinomial: a row of the weights (shape {weights.shape}) sums to 0: nothing to draw")
+    if replacement:  # inverse CDF: the first category whose running share exceeds a uniform draw
+        cdf = np.cumsum(rows, axis=1) / total[:, None]
+        u = g.random((rows.shape[0], num_samples))
+        idx = np.stack([np.searchsorted(c, v, side="right") for c, v in zip(cdf, u)])
+        np.minimum(idx, rows.shape[1] - 1, out=idx)  # (rounding can leave the last share a hair below 1)
+    else:  # the k largest weight / Exp(1) keys are a weighted sample without replacement (Efraimidis-Spirakis)
+        keys = rows / g.exponential(size=rows.shape)
+        idx = np.argsort(-keys, axis=1, kind="stable")[:, :num_samples]
+    return idx.reshape(weights.shape[:-1] + (num_samples,)).astype(np.int64)
+
+
+def numpy_rng_or(r, generator):
+    """The stream a draw reads: the op's default (r, engine.rng()) unless a Generator came with it."""
+    return r if generator is None else generator._np
 
 
 def _dtype_of(t):

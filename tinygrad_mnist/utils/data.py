@@ -40,10 +40,7 @@ __all__ = [
 def _random(fn, *args, generator=None) -> list[int]:
     """fn(*args) (randperm or randint) as a list, drawn from `generator`, else from the library's global
     stream (tinygrad_mnist.manual_seed)."""
-    if generator is not None:
-        raise NotImplementedError(f"{fn.__name__}: generator= is not supported yet (no Generator in this library); "
-                                  f"pass generator=None to draw from the global stream seeded by manual_seed")
-    return fn(*args).tolist()
+    return fn(*args, generator=generator).tolist()
 
 
 def _randperm(n: int, generator) -> list[int]:

@@ -58,7 +58,8 @@ def draw_step(args):
 
     Raises ValueError for an --expand or --highlight name the graph does not have."""
     from .. import data, viz
-    from ..engine import Tensor, manual_seed
+    from ..engine import Tensor
+    from ..generator import manual_seed
     from ..train import RECIPES, build_model, compute_loss
 
     manual_seed(0)

@@ -10,6 +10,7 @@ import graphviz
 from .build import fmt, shape_text
 from .model import Graph
 from .passes import human_bytes, op_indices, saved_bytes
+from .render import INSTALL_HINT
 
 # fill colours by role, gradient status colours, and the marks
 COLORS = {
@@ -47,7 +48,8 @@ class VizGraph(graphviz.Digraph):
     `node_id(tensor_or_name)` gives the id of the node that shows a tensor (a
     tensor node "t<i>", or the call / module / "more" node that absorbed it), or None.
     `info` summarizes the drawing (counts, modules, hidden ops, totals).
-    In Jupyter the object displays itself as SVG (graphviz's `_repr_mimebundle_`).
+    In Jupyter the object displays itself as SVG (graphviz's `_repr_mimebundle_`); without Graphviz's
+    `dot` program it shows how to install it and the DOT text instead of a traceback.
     """
 
     _viz_ids: dict = {}
@@ -65,6 +67,12 @@ class VizGraph(graphviz.Digraph):
 
     def _repr_svg_(self) -> str:
         return self.pipe(format="svg", encoding="utf-8")
+
+    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs) -> dict:
+        try:
+            return super()._repr_mimebundle_(include, exclude, **kwargs)
+        except graphviz.ExecutableNotFound:
+            return {"text/plain": f"(no picture: Graphviz's `dot` is not installed. {INSTALL_HINT})\n{self.source}"}
 
 
 def esc(s: str) -> str:

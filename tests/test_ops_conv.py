@@ -1,4 +1,5 @@
-"""conv2d and pooling: the fused ops against the composites they stand for, and against PyTorch.
+"""conv2d and pooling (tinygrad_mnist/ops/conv.py, fused_conv.py): the op table's conv and pool rows, the
+fused ops against the composites they stand for, and against PyTorch.
 
 ops.Conv2d, ops.MaxPool2d and ops.PoolGather (avg_pool2d) are single ops for speed.  Each docstring
 names the composite it equals (pad -> unfold2d -> GEMM / reduction); here that composite is written
@@ -14,11 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import HAVE_TORCH, requires_torch
+from tests.helpers import HAVE_TORCH, check_op, grid, requires_torch, table_tests, torch
 from tinygrad_mnist import Tensor, grad
 from tinygrad_mnist.gradcheck import gradcheck
 
 SETTINGS = settings(max_examples=25, deadline=None)
+
+test_gradcheck, test_against_torch = table_tests("conv")  # this family's rows of the op table
 
 
 # ---------------------------------------------------------------------------
@@ -305,7 +308,7 @@ def test_float32_cnn_step_matches_torch():
 def test_split_across_threads_is_bit_identical(monkeypatch, threads):
     """im2col, col2im and the pooling scatter split their work over channel chunks in a few threads;
     every element is computed by the same kernel either way, so results match one thread exactly."""
-    from tinygrad_mnist import ops
+    from tinygrad_mnist.ops import fused_conv as ops  # the module whose thread settings the conv/pool ops read
 
     rng = np.random.default_rng(7)
     x0 = rng.standard_normal((3, 5, 12, 12)).astype(np.float32)
@@ -334,8 +337,9 @@ def test_conv_transpose_in_bands_equals_one_gemm_then_col2im(monkeypatch, stride
     """ConvTranspose2d makes and adds back its columns a band of output rows at a time (bottom to
     top, so every pixel gets its kernel offsets in the same order): bit for bit one GEMM + col2im."""
     from tinygrad_mnist import ops
+    from tinygrad_mnist.ops import fused_conv
 
-    monkeypatch.setattr(ops, "_BAND_BYTES", band_bytes)
+    monkeypatch.setattr(fused_conv, "_BAND_BYTES", band_bytes)
     rng = np.random.default_rng(8)
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
     ph, pw = (padding, padding) if isinstance(padding, int) else padding
@@ -352,3 +356,52 @@ def test_conv_transpose_in_bands_equals_one_gemm_then_col2im(monkeypatch, stride
     out = ops.ConvTranspose2d.apply(Tensor(g.transpose(3, 0, 1, 2)), Tensor(wt), shape=(n, c, h, w),
                                     stride=(sh, sw), padding=(ph, pw))
     assert np.array_equal(out.data, ref)
+
+
+@requires_torch
+def test_larger_conv_against_torch():
+    # a size closer to the MNIST model's first layer
+    check_op([(4, 1, 12, 12), (8, 1, 5, 5), (8,)], lambda x, w, b: x.conv2d(w, b, padding=2).relu().max_pool2d(2),
+             lambda x, w, b: torch.nn.functional.max_pool2d(torch.nn.functional.conv2d(x, w, b, padding=2).relu(), 2),
+             (None, None, grid(0.05)), numeric=False)
+
+
+def test_max_pool_scatter_and_gather_are_adjoint_with_ties():
+    """<PoolScatter(g, hits), v> == <g, PoolGather(v, hits)>, tie shares included: the pair that
+    max pooling's gradient and its gradient of gradient are made of."""
+    from tinygrad_mnist import ops
+
+    rng = np.random.default_rng(4)
+    x = Tensor(rng.integers(0, 2, (2, 3, 6, 6)).astype(np.float64))  # 0/1 values: ties everywhere
+    geometry = ops._PoolGeometry(x.shape, (3, 3), (1, 1), (1, 1))
+    out = ops.MaxPool2d.apply(x, geometry=geometry)
+    hits = ops.PoolHits.apply(x, out, geometry=geometry)
+    assert (hits.data.sum(0) > 1).any()
+    g = Tensor(rng.standard_normal(out.shape))
+    v = Tensor(rng.standard_normal(x.shape))
+    scattered = ops.PoolScatter.apply(g, hits, geometry=geometry, layout=ops._layout(x.data))
+    gathered = ops.PoolGather.apply(v, hits, geometry=geometry)
+    np.testing.assert_allclose((scattered.data * v.data).sum(), (g.data * gathered.data).sum(), rtol=1e-12)
+    # each output's gradient is shared out whole among its tied maxima
+    np.testing.assert_allclose(ops.PoolScatter.apply(Tensor(np.ones(out.shape)), hits, geometry=geometry,
+                                                     layout=ops._layout(x.data)).data.sum(), out.data.size)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [((2, 2), (2, 2), (0, 0)), ((2, 2), (2, 2), (1, 1)),
+                                                   ((3, 3), (1, 1), (1, 1)), ((3, 2), (2, 1), (1, 0))])
+@pytest.mark.parametrize("chwn", [False, True])
+def test_max_pool_grad_equals_scatter_of_hits(kernel, stride, padding, chwn):
+    """The fused MaxPoolGrad is PoolScatter weighted by PoolHits, bit for bit, ties included, for
+    windows that tile the image (its own path) or not, in NCHW or the convs' (C, H, W, N) memory order."""
+    from tinygrad_mnist import ops
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 3, (4, 8, 8, 3) if chwn else (3, 4, 8, 8)).astype(np.float32)
+    x = Tensor(a.transpose(3, 0, 1, 2) if chwn else a)
+    geometry = ops._PoolGeometry(x.shape, kernel, stride, padding)
+    out = ops.MaxPool2d.apply(x, geometry=geometry)
+    g = Tensor(rng.standard_normal(out.shape).astype(np.float32))
+    layout = ops._layout(x.data)
+    fused = ops.MaxPoolGrad.apply(g, x, out, geometry=geometry, layout=layout)
+    hits = ops.PoolHits.apply(x, out, geometry=geometry)
+    assert np.array_equal(fused.data, ops.PoolScatter.apply(g, hits, geometry=geometry, layout=layout).data)
