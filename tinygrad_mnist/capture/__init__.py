@@ -191,7 +191,7 @@ class Compiled:
         self._last = None
         warnings.warn(f"{reason}\n(compile: {getattr(self.fn, '__name__', 'step')} now runs eagerly; fix the step "
                       f"as said and call .reset() to record it again, or compile(fn, fallback=False) to get this "
-                      f"as a CaptureError)", RuntimeWarning, stacklevel=4)
+                      f"as a CaptureError)", RuntimeWarning, stacklevel=5)  # (the caller of the step)
 
     def _record(self, key, args, kwargs, changed=None):
         if changed is not None or key in self._first:
