@@ -2,7 +2,8 @@
 in a temporary directory).
 
 A block whose first line is `# not run by the tests: <reason>` is skipped with that reason; prefer
-blocks that run (the bundled MNIST sample is always there).
+blocks that run (the bundled MNIST sample is always there).  A block whose first line is
+`# needs: torch, hypothesis` runs where those modules import and is skipped elsewhere.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]
 SKIP_MARK = "# not run by the tests:"
+NEEDS_MARK = "# needs:"
 
 
 def python_blocks(page: Path) -> list[tuple[int, str]]:
@@ -40,5 +42,8 @@ def test_snippet_runs(name, line, code, tmp_path, monkeypatch):
     first = code.lstrip().splitlines()[0] if code.strip() else ""
     if first.startswith(SKIP_MARK):
         pytest.skip(first[len(SKIP_MARK):].strip() or f"marked in {name}")
+    if first.startswith(NEEDS_MARK):  # optional dependencies (PyTorch, hypothesis)
+        for module in first[len(NEEDS_MARK):].split(","):
+            pytest.importorskip(module.strip())
     monkeypatch.chdir(tmp_path)  # files the snippet writes land here
     exec(compile(code, f"{name}:{line}", "exec"), {"__name__": "__readme__"})

@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 from .engine import Tensor, grad
-from .gradcheck import gradcheck
+from .gradcheck import gradcheck, gradgradcheck
 
-__all__ = ["backward", "grad", "gradcheck"]
+__all__ = ["backward", "grad", "gradcheck", "gradgradcheck"]
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph: bool = False, inputs=None) -> None:
