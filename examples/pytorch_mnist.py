@@ -16,9 +16,9 @@ import sys
 import tinygrad_mnist as torch
 import tinygrad_mnist.nn as nn
 import tinygrad_mnist.nn.functional as F
+import tinygrad_mnist.optim as optim
 from tinygrad_mnist.data import images_2d, load_mnist
 from tinygrad_mnist.optim.lr_scheduler import StepLR
-from tinygrad_mnist.utils.data import DataLoader, TensorDataset
 
 
 class Net(nn.Module):
@@ -86,7 +86,7 @@ def test(model, device, test_loader):
 def mnist_dataset(images, labels, limit=None):
     """What torchvision's MNIST with ToTensor() and Normalize((0.1307,), (0.3081,)) hands the loader."""
     x = torch.from_numpy(images_2d(images[:limit]))  # (N, 1, 28, 28) in [0, 1]
-    return TensorDataset((x - 0.1307) / 0.3081, torch.from_numpy(labels[:limit]))
+    return torch.utils.data.TensorDataset((x - 0.1307) / 0.3081, torch.from_numpy(labels[:limit]))
 
 
 def main(argv=None):
@@ -119,11 +119,11 @@ def main(argv=None):
     test_kwargs = {"batch_size": args.test_batch_size}
     dataset1 = mnist_dataset(ds.x_train, ds.y_train, args.limit)
     dataset2 = mnist_dataset(ds.x_test, ds.y_test, args.test_limit)
-    train_loader = DataLoader(dataset1, **train_kwargs)
-    test_loader = DataLoader(dataset2, **test_kwargs)
+    train_loader = torch.utils.data.DataLoader(dataset1, **train_kwargs)
+    test_loader = torch.utils.data.DataLoader(dataset2, **test_kwargs)
 
     model = Net().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = optim.Adam(model.parameters(), lr=args.lr)
 
     scheduler = StepLR(optimizer, step_size=1, gamma=args.gamma)
     for epoch in range(1, args.epochs + 1):

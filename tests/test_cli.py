@@ -241,9 +241,11 @@ def current_umask() -> int:
 
 
 def mlp_accuracy_from_weights(npz: Path, data_dir: Path) -> float:
-    """Test accuracy computed from the saved arrays by plain NumPy: Linear layers with ReLU between them."""
+    """Test accuracy computed from the saved arrays by plain NumPy: Linear layers with ReLU between them
+    (the file also holds the run's final training state, under TRAIN_STATE_PREFIX, and its metadata)."""
     arrays = np.load(npz)
-    layers = sorted({int(k.split(".")[0]) for k in arrays.files if k != serialization.METADATA_KEY})
+    layers = sorted({int(k.split(".")[0]) for k in arrays.files if k != serialization.METADATA_KEY
+                     and not k.startswith(serialization.TRAIN_STATE_PREFIX)})
     x = data.read_idx(data_dir / "t10k-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float64) / 255
     y = data.read_idx(data_dir / "t10k-labels-idx1-ubyte.gz")
     h = x
@@ -537,6 +539,36 @@ def test_resume_refuses_recipe_changes_and_other_data(tiny_dir, small_dir, tmp_p
     assert p.returncode == 0 and "mlp: test accuracy" in p.stdout, p.stderr
 
 
+def test_a_finished_run_goes_on_for_more_epochs_from_its_model_file(tiny_dir, uninterrupted, tmp_path):
+    """train --save keeps the final training state in the model file: --resume m.npz --epochs N continues with
+    the optimizer's momentum, the schedule and the batch order, twice over, exactly as one 3-epoch run."""
+    ref = uninterrupted["nielsen"]  # momentum SGD, a step schedule (step_size 1 at 1 epoch as at 3)
+    save, metrics = tmp_path / "m.npz", tmp_path / "m.json"
+    p = run_module("train", "--epochs", 1, "--batch-size", 32, "--no-progress", "--model", "nielsen", *ref.extra,
+                   "--data", tiny_dir, "--save", save)
+    assert p.returncode == 0, p.stderr
+    assert serialization.load(save)[0].keys() == serialization.load(ref.npz)[0].keys()  # reads as a model
+    for epochs in (2, 3):
+        p = run_module("train", "--resume", save, "--epochs", epochs, "--no-progress", "--metrics-json", metrics)
+        assert p.returncode == 0, p.stderr
+        assert f"resuming from {save}: {epochs - 1} epoch(s) and 0 step(s) of the next done" in p.stdout
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["m.json", "m.npz"]
+    assert_same_run(ref, save, metrics)
+    p = run_module("evaluate", "--load", save, "--data", tiny_dir)
+    assert p.returncode == 0 and "nielsen: test accuracy" in p.stdout, p.stderr
+
+
+def test_more_epochs_are_refused_where_the_schedule_depends_on_the_total(tiny_model, tmp_path):
+    """tiny_model is mlp's recipe, a cosine schedule, 1 epoch: extending it would bend the cosine."""
+    p = run_module("train", "--resume", tiny_model.npz, "--epochs", 3)
+    one_error_line(p, cli.EXIT_USAGE, "can't change a cosine schedule", "start a new run with --epochs 3",
+                   "--schedule none or step")
+    p = run_module("train", "--resume", tiny_model.npz)
+    one_error_line(p, cli.EXIT_USAGE, "this run is complete (1 of 1 epochs)", "--epochs N with N > 1")
+    p = run_module("train", "--resume", tiny_model.npz, "--epochs", 1)
+    one_error_line(p, cli.EXIT_USAGE, "--epochs 1: the run has done 1 epoch(s)", "N > 1")
+
+
 def test_closed_stdout_does_not_kill_the_run(tiny_dir, tmp_path):
     """`train ... | head -1`: the reader goes away after one line; the run still finishes and saves."""
     save = tmp_path / "m.npz"
@@ -666,8 +698,8 @@ def test_bad_model_files(tmp_path, tiny_dir, tiny_model):
     one_error_line(p, cli.EXIT_IO, "does not fit a cnn model", str(other))
     p = run_module("evaluate", "--load", tmp_path / "nope.npz", "--data", tiny_dir)
     one_error_line(p, cli.EXIT_IO, "no model file", str(tmp_path / "nope.npz"))
-    p = run_module("train", "--resume", tiny_model.npz)  # a model, not a checkpoint
-    one_error_line(p, cli.EXIT_IO, "not a training checkpoint", "m.ckpt.npz")
+    p = run_module("train", "--resume", other)  # a model without a training state, not a checkpoint
+    one_error_line(p, cli.EXIT_IO, "not a training checkpoint", "other.ckpt.npz")
 
 
 def test_debug_shows_the_traceback(tmp_path):

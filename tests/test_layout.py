@@ -95,3 +95,32 @@ def test_no_package_module_over_1000_lines():
     assert "engine.py" in sizes and "tensor_methods/shape.py" in sizes and "ops/fused.py" in sizes  # the walk found it
     over = {name: n for name, n in sizes.items() if n > 1000}
     assert not over, f"modules over 1000 lines: {over}"
+
+
+# What each layer may import when it loads (docs/engine.md, "Reading the engine"): itself and the layers below.
+CORE = {"engine", "records"}
+LAYERS = {
+    "records": {"records"},
+    "engine": CORE,
+    "ops": CORE | {"ops"},
+    "inplace": CORE | {"ops", "inplace"},
+    "generator": CORE | {"generator"},
+    "tensor_methods": CORE | {"ops", "inplace", "generator", "tensor_methods"},
+    "functions": CORE | {"ops", "inplace", "generator", "tensor_methods", "functions"},
+}
+
+LAYER_ALONE = """
+import json, sys, types
+pkg = types.ModuleType("tinygrad_mnist")
+pkg.__path__ = [sys.argv[1]]
+sys.modules["tinygrad_mnist"] = pkg
+__import__("tinygrad_mnist." + sys.argv[2])
+print(json.dumps(sorted({m.split(".")[1] for m in sys.modules if m.startswith("tinygrad_mnist.")})))
+"""
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_each_layer_imports_only_the_layers_below_it(layer):
+    out = subprocess.run([sys.executable, "-c", LAYER_ALONE, str(PKG), layer], capture_output=True, text=True,
+                         check=True)
+    assert set(json.loads(out.stdout)) == LAYERS[layer]

@@ -31,7 +31,17 @@ import numpy as np
 
 from . import data, serialization
 from .fileio import write_text_atomic
-from .train import RECIPES, Diverged, Interrupted, build_model, evaluate, fit, load_checkpoint, predict_logits
+from .train import (
+    RECIPES,
+    WHOLE_RUN_SCHEDULES,
+    Diverged,
+    Interrupted,
+    build_model,
+    evaluate,
+    fit,
+    load_checkpoint,
+    predict_logits,
+)
 from .viz import command as viz_command
 
 DEBUG_ENV = "TINYGRAD_MNIST_DEBUG"
@@ -155,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_int_at_least(1))
     t.add_argument("--lr", type=_finite_float_at_least_zero("the learning rate"))
     t.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam", "adamw"])
-    t.add_argument("--schedule", choices=["none", "step", "cosine"])
+    t.add_argument("--schedule", choices=["none", "step", "cosine", "onecycle"])
     t.add_argument("--weight-decay", type=_finite_float_at_least_zero("the weight decay"))
     t.add_argument("--seed", type=_int_at_least(0), help="default 0")
     t.add_argument("--validation", action="store_true",
@@ -165,8 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on the first N training images only")
     t.add_argument("--save", metavar="PATH", help="write the trained model to PATH (.npz), and after every epoch "
                    "a checkpoint to PATH.ckpt.npz (removed when the run completes)")
-    t.add_argument("--resume", metavar="CKPT", help="continue the run a checkpoint was written by (recipe, data "
-                   "and --save come from the checkpoint); gives exactly the weights of an uninterrupted run")
+    t.add_argument("--resume", metavar="CKPT", help="continue the run a checkpoint (or a finished run's --save "
+                   "model file) was written by: recipe, data and --save come from it; gives exactly the weights of "
+                   "an uninterrupted run.  With --epochs N, train up to N epochs (not with a cosine or onecycle "
+                   "schedule: those depend on the total)")
     t.add_argument("--metrics-json", metavar="PATH", help="write per-epoch metrics as (strict) JSON")
     t.add_argument("--plot", metavar="DIR", help="write loss/accuracy curves, a confusion matrix and "
                    "misclassified digits (needs matplotlib: pip install matplotlib)")
@@ -273,12 +285,15 @@ RECIPE_OPTIONS = ("model", "epochs", "batch_size", "lr", "optimizer", "schedule"
 def cmd_train(args) -> int:
     resume = None
     if args.resume:
-        given = [f"--{k.replace('_', '-')}" for k in RECIPE_OPTIONS if getattr(args, k) is not None]
+        given = [f"--{k.replace('_', '-')}" for k in RECIPE_OPTIONS if k != "epochs" and getattr(args, k) is not None]
         given += ["--validation"] if args.validation else []
         if given:
             raise CLIError(f"--resume continues a run exactly as it started; {', '.join(given)} can't change it",
                            "command line", f"drop {', '.join(given)} (or start a new run without --resume)")
         resume = _read_checkpoint(args.resume)
+        _check_more_epochs(args, resume[1])
+        if args.epochs is not None:
+            resume[1]["recipe"]["epochs"] = args.epochs
         started = resume[1]["run"]
         args.model, args.limit, args.validation = started["model"], started["limit"], started["validation"]
         args.dataset = started["dataset"]
@@ -360,6 +375,27 @@ def cmd_train(args) -> int:
             signal.signal(sig, handler)
 
 
+def _check_more_epochs(args, meta: dict) -> None:
+    """--resume with --epochs N: N may not be fewer than the epochs begun, nor change a schedule fixed by the
+    total (cosine, onecycle); without --epochs a finished run has nothing left to do."""
+    recipe, pos = meta["recipe"], meta["position"]
+    begun = pos["epoch"] + (pos["step"] > 0)
+    if args.epochs is None:
+        if pos["epoch"] >= recipe["epochs"]:
+            raise CLIError(f"this run is complete ({pos['epoch']} of {recipe['epochs']} epochs)", args.resume,
+                           f"give --epochs N with N > {pos['epoch']} to train it longer")
+        return
+    if args.epochs < max(begun, 1) or (args.epochs == pos["epoch"] and pos["epoch"] >= recipe["epochs"]):
+        raise CLIError(f"--epochs {args.epochs}: the run has done {pos['epoch']} epoch(s)"
+                       + (f" and {pos['step']} step(s) of the next" if pos["step"] else ""), "command line",
+                       f"give --epochs N with N > {pos['epoch']}")
+    if args.epochs != recipe["epochs"] and recipe["schedule"] in WHOLE_RUN_SCHEDULES:
+        raise CLIError(f"--epochs can't change a {recipe['schedule']} schedule: its learning rate at every step "
+                       f"depends on the total number of epochs ({recipe['epochs']})", "command line",
+                       f"start a new run with --epochs {args.epochs} (the schedule then spans them all), or train "
+                       f"with --schedule none or step to be able to extend a run")
+
+
 def _train(args, run) -> int:
     """The run itself, once everything is checked: train, then test, save, write metrics and plots."""
     recipe, model, ds, train_ds, save, ckpt, metrics = (run.recipe, run.model, run.ds, run.train_ds, run.save,
@@ -413,9 +449,11 @@ def _train(args, run) -> int:
     say(f"test accuracy: {history.test_acc:.4f} on {len(ds.x_test):,} images{note}")
     if save:
         try:
+            # the final checkpoint (written after the last epoch) goes into the model file: the run can go on
+            final = load_checkpoint(ckpt) if ckpt and ckpt.exists() else None
             serialization.save(model, save, metadata={"model": recipe.model, "dataset": args.dataset,
                                                       "test_acc": history.test_acc, "recipe": history.recipe,
-                                                      "data": ds.source})
+                                                      "data": ds.source}, train_state=final)
         except OSError as e:
             raise CLIError("can't write the model", save, f"{e.strerror or e}; free space or fix the path, then "
                            f"finish the run with: python -m tinygrad_mnist train --resume {ckpt}", EXIT_IO) from None
@@ -449,6 +487,9 @@ def _read_checkpoint(path):
     if not p.is_file():
         raise CLIError("no checkpoint file", p, "train with --save PATH; its checkpoint is PATH.ckpt.npz, kept "
                        "until the run completes", EXIT_IO)
+    state = _model_train_state(p)
+    if state is not None and "run" in state[1]:  # a finished run's model file: it goes on from its last epoch
+        return state
     try:
         arrays, meta = load_checkpoint(p)
     except serialization.SerializationError as e:
@@ -459,6 +500,15 @@ def _read_checkpoint(path):
         raise CLIError("this checkpoint was not written by the command line", p, "resume it with train.fit(resume=)",
                        EXIT_IO)
     return arrays, meta
+
+
+def _model_train_state(p: Path):
+    """The final training state a model file written by train --save carries (None: an older file, or not
+    written by train)."""
+    try:
+        return serialization.load_train_state(p)
+    except (serialization.SerializationError, OSError, KeyError):
+        return None
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -9,10 +9,10 @@ Read top to bottom: the Tensor's state, `Function.apply`, `walk`, the backward
 sweep, `grad`, grad mode.  Everything else lives beside this file:
   tensor_methods/  the PyTorch surface (x + y, x.sum(), x.reshape(), ...),
                    attached to Tensor once, by the package's __init__;
-  ops              the primitives: a Function each, forward and gradient rule;
+  ops/             the primitives by family: a Function each, forward and gradient rule;
   inplace.py       writes into a tensor (x[i] = v, add_) and their autograd rules;
   records.py       what a released graph keeps of a tensor, and composite calls;
-  compile          records a step through the `_tracer` hook below, replays it.
+  capture/         tinygrad_mnist.compile: records a step through `_tracer`, replays it.
 This module imports none of them at load (see "late binding" at the end), and
 knows nothing of layers, data or pictures.
 """
@@ -245,17 +245,6 @@ def _check_device(dev, op: str) -> str:
         return "cpu"
     raise RuntimeError(f"{op}: device {name!r} is not available: this engine runs on the CPU (NumPy) only; "
                        f"use device='cpu' or leave the device out")
-
-
-def _index_arg(index):
-    """Replace Tensors inside an index by their arrays."""
-    if isinstance(index, Tensor):
-        return index.data
-    if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    if isinstance(index, list):
-        return np.asarray(index)
-    return index
 
 
 # ---------------------------------------------------------------------------

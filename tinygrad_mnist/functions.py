@@ -15,7 +15,7 @@ import numpy as np
 
 from .engine import Tensor, _as_array, _check_device
 from .tensor_methods.common import _shape_arg
-from .tensor_methods.creation import _draw, _randperm, from_numpy  # noqa: F401  (from_numpy re-exported)
+from .tensor_methods.creation import _draw, _randperm, _zero_grad_link, from_numpy  # noqa: F401  (from_numpy re-exported)
 
 # ---------------------------------------------------------------------------
 # making tensors
@@ -149,27 +149,11 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
 
 def bernoulli(input, p=None, *, generator=None) -> Tensor:  # noqa: A002
     """0/1 samples, 1 with probability input (or with probability p, in input's shape), in input's dtype."""
-    x = _lift(input)
-    if x.dtype.kind != "f":
-        raise TypeError(f"bernoulli: the probabilities must be a float tensor, got {x.dtype}")
-    if p is not None and not 0 <= p <= 1:
-        raise RuntimeError(f"bernoulli: p must be in [0, 1], got p={p}")
-    if p is None and bool(((x.detach() < 0) | (x.detach() > 1)).any()):
-        raise RuntimeError(f"bernoulli: every probability must be in [0, 1] (input of shape {x.shape})")
-    u = Tensor.rand(x.shape, dtype=x.dtype, generator=generator)
-    return _zero_grad_link((u < (x.detach() if p is None else p)).cast(x.dtype), x)
+    return _lift(input).bernoulli(p, generator=generator)
 
 
 def multinomial(input, num_samples: int, replacement: bool = False, *, generator=None) -> Tensor:  # noqa: A002
     return _lift(input).multinomial(num_samples, replacement, generator=generator)
-
-
-def _zero_grad_link(samples: Tensor, *params: Tensor) -> Tensor:
-    """samples, tied to the parameters that require grad with zero gradients (PyTorch's normal and bernoulli)."""
-    for t in params:
-        if t.requires_grad:
-            samples = samples + t * 0
-    return samples
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:

@@ -19,7 +19,6 @@ import numpy as np
 
 from . import engine
 from .engine import Tensor, _check_device
-from .tensor_methods.attributes import _CPU, device
 
 _SEED_MIN, _SEED_MAX = -(2 ** 63), 2 ** 64 - 1  # PyTorch's range: a negative seed wraps to 2**64 + seed
 
@@ -48,7 +47,9 @@ class Generator:
         self.manual_seed(_fresh_seed())
 
     @property
-    def device(self) -> device:
+    def device(self):
+        from .tensor_methods.attributes import _CPU  # (the surface imports this module: not at load)
+
         return _CPU
 
     def manual_seed(self, seed) -> Generator:

@@ -32,7 +32,7 @@ import weakref
 import numpy as np
 
 from . import engine, ops
-from .engine import Tensor, _index_arg, _is_float, is_grad_enabled, no_grad
+from .engine import Tensor, _is_float, is_grad_enabled, no_grad
 from .ops.writes import (  # the write ops
     AddInPlace,
     ClampInPlace,
@@ -61,6 +61,17 @@ class _Writes:
 
 _writes: dict[int, _Writes] = {}  # id(owning ndarray) -> its writes; dropped when the array dies
 _history: dict[int, list] = {}  # id(tensor) -> [(clock, the node it was before), ...], one entry per rebase
+
+
+def _index_arg(index):
+    """Replace Tensors inside an index by their arrays."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
 
 
 def _owner(a: np.ndarray) -> np.ndarray:

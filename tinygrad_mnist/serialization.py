@@ -129,8 +129,17 @@ def _json_default(obj):
     raise TypeError(f"metadata value of type {type(obj).__name__} is not JSON serializable")
 
 
-def save(model_or_state_dict, path, metadata: dict | None = None) -> None:
-    """Write a Module's state_dict (or a name -> array mapping) and metadata to `path` atomically."""
+# A model file may carry the state its training run ended in (optimizer state, position, RNG states), so the
+# run can go on later (train --resume m.npz --epochs N).  Those arrays are stored under this prefix and the
+# state's metadata under metadata["train_state"]; load() leaves them out, so the file reads as a model.
+TRAIN_STATE_PREFIX = "train_state/"
+
+
+def save(model_or_state_dict, path, metadata: dict | None = None, train_state: tuple | None = None) -> None:
+    """Write a Module's state_dict (or a name -> array mapping) and metadata to `path` atomically.
+
+    train_state: (arrays, metadata) of the run's final training state (train.load_checkpoint's form), kept
+    in the file beside the model; read it back with load_train_state."""
     sd = model_or_state_dict.state_dict() if hasattr(model_or_state_dict, "state_dict") else model_or_state_dict
     arrays = OrderedDict()
     for key, value in sd.items():
@@ -139,8 +148,13 @@ def save(model_or_state_dict, path, metadata: dict | None = None) -> None:
         if key in (METADATA_KEY, TREE_KEY) or key in _SAVEZ_ARGS:
             raise ValueError(f"save: the key {key!r} is reserved; rename that parameter")
         arrays[key] = value.data if isinstance(value, Tensor) else np.asarray(value)
+    metadata = {} if metadata is None else metadata
+    if train_state is not None:
+        state_arrays, state_meta = train_state
+        arrays.update((TRAIN_STATE_PREFIX + k, np.asarray(v)) for k, v in state_arrays.items())
+        metadata = {**metadata, "train_state": state_meta}
     try:
-        meta_json = json.dumps({} if metadata is None else metadata, default=_json_default, allow_nan=True)
+        meta_json = json.dumps(metadata, default=_json_default, allow_nan=True)
     except (TypeError, ValueError) as e:
         raise TypeError(f"save: metadata must be JSON serializable: {e}") from None
     arrays[METADATA_KEY] = np.array(meta_json)
@@ -162,17 +176,36 @@ def load(path) -> tuple[OrderedDict, dict]:
             raise SerializationError(f"{_name(path)}: holds a {type(obj).__name__} saved by tinygrad_mnist.save, "
                                      f"not a state dict; read it with tinygrad_mnist.load")
         return OrderedDict((k, v.data) for k, v in obj.items()), {}
-    metadata = {}
-    if METADATA_KEY in arrays:
-        raw = arrays.pop(METADATA_KEY)
-        try:
-            metadata = json.loads(str(raw[()]))
-        except (ValueError, TypeError, IndexError) as e:
-            raise SerializationError(f"{_name(path)}: the metadata entry is not valid JSON ({e})") from e
-        if not isinstance(metadata, dict):
-            raise SerializationError(f"{_name(path)}: the metadata is a JSON {type(metadata).__name__}, "
-                                     f"expected an object")
+    metadata = _metadata(arrays, path)
+    for key in [k for k in arrays if k.startswith(TRAIN_STATE_PREFIX)]:
+        del arrays[key]  # a finished run's training state: not part of the model (load_train_state reads it)
+    metadata.pop("train_state", None)
     return arrays, metadata
+
+
+def _metadata(arrays: dict, path) -> dict:
+    """Pop the metadata entry off a file's arrays and parse it ({} when there is none)."""
+    if METADATA_KEY not in arrays:
+        return {}
+    raw = arrays.pop(METADATA_KEY)
+    try:
+        metadata = json.loads(str(raw[()]))
+    except (ValueError, TypeError, IndexError) as e:
+        raise SerializationError(f"{_name(path)}: the metadata entry is not valid JSON ({e})") from e
+    if not isinstance(metadata, dict):
+        raise SerializationError(f"{_name(path)}: the metadata is a JSON {type(metadata).__name__}, "
+                                 f"expected an object")
+    return metadata
+
+
+def load_train_state(path) -> tuple[dict, dict] | None:
+    """(arrays, metadata) of the training state a model file was saved with (save(train_state=)), or None."""
+    arrays = _read_npz(path, "an .npz checkpoint")
+    meta = _metadata(arrays, path)
+    if "train_state" not in meta:
+        return None
+    n = len(TRAIN_STATE_PREFIX)
+    return {k[n:]: v for k, v in arrays.items() if k.startswith(TRAIN_STATE_PREFIX)}, meta["train_state"]
 
 
 def load_into(model, path, strict: bool = True) -> dict:
@@ -333,5 +366,5 @@ def load_object(f, map_location=None, weights_only=None, **kwargs):
     arrays = _read_npz(f, "a file written by tinygrad_mnist.save")
     if TREE_KEY in arrays:
         return _decode_file(arrays, _name(f))
-    arrays.pop(METADATA_KEY, None)  # a CLI checkpoint: its state dict
-    return OrderedDict((k, Tensor(v)) for k, v in arrays.items())
+    arrays.pop(METADATA_KEY, None)  # a CLI checkpoint: its state dict (without a finished run's training state)
+    return OrderedDict((k, Tensor(v)) for k, v in arrays.items() if not k.startswith(TRAIN_STATE_PREFIX))

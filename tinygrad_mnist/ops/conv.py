@@ -19,6 +19,8 @@ class Unfold(Function):
     Window offsets first, positions last: a convolution is then one GEMM
     (O, C*kh*kw) @ (C*kh*kw, N*OH*OW) with a long contiguous inner dimension,
     and pooling reduces over the leading axis, elementwise across slabs.
+
+    Gradient: dx = Fold(g): col2im, overlapping windows add up.
     """
 
     saves_inputs = False
@@ -48,6 +50,8 @@ class Fold(Function):
     Each spatial axis is folded by one matrix product with a 0/1 placement
     matrix that adds every (offset, window) value onto its pixel: two GEMMs,
     no loops over pixels or kernel offsets.
+
+    Gradient: dcols = Unfold(gg).
     """
 
     saves_inputs = False

@@ -17,6 +17,11 @@ from .fused import MaskMul, ReluGrad, SigmoidGrad, TanhGrad
 
 
 class Add(Function):
+    """x + y, broadcasting as NumPy.
+
+    Gradient: dx = g, dy = g (the engine sums each back to its input's shape).
+    """
+
     saves_inputs = False  # backward needs the inputs' shapes, not their values
 
     def forward(self, x, y):
@@ -27,6 +32,11 @@ class Add(Function):
 
 
 class Sub(Function):
+    """x - y, broadcasting as NumPy.
+
+    Gradient: dx = g, dy = -g.
+    """
+
     saves_inputs = False
 
     def forward(self, x, y):
@@ -37,6 +47,11 @@ class Sub(Function):
 
 
 class Mul(Function):
+    """x · y, broadcasting as NumPy.
+
+    Gradient: dx = g · y, dy = g · x.
+    """
+
     def forward(self, x, y):
         return x * y
 
@@ -46,6 +61,11 @@ class Mul(Function):
 
 
 class Div(Function):
+    """x / y, broadcasting as NumPy.
+
+    Gradient: dx = g / y, dy = -g · x / y².
+    """
+
     def forward(self, x, y):
         return x / y
 
@@ -57,6 +77,11 @@ class Div(Function):
 
 
 class Pow(Function):
+    """x ** y with a tensor exponent y.
+
+    Gradient: dx = g · y · x^(y-1), dy = g · x^y · ln x.
+    """
+
     def forward(self, x, y):
         return np.power(x, y)
 
@@ -68,7 +93,10 @@ class Pow(Function):
 
 
 class PowConst(Function):
-    """x ** c for a Python number c: cheaper than Pow, whose exponent is a tensor."""
+    """x ** c for a Python number c: cheaper than Pow, whose exponent is a tensor.
+
+    Gradient: dx = g · c · x^(c-1) (2 · g · x for c = 2).
+    """
 
     def forward(self, x, c):
         self.c = c
@@ -82,7 +110,10 @@ class PowConst(Function):
 
 
 class Maximum(Function):
-    """Ties split the gradient equally, as in PyTorch."""
+    """max(x, y) elementwise. Ties split the gradient equally, as in PyTorch.
+
+    Gradient: dx = g · ([x > y] + ½ [x = y]), dy = g · ([y > x] + ½ [x = y]).
+    """
 
     wins = staticmethod(np.greater)
 
@@ -104,6 +135,11 @@ def _wins(x, y, wins):
 
 
 class Minimum(Maximum):
+    """min(x, y) elementwise; ties split the gradient equally, as in PyTorch.
+
+    Gradient: dx = g · ([x < y] + ½ [x = y]), dy = g · ([y < x] + ½ [x = y]).
+    """
+
     wins = staticmethod(np.less)
 
     def forward(self, x, y):
@@ -111,7 +147,10 @@ class Minimum(Maximum):
 
 
 class Where(Function):
-    """a where cond else b; cond is a bool tensor input (never requires grad)."""
+    """a where cond else b; cond is a bool tensor input (never requires grad).
+
+    Gradient: da = g · [cond], db = g · [not cond]; cond gets none.
+    """
 
     saves_inputs = (2,)  # only cond's value is read back
 
@@ -132,6 +171,11 @@ class Where(Function):
 
 
 class Neg(Function):
+    """-x.
+
+    Gradient: dx = -g.
+    """
+
     saves_inputs = False
 
     def forward(self, x):
@@ -142,6 +186,11 @@ class Neg(Function):
 
 
 class Exp(Function):
+    """y = exp(x).
+
+    Gradient: dx = g · y (reads the output, not the input).
+    """
+
     saves_inputs = False
     saves_output = True
     saves_inputs = False
@@ -154,6 +203,11 @@ class Exp(Function):
 
 
 class Log(Function):
+    """ln x.
+
+    Gradient: dx = g / x.
+    """
+
     def forward(self, x):
         return np.log(x)
 
@@ -162,6 +216,11 @@ class Log(Function):
 
 
 class Log1p(Function):
+    """ln(1 + x), exact for small x.
+
+    Gradient: dx = g / (1 + x).
+    """
+
     def forward(self, x):
         return np.log1p(x)
 
@@ -170,6 +229,11 @@ class Log1p(Function):
 
 
 class Expm1(Function):
+    """y = exp(x) - 1, exact for small x.
+
+    Gradient: dx = g · (y + 1).
+    """
+
     saves_output = True
     saves_inputs = False
 
@@ -181,6 +245,11 @@ class Expm1(Function):
 
 
 class Sqrt(Function):
+    """y = √x.
+
+    Gradient: dx = g / (2y).
+    """
+
     saves_inputs = False
     saves_output = True
     saves_inputs = False
@@ -193,7 +262,10 @@ class Sqrt(Function):
 
 
 class Erf(Function):
-    """The error function (for exact GELU); NumPy has none, so math.erf per element."""
+    """The error function (for exact GELU); NumPy has none, so math.erf per element.
+
+    Gradient: dx = g · (2/√π) · exp(-x²).
+    """
 
     def forward(self, x):
         return _erf(x).astype(x.dtype, copy=False)
@@ -207,6 +279,11 @@ _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 class Abs(Function):
+    """|x|.
+
+    Gradient: dx = g · sign(x) (abs'(0) = 0, as PyTorch).
+    """
+
     def forward(self, x):
         return np.abs(x)
 
@@ -215,6 +292,11 @@ class Abs(Function):
 
 
 class Relu(Function):
+    """max(x, 0).
+
+    Gradient: dx = g · [x > 0] (relu'(0) = 0, as PyTorch), one ReluGrad op.
+    """
+
     def forward(self, x):
         return np.maximum(x, 0)
 
@@ -223,6 +305,11 @@ class Relu(Function):
 
 
 class LeakyRelu(Function):
+    """x where x > 0, else slope · x.
+
+    Gradient: dx = g · (1 where x > 0, else slope) (the slope at 0, as PyTorch).
+    """
+
     def forward(self, x, slope):
         self.slope = slope
         return np.where(x > 0, x, x * x.dtype.type(slope))
@@ -236,6 +323,11 @@ def _leaky_slope(x, slope):
 
 
 class Sigmoid(Function):
+    """y = σ(x) = 1 / (1 + exp(-x)), computed as ½ tanh(x/2) + ½ (never overflows).
+
+    Gradient: dx = g · y · (1 - y), one SigmoidGrad op.
+    """
+
     saves_inputs = False
     saves_output = True
     saves_inputs = False
@@ -253,6 +345,11 @@ class Sigmoid(Function):
 
 
 class Tanh(Function):
+    """y = tanh(x).
+
+    Gradient: dx = g · (1 - y²), one TanhGrad op.
+    """
+
     saves_inputs = False
     saves_output = True
     saves_inputs = False
@@ -265,6 +362,11 @@ class Tanh(Function):
 
 
 class Clip(Function):
+    """x clipped to [lo, hi] (either bound may be None).
+
+    Gradient: dx = g · [lo ≤ x ≤ hi] (the gradient passes at the bounds, as PyTorch's clamp).
+    """
+
     def forward(self, x, lo, hi):
         self.lo, self.hi = lo, hi
         return np.clip(x, lo, hi).astype(x.dtype, copy=False)
@@ -283,6 +385,11 @@ def _inside(x, lo, hi):
 
 
 class Sin(Function):
+    """sin x.
+
+    Gradient: dx = g · cos x.
+    """
+
     def forward(self, x):
         return np.sin(x)
 
@@ -291,6 +398,11 @@ class Sin(Function):
 
 
 class Cos(Function):
+    """cos x.
+
+    Gradient: dx = -g · sin x.
+    """
+
     def forward(self, x):
         return np.cos(x)
 
@@ -299,7 +411,10 @@ class Cos(Function):
 
 
 class Step(Function):
-    """floor, ceil, round, trunc, sign: piecewise constant, so the gradient is zero (as PyTorch)."""
+    """floor, ceil, round, trunc, sign: piecewise constant, so the gradient is zero (as PyTorch).
+
+    Gradient: dx = 0.
+    """
 
     saves_inputs = False
 
@@ -311,7 +426,10 @@ class Step(Function):
 
 
 class Clone(Function):
-    """A copy in new memory (Tensor.clone); the gradient passes through unchanged."""
+    """A copy in new memory (Tensor.clone); the gradient passes through unchanged.
+
+    Gradient: dx = g.
+    """
 
     saves_inputs = False
 
@@ -323,6 +441,11 @@ class Clone(Function):
 
 
 class Cast(Function):
+    """x converted to `dtype`.
+
+    Gradient: dx = g converted back to x's dtype.
+    """
+
     saves_inputs = False
 
     def forward(self, x, dtype):

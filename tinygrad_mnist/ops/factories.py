@@ -21,6 +21,8 @@ class Detached(Function):
     graph's back (`x > 0`, argmax, isnan, ...), as a recorded op.  `fn` must be a
     module-level function or ufunc and `args`/`kw` plain values (they are baked into a
     recording).  The result never requires grad, whatever the inputs.
+
+    Gradient: none: the result never requires grad (a comparison, a mask or an index carries no gradient).
     """
 
     saves_inputs = False
@@ -41,7 +43,10 @@ class Detached(Function):
 
 
 class Full(Function):
-    """An array of `shape` filled with `value` (a Python number), made inside a step (a seed of ones, ...)."""
+    """An array of `shape` filled with `value` (a Python number), made inside a step (a seed of ones, ...).
+
+    Gradient: none (no inputs).
+    """
 
     saves_inputs = False
 
@@ -57,6 +62,8 @@ class OneHot(Function):
 
     The labels must be checked first (nn.functional.check_class_indices): NumPy would
     wrap a negative label around instead of failing.
+
+    Gradient: none (integer labels).
     """
 
     saves_inputs = False
@@ -80,6 +87,8 @@ class Random(Function):
     `draw` is a module-level function (the factories randn, rand, randint, randperm, multinomial use it); a
     `generator=` parameter (a tinygrad_mnist.Generator) is read by `draw` when it runs, like engine.rng().
     Inputs (multinomial's weights) only parameterise the draw: the result never requires grad.
+
+    Gradient: none: samples carry no gradient (inputs only parameterise the draw).
     """
 
     def forward(self, *arrays, draw, **kw):
@@ -99,6 +108,8 @@ class DropoutMask(Function):
     """keep / (1 - p) with keep = U[0, 1) >= p, drawn from engine.rng() when the op runs (in eager order).
 
     No inputs: a replay draws fresh numbers from the same generator, in the same order as eager.
+
+    Gradient: none (no inputs).
     """
 
     def forward(self, shape, p, dtype):

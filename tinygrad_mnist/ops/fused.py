@@ -20,6 +20,8 @@ class MaskMul(Function):
     Equals the composite ``g * Detached.apply(*xs, fn=mask, **kw)`` (cast to g's dtype) in one op.
     mask returns bools or float weights (abs's sign, a shared tie, leaky relu's slope).  Piecewise
     constant in xs, so only g gets a gradient back: the same product of gg (grad of grad works).
+
+    Gradient: dg = MaskMul(gg, xs) (the same weights); the xs get none (the weights are piecewise constant in them).
     """
 
     def forward(self, g, *xs, mask, **kw):
@@ -37,6 +39,8 @@ class ReluGrad(Function):
     """g * (x > 0): Relu's gradient as one op (MaskMul with the mask `x > 0`, without the params' cost).
 
     Equals ``g * (x > 0)``; itself differentiable in g (grad of grad), zero in x.
+
+    Gradient: dg = gg · [x > 0]; x gets none.
     """
 
     saves_inputs = (1,)
@@ -50,7 +54,12 @@ class ReluGrad(Function):
 
 
 class SigmoidGrad(Function):
-    """g * s * (1 - s): Sigmoid's gradient as one op, itself differentiable (grad of grad)."""
+    """g * s * (1 - s): Sigmoid's gradient as one op, itself differentiable (grad of grad).
+
+    Equals the composite ``g * s * (1 - s)``.
+
+    Gradient: dg = gg · s · (1 - s), ds = gg · g · (1 - 2s).
+    """
 
     def forward(self, g, s):
         return g * s * (1 - s)
@@ -61,7 +70,12 @@ class SigmoidGrad(Function):
 
 
 class TanhGrad(Function):
-    """g * (1 - t^2): Tanh's gradient as one op, itself differentiable (grad of grad)."""
+    """g * (1 - t^2): Tanh's gradient as one op, itself differentiable (grad of grad).
+
+    Equals the composite ``g * (1 - t * t)``.
+
+    Gradient: dg = gg · (1 - t²), dt = -2 · gg · g · t.
+    """
 
     def forward(self, g, t):
         return g * (1 - t * t)
@@ -77,6 +91,8 @@ class ProdGrad(Function):
     Equals the composite ``g * Prod(x).unsqueeze(axis) / x`` where x has no zeros; with zeros the
     products of the others come from cumulative products from both sides.  Used only when the
     gradient is not itself recorded (create_graph=False), so it needs no gradient of its own.
+
+    Gradient: none: applied only when the gradient is not itself recorded (create_graph=False).
     """
 
     def forward(self, g, x, axis):
@@ -102,6 +118,12 @@ class CrossEntropy(Function):
     by the reduction; forward keeps it as an array, which CrossEntropyGrad reads.
     When the backward itself is recorded (create_graph=True), softmax is recomputed
     with tensor ops so the gradient stays differentiable.
+
+    Equals the composite ``-(x.log_softmax(1) * t).sum(1)`` reduced by `reduction` (the mean over rows, the sum, or
+    none), t the one-hot rows of the labels or the target probabilities.
+
+    Gradient: dx = (softmax(x) - t) · g, scaled by 1/N for the mean and per row for reduction "none" (t: the labels'
+    one-hot rows or the target probabilities); the target gets none.
     """
 
     saved = ("dlogits",)
@@ -144,6 +166,8 @@ class CrossEntropyGrad(Function):
     Equals the composite ``(x.softmax(1) - target) * (g * scale)`` (``* g.reshape(-1, 1)`` for
     "none").  `of` is the CrossEntropy op whose forward stored the array: read at forward time,
     so a replay, which re-runs that forward first, reads fresh values.
+
+    Gradient: none: applied only when the gradient is not itself recorded (create_graph=False).
     """
 
     saves_inputs = False
@@ -158,7 +182,12 @@ class CrossEntropyGrad(Function):
 
 
 class Linear(Function):
-    """x @ w.T + b (nn.Linear's forward) as one op: one node instead of three, the bias added in place."""
+    """x @ w.T + b (nn.Linear's forward) as one op: one node instead of three, the bias added in place.
+
+    Equals the composite ``x @ w.T + b``.
+
+    Gradient: dx = g @ w, dw = gᵀ @ x, db = Σ of g over the rows (each one Matmul or SumTo).
+    """
 
     saves_inputs = (0, 1)  # the bias's value is never read back
     call_name = "linear"  # Tensor.linear is this one op: its call record is made only when looked at

@@ -160,13 +160,15 @@ def _rows(g: np.ndarray) -> np.ndarray:
 class Conv2d(Function):
     """conv2d of x (N, C, H, W) with w (O, C, kh, kw) and an optional bias (O,), as one op.
 
-    Fused for speed; it equals the composite
-    ``x.pad(...).unfold2d(kernel, stride)`` -> ``w.reshape(O, -1) @ cols`` -> ``+ b`` -> reshape and
-    permute to NCHW (tests/test_ops_conv.py checks values and gradients against it).  The
-    forward's columns are kept for the weight gradient; the input gradient is
+    Equals the composite ``x.pad(...).unfold2d(kernel, stride)`` -> ``w.reshape(O, -1) @ cols`` -> ``+ b`` ->
+    reshape and permute to NCHW, fused for speed (tests/test_ops_conv.py checks values and gradients against it).
+
+    The forward's columns are kept for the weight gradient; the input gradient is
     ConvTranspose2d (one GEMM and a col2im) and is skipped for inputs that need none, such as
     the image entering the first layer.  Every gradient is itself one of these three ops, so
     gradients of gradients work.
+
+    Gradient: dx = ConvTranspose2d(g, w), dw = Conv2dWeightGrad(x, g), db = Σ of g over N, OH, OW.
     """
 
     saved = ("cols",)
@@ -201,6 +203,8 @@ class ConvTranspose2d(Function):
 
     Equals the transpose of the composite's im2col GEMM: ``Fold(w.reshape(O, -1).T @ g)``.
     Linear in g and in w; its own gradients are a Conv2d and a Conv2dWeightGrad.
+
+    Gradient: dg = Conv2d(gg, w), dw = Conv2dWeightGrad(gg, g).
     """
 
     def forward(self, g, w, shape, stride, padding):
@@ -222,6 +226,8 @@ class Conv2dWeightGrad(Function):
     Equals the composite's ``g.reshape(O, -1) @ unfold(x).T``: one GEMM over the columns.  `conv`
     is the Conv2d whose gradient this is: its forward kept x's columns, read here when this op
     runs (a replay re-runs that forward first, so they are fresh).  Linear in x and in g.
+
+    Gradient: dx = ConvTranspose2d(g, ggw), dg = Conv2d(x, ggw).
     """
 
     def forward(self, x, g, kernel, stride, padding, conv=None):
@@ -316,6 +322,8 @@ class PoolHits(Function):
 
     Max pooling's gradient routes each output gradient to these offsets (PoolScatter/PoolGather
     with the hits as weights).  A 0/1 mask: its own derivative is zero, so its gradient is None.
+
+    Gradient: none: a 0/1 mask.
     """
 
     saves_inputs = False
@@ -336,9 +344,13 @@ class PoolGather(Function):
     """out = sum over the window offsets k of weight_k * (window slab k of x): a weighted 2-D pooling.
 
     With no weights and `scale` 1/(kh*kw) it is avg_pool2d (zero padding counted, as PyTorch's
-    default); it equals the composite ``x.pad(...).unfold2d(...)`` -> ``.mean(0)``.  With the hits
-    of max pooling (PoolHits, a second input) the weights are their tie-sharing shares.
-    Linear in x; the gradient is PoolScatter.
+    default).  With the hits of max pooling (PoolHits, a second input) the weights are their
+    tie-sharing shares.  Linear in x; the gradient is PoolScatter.
+
+    Equals the composite ``x.pad(...).unfold2d(...)`` -> ``.mean(0)`` (avg_pool2d; with the hits: the tie-sharing
+    weights of max pooling).
+
+    Gradient: dx = PoolScatter(g): each output gradient times weight_k back to window slab k; the hits get none.
     """
 
     saves_inputs = (1,)  # the hits, when given; x's value is never read back
@@ -368,6 +380,8 @@ class PoolScatter(Function):
 
     Overlapping windows add up; the result has the pooled input's shape (N, C, H, W), its axes in
     memory in the order `layout`.  Linear in g; the gradient is PoolGather.
+
+    Gradient: dg = PoolGather(gg) (with the same hits); the hits get none.
     """
 
     saves_inputs = (1,)
@@ -408,6 +422,8 @@ class MaxPool2d(Function):
     Equals the composite ``x.pad(..., value=-inf).unfold2d(...)`` -> ``.max(0)`` (Tensor.max's tie
     rule).  One elementwise maximum per window offset; the gradient is MaxPoolGrad (PoolScatter
     weighted by PoolHits: which offsets hold the max, found by comparing each slab with the result).
+
+    Gradient: dx = g routed to each window's maximum, tied maxima sharing equally: MaxPoolGrad(g, x, y).
     """
 
     saves_output = True
@@ -433,6 +449,8 @@ class MaxPoolGrad(Function):
     Equals ``PoolScatter(g, PoolHits(x, out))``, fused: one pass over chunks of channels (split
     across threads) makes each chunk's hits and uses them while they are in cache.  Linear in g;
     its gradient is PoolGather with the hits; x and out get none (the hits are a 0/1 choice).
+
+    Gradient: dg = PoolGather(gg, PoolHits(x, out)); x and out get none (the hits are a 0/1 choice).
     """
 
     saves_inputs = (1, 2)  # x and out; g's value is never read back

@@ -13,6 +13,9 @@ class Einsum(Function):
 
     The gradient for operand k is itself an einsum: of g and the other operands, to operand k's
     subscripts; letters summed in operand k alone come back by broadcasting.
+
+    Gradient: dx_k = einsum of g with the other operands, to x_k's subscripts (broadcast along letters only x_k
+    has).
     """
 
     def forward(self, *xs, spec):
@@ -47,6 +50,8 @@ class Matmul(Function):
     `ta`/`tb` multiply by the transpose of the last two axes of x/y instead:
     BLAS reads the transpose in place, and every gradient below is then one
     product with no transpose op of its own.
+
+    Gradient: for y = A @ B: dA = g @ Bᵀ, dB = Aᵀ @ g (with `ta`/`tb`, the same products, transposes read in place).
     """
 
     def forward(self, x, y, ta=False, tb=False):

@@ -18,6 +18,11 @@ def _keep_shape(shape, axis):
 
 
 class Sum(Function):
+    """Σ x over `axis` (all axes for None), `keepdim` as NumPy's keepdims.
+
+    Gradient: dx = g broadcast back over the summed axes (Reshape, Expand).
+    """
+
     saves_inputs = False
 
     def forward(self, x, axis, keepdim):
@@ -32,7 +37,12 @@ class Sum(Function):
 
 
 class Max(Function):
-    """Gradient split equally among tied maxima (PyTorch's rule for max/min/amax)."""
+    """y = max of x over `axis`; ties share the gradient equally (PyTorch's rule for max/min/amax).
+
+    Gradient split equally among tied maxima (PyTorch's rule for max/min/amax).
+
+    Gradient: dx = g · [x = y] / (number of entries equal to y in the reduced slice).
+    """
 
     saves_output = True
     reduce = np.maximum.reduce
@@ -60,6 +70,11 @@ def _shares(x, extremum, keep, axis):
 
 
 class Min(Max):
+    """y = min of x over `axis`; ties share the gradient equally.
+
+    Gradient: dx = g · [x = y] / (number of entries equal to y in the reduced slice).
+    """
+
     reduce = np.minimum.reduce
 
 
@@ -70,6 +85,8 @@ class Prod(Function):
     when no entry is zero, else from cumulative products from both sides.  When the
     gradient itself is recorded (create_graph=True) it is written with tensor ops,
     out / x_i, so it can be differentiated again: not where the input has zeros.
+
+    Gradient: dx_i = g · Π_{j≠i} x_j (= g · y / x_i where x has no zeros).
     """
 
     def forward(self, x, axis):
@@ -88,7 +105,10 @@ class Prod(Function):
 
 
 class Cumsum(Function):
-    """Running sum along an axis (reverse: from the end); its adjoint is the running sum the other way."""
+    """Running sum along an axis (reverse: from the end); its adjoint is the running sum the other way.
+
+    Gradient: dx = the running sum of g the other way (from the end for a forward running sum).
+    """
 
     saves_inputs = False
 
@@ -105,7 +125,10 @@ class Cumsum(Function):
 class Cumprod(Function):
     """Running product along an axis.  d out_j / d x_i = out_j / x_i for j >= i, so the gradient is the
     reverse running sum of g * out, divided by x: tensor ops, differentiable again.  Inputs with zeros
-    would need a different rule; they raise instead of returning a wrong gradient."""
+    would need a different rule; they raise instead of returning a wrong gradient.
+
+    Gradient: dx_i = (Σ_{j≥i} g_j · y_j) / x_i (inputs with zeros raise).
+    """
 
     saves_output = True
 
@@ -122,6 +145,11 @@ class Cumprod(Function):
 
 
 class LogSoftmax(Function):
+    """y = x - ln Σ exp(x) along `axis` (shifted by the max: never overflows).
+
+    Gradient: dx = g - exp(y) · Σ g along `axis` (exp(y) is softmax(x)).
+    """
+
     saves_inputs = False
     saves_output = True
     saves_inputs = False

@@ -11,6 +11,11 @@ from .fused import MaskMul
 
 
 class Reshape(Function):
+    """x with a new `shape` (a view where NumPy can).
+
+    Gradient: dx = g reshaped to x's shape (in x's memory order).
+    """
+
     saves_inputs = False
 
     def forward(self, x, shape):
@@ -31,7 +36,10 @@ class Reshape(Function):
 
 
 class Relayout(Function):
-    """The same values, stored with the axes in memory `order` (outermost first); identity for gradients."""
+    """The same values, stored with the axes in memory `order` (outermost first); identity for gradients.
+
+    Gradient: dx = g.
+    """
 
     saves_inputs = False
 
@@ -66,6 +74,11 @@ def _empty_in(layout, shape, dtype, fill=None, lead=()) -> np.ndarray:
 
 
 class Permute(Function):
+    """x with its axes in `order` (a view).
+
+    Gradient: dx = g permuted by the inverse order.
+    """
+
     saves_inputs = False
 
     def forward(self, x, order):
@@ -77,6 +90,11 @@ class Permute(Function):
 
 
 class Expand(Function):
+    """x broadcast to `shape` (a read-only view).
+
+    Gradient: dx = g summed over the broadcast axes (SumTo).
+    """
+
     saves_inputs = False
 
     def forward(self, x, shape):
@@ -97,7 +115,10 @@ class Expand(Function):
 
 
 class SumTo(Function):
-    """Sum the broadcast axes of x away to reach `shape` (the adjoint of Expand)."""
+    """Sum the broadcast axes of x away to reach `shape` (the adjoint of Expand).
+
+    Gradient: dx = g expanded back to x's shape (Expand).
+    """
 
     saves_inputs = False
     _from = _to = None  # the shapes `_axes` was worked out for
@@ -120,6 +141,11 @@ class SumTo(Function):
 
 
 class Pad(Function):
+    """x padded with `value` by `pad_width` (before, after) per axis.
+
+    Gradient: dx = g without the padding (g[inner]).
+    """
+
     saves_inputs = False
 
     def forward(self, x, pad_width, value):
@@ -178,7 +204,10 @@ def _fill(template, arrays) -> object:
 
 
 class GetItem(Function):
-    """x[index]; index arrays come as tensor inputs after x (see split_index), or (older callers) in index."""
+    """x[index]; index arrays come as tensor inputs after x (see split_index), or (older callers) in index.
+
+    Gradient: dx = zeros of x's shape with g added at `index` (IndexAdd); index arrays get none.
+    """
 
     saves_inputs = False
 
@@ -209,6 +238,8 @@ class Gather(Function):
 
     Equals ``GetItem`` with the index ``_along(idx, axis)``, with the indices a tensor (recorded) rather
     than a baked param.  The gradient scatters back (ScatterAdd); idx gets none.
+
+    Gradient: dx = ScatterAdd(g, idx); idx gets none.
     """
 
     saves_inputs = (1,)
@@ -223,7 +254,10 @@ class Gather(Function):
 
 
 class ScatterAdd(Function):
-    """zeros(shape) with g[i][j] added at [idx[i][j]][j] for axis 0 (repeats accumulate): Gather's adjoint."""
+    """zeros(shape) with g[i][j] added at [idx[i][j]][j] for axis 0 (repeats accumulate): Gather's adjoint.
+
+    Gradient: dg = Gather(gg, idx); idx gets none.
+    """
 
     saves_inputs = (1,)
 
@@ -240,7 +274,10 @@ class ScatterAdd(Function):
 class IndexAdd(Function):
     """zeros(shape) with g added at `index` (repeated indices accumulate); adjoint of GetItem.
 
-    Index arrays come as tensor inputs after g, as GetItem's."""
+    Index arrays come as tensor inputs after g, as GetItem's.
+
+    Gradient: dg = gg[index] (GetItem); index arrays get none.
+    """
 
     saves_inputs = False
 
@@ -269,6 +306,9 @@ class SetItem(Function):
 
     inplace.py writes the result into x's own memory afterwards; here x is the
     value before the write.  copy_, fill_ and zero_ use index Ellipsis.
+
+    Gradient: dx = g with the written elements zeroed, dv = g[index] (the engine sums it to v's shape); index arrays
+    get none.
     """
 
     saves_inputs = False
@@ -304,6 +344,11 @@ def _unwritten(*arrays, shape, index):
 
 
 class Cat(Function):
+    """x_1, ..., x_n concatenated along `axis`.
+
+    Gradient: dx_k = the slice of g along `axis` that x_k filled.
+    """
+
     saves_inputs = False
 
     def forward(self, *xs, axis):

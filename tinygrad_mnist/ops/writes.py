@@ -32,24 +32,52 @@ class _BinaryInPlace(_WriteInPlace):
 
 
 class AddInPlace(_BinaryInPlace):
+    """a += o in a's own memory (o broadcast to a's shape, a's dtype kept).
+
+    Gradient: none: a write into memory outside the graph (what it means for autograd is inplace.py's rules: a new
+    node, version checks).
+    """
+
     ufunc = np.add
 
 
 class SubInPlace(_BinaryInPlace):
+    """a -= o in a's own memory (o broadcast to a's shape, a's dtype kept).
+
+    Gradient: none: a write into memory outside the graph (what it means for autograd is inplace.py's rules: a new
+    node, version checks).
+    """
+
     ufunc = np.subtract
 
 
 class MulInPlace(_BinaryInPlace):
+    """a *= o in a's own memory (o broadcast to a's shape, a's dtype kept).
+
+    Gradient: none: a write into memory outside the graph (what it means for autograd is inplace.py's rules: a new
+    node, version checks).
+    """
+
     ufunc = np.multiply
 
 
 class DivInPlace(_BinaryInPlace):
+    """a /= o in a's own memory (o broadcast to a's shape, a's dtype kept).
+
+    Gradient: none: a write into memory outside the graph (what it means for autograd is inplace.py's rules: a new
+    node, version checks).
+    """
+
     ufunc = np.true_divide
 
 
 class SetItemInPlace(_WriteInPlace):
     """a[index] = v; the index arrays (masks, integer indices) come as inputs after v, and `index` is
-    the template ops.split_index makes of the index (arrays are never baked into a recording)."""
+    the template ops.split_index makes of the index (arrays are never baked into a recording).
+
+    Gradient: none: a write into memory outside the graph (what it means for autograd is inplace.py's rules: a new
+    node, version checks).
+    """
 
     def forward(self, a, v, *arrays, index):
         a[_fill(index, arrays)] = v
@@ -57,7 +85,11 @@ class SetItemInPlace(_WriteInPlace):
 
 
 class ClampInPlace(_WriteInPlace):
-    """np.clip(a, lo, hi, out=a); lo/hi say which bounds are given (as inputs, in that order)."""
+    """np.clip(a, lo, hi, out=a); lo/hi say which bounds are given (as inputs, in that order).
+
+    Gradient: none: a write into memory outside the graph (what it means for autograd is inplace.py's rules: a new
+    node, version checks).
+    """
 
     def forward(self, a, *bounds, lo, hi):
         bounds = list(bounds)
@@ -66,7 +98,10 @@ class ClampInPlace(_WriteInPlace):
 
 
 class ZerosLike(Function):
-    """New zeros of x's shape and dtype (zero_grad(set_to_none=False) of a gradient it can't zero in place)."""
+    """New zeros of x's shape and dtype (zero_grad(set_to_none=False) of a gradient it can't zero in place).
+
+    Gradient: none: the result is constant zeros.
+    """
 
     def forward(self, x):
         return np.zeros_like(x)

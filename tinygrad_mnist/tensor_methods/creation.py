@@ -107,10 +107,15 @@ class Creation:
                                    replacement=bool(replacement)))
 
     def bernoulli(self, p=None, *, generator=None) -> Tensor:
-        """0/1 samples, 1 with probability self (or p), in self's dtype (torch.bernoulli)."""
-        from ..functions import bernoulli
-
-        return bernoulli(self, p, generator=generator)
+        """0/1 samples, 1 with probability self (or with probability p, in self's shape), in self's dtype."""
+        if self.dtype.kind != "f":
+            raise TypeError(f"bernoulli: the probabilities must be a float tensor, got {self.dtype}")
+        if p is not None and not 0 <= p <= 1:
+            raise RuntimeError(f"bernoulli: p must be in [0, 1], got p={p}")
+        if p is None and bool(((self.detach() < 0) | (self.detach() > 1)).any()):
+            raise RuntimeError(f"bernoulli: every probability must be in [0, 1] (input of shape {self.shape})")
+        u = Tensor.rand(self.shape, dtype=self.dtype, generator=generator)
+        return _zero_grad_link((u < (self.detach() if p is None else p)).cast(self.dtype), self)
 
     @classmethod
     def eye(cls, n, m=None, requires_grad=False, dtype=None, device=None) -> Tensor:
@@ -294,6 +299,14 @@ def _multinomial(r, weights, num_samples, replacement, generator=None):
         keys = rows / g.exponential(size=rows.shape)
         idx = np.argsort(-keys, axis=1, kind="stable")[:, :num_samples]
     return idx.reshape(weights.shape[:-1] + (num_samples,)).astype(np.int64)
+
+
+def _zero_grad_link(samples: Tensor, *params: Tensor) -> Tensor:
+    """samples, tied to the parameters that require grad with zero gradients (PyTorch's normal and bernoulli)."""
+    for t in params:
+        if t.requires_grad:
+            samples = samples + t * 0
+    return samples
 
 
 def numpy_rng_or(r, generator):

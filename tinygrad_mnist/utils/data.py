@@ -33,7 +33,7 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------
-# random draws: every shuffle goes through _random, so a generator plugs in there only
+# random draws: every shuffle goes through _random, from the generator passed or the global stream
 # ---------------------------------------------------------------------------
 
 
