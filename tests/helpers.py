@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist import Tensor, grad
+from tinygrad_mnist import compile as _compile
 from tinygrad_mnist.gradcheck import compare_with_reference, gradcheck, torch_reference
 
 try:  # PyTorch is only a reference; everything but the torch comparison runs without it
@@ -474,3 +475,9 @@ def grads_of_grads_match_torch(cases, xd, values: bool) -> None:
         (gga,) = grad((ga * ga).sum(), x)
         (ggb,) = torch.autograd.grad((gb * gb).sum(), xt)
         np.testing.assert_allclose(gga.data, ggb.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def strict_compile(fn=None, **kwargs):
+    """tinygrad_mnist.compile that raises CaptureError where the default falls back to eager (fallback=False):
+    the replay tests want to know that a step replays, not that it ran somehow."""
+    return _compile(fn, fallback=False, **kwargs)

@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+from helpers import strict_compile
 
 import tinygrad_mnist as tg
 from tinygrad_mnist import CaptureError, Function, Tensor, engine, no_grad
@@ -88,7 +89,7 @@ def test_replay_matches_eager_bit_for_bit(act):
     group_e, group_c = {"lr": 0.5}, {"lr": 0.5}
     pe, pc = mlp(), mlp()
     eager = make_step(pe, group_e, act)
-    step = tg.compile(make_step(pc, group_c, act))
+    step = strict_compile(make_step(pc, group_c, act))
     for x, y in batches(20):
         le = eager(Tensor(x), Tensor(y))
         lc = step(Tensor(x), Tensor(y))
@@ -103,12 +104,12 @@ def test_arrays_as_inputs_and_decorator_form():
     pe, pc = mlp(), mlp()
     group = {"lr": 0.1}
     eager = make_step(pe, dict(group))
-    step = tg.compile()(make_step(pc, dict(group)))
+    step = strict_compile()(make_step(pc, dict(group)))
     for x, y in batches(6):
         assert same(eager(tg.from_numpy(x), tg.from_numpy(y)), step(x, y))  # ndarrays straight in
     assert step.replays == 4
 
-    @tg.compile
+    @strict_compile
     def double(x):
         return as_tensor(x) * 2.0
 
@@ -119,7 +120,7 @@ def test_arrays_as_inputs_and_decorator_form():
 
 def test_grad_after_replay_is_a_fresh_tensor_as_eager_leaves_it():
     ps = mlp()
-    step = tg.compile(make_step(ps, {"lr": 0.1}))
+    step = strict_compile(make_step(ps, {"lr": 0.1}))
     data = batches(5)
     held = []
     for x, y in data:
@@ -133,7 +134,7 @@ def test_grad_after_replay_is_a_fresh_tensor_as_eager_leaves_it():
 
 def test_outputs_are_copies():
     ps = mlp()
-    step = tg.compile(make_step(ps, {"lr": 0.1}))
+    step = strict_compile(make_step(ps, {"lr": 0.1}))
     outs = []
     for x, y in batches(6):
         out = step(x, y)
@@ -146,7 +147,7 @@ def test_outputs_are_copies():
 def test_shorter_last_batch_records_its_own():
     pe, pc = mlp(), mlp()
     eager = make_step(pe, {"lr": 0.2})
-    step = tg.compile(make_step(pc, {"lr": 0.2}))
+    step = strict_compile(make_step(pc, {"lr": 0.2}))
     full, short = batches(6, batch=4), batches(4, batch=3, seed=5)
     order = [full[0], full[1], full[2], short[0], full[3], short[1], short[2], short[3], full[4]]
     for x, y in order:
@@ -160,7 +161,7 @@ def test_shorter_last_batch_records_its_own():
 def test_changed_lr_is_honoured_on_replay():
     ge, gc = {"lr": 0.5}, {"lr": 0.5}
     pe, pc = mlp(), mlp()
-    eager, step = make_step(pe, ge), tg.compile(make_step(pc, gc))
+    eager, step = make_step(pe, ge), strict_compile(make_step(pc, gc))
     for i, (x, y) in enumerate(batches(12)):
         ge["lr"] = gc["lr"] = 0.5 * 0.8 ** i  # a scheduler
         assert same(eager(x, y), step(x, y))
@@ -176,7 +177,7 @@ def test_python_argument_is_part_of_the_key():
         calls.append(k)
         return as_tensor(x) * float(k)
 
-    step = tg.compile(scaled)
+    step = strict_compile(scaled)
     x = np.arange(3, dtype=np.float32)
     for k in (1, 1, 1, 2, 2, 2):
         assert same(step(x, k), x * np.float32(k))
@@ -185,7 +186,7 @@ def test_python_argument_is_part_of_the_key():
 
 def test_enabled_false_runs_eagerly_every_time():
     ps = mlp()
-    step = tg.compile(make_step(ps, {"lr": 0.1}), enabled=False)
+    step = strict_compile(make_step(ps, {"lr": 0.1}), enabled=False)
     for x, y in batches(4):
         loss = step(x, y)
         assert loss.grad_fn is not None  # the eager graph, not a replayed copy
@@ -203,7 +204,7 @@ def test_grad_accumulated_without_zeroing_is_read_live():
         return step
 
     pe, pc = mlp(sizes=(6, 3)), mlp(sizes=(6, 3))
-    eager, step = make(pe), tg.compile(make(pc))
+    eager, step = make(pe), strict_compile(make(pc))
     xs = [x for x, _ in batches(8)]
     eager(xs[0])  # the first call sees no .grad, later ones do: record from the second call on
     pc[0].grad, pc[1].grad = Tensor(pe[0].grad.data.copy()), Tensor(pe[1].grad.data.copy())
@@ -229,7 +230,7 @@ def test_branch_on_data_is_refused():
         h = h.tanh() if x[0, 0] > 0.5 else h.sigmoid()  # a plain ndarray input: the branch reads its data
         return h.sum()
 
-    c = tg.compile(step)
+    c = strict_compile(step)
     c(np.full((2, 6), 0.9, np.float32))
     with pytest.raises(CaptureError, match=r"differ at op 1 \(Tanh\).*Python branch on data"):
         c(np.full((2, 6), 0.1, np.float32))
@@ -258,7 +259,7 @@ def test_escapes_raise(escape, call):
         return loss
 
     with pytest.raises(CaptureError, match="compile: " + re.escape(call)):
-        tg.compile(step)(np.ones(3, np.float32))
+        strict_compile(step)(np.ones(3, np.float32))
     assert_restored()
 
 
@@ -276,7 +277,7 @@ def test_reading_a_gradient_in_user_code_is_refused():
         return loss
 
     with pytest.raises(CaptureError, match=r"\.data of a tensor of shape .* read by user code"):
-        tg.compile(step)(*batches(1)[0])
+        strict_compile(step)(*batches(1)[0])
     assert_restored()
 
 
@@ -288,7 +289,7 @@ def test_assigning_data_in_user_code_is_refused():
         return (x * w).sum()
 
     with pytest.raises(CaptureError, match="assigned .data"):
-        tg.compile(step)(np.ones(3, np.float32))
+        strict_compile(step)(np.ones(3, np.float32))
 
 
 def test_an_array_made_inside_the_step_is_refused():
@@ -299,7 +300,7 @@ def test_an_array_made_inside_the_step_is_refused():
         return (x @ w + noise).sum()
 
     with pytest.raises(CaptureError, match=r"Add \(input 1\) received an array of shape \(3, 3\)"):
-        tg.compile(step)(np.ones((3, 3), np.float32))
+        strict_compile(step)(np.ones((3, 3), np.float32))
     assert_restored()
 
 
@@ -308,7 +309,7 @@ def test_a_copied_input_is_refused_with_the_fix():
         return (Tensor(x) * 2.0).sum()  # Tensor(x) copies the argument
 
     with pytest.raises(CaptureError, match="pass the Tensor, or use from_numpy"):
-        tg.compile(step)(np.ones(3, np.float32))
+        strict_compile(step)(np.ones(3, np.float32))
 
 
 def test_ndarray_params_are_refused():
@@ -320,7 +321,7 @@ def test_ndarray_params_are_refused():
         return Masked.apply(x, mask=np.ones(3, np.float32))
 
     with pytest.raises(CaptureError, match=r"Masked got an ndarray of shape \(3,\) in its parameter mask="):
-        tg.compile(step)(Tensor(np.ones(3, np.float32)))
+        strict_compile(step)(Tensor(np.ones(3, np.float32)))
 
 
 def test_write_behind_the_ops_is_refused_when_checked():
@@ -331,7 +332,7 @@ def test_write_behind_the_ops_is_refused_when_checked():
         ps[0].data[0, 0] += 1.0  # reading a parameter's .data is allowed; writing it with NumPy is invisible
         return as_tensor(x).linear(ps[0], ps[1]).sum()
 
-    c = tg.compile(step)
+    c = strict_compile(step)
     c(np.ones((2, 6), np.float32))
     with pytest.raises(CaptureError, match="does not reproduce the eager step"):
         c(np.ones((2, 6), np.float32))
@@ -346,12 +347,12 @@ def test_python_side_effect_random_draw_is_refused():
         return (x * w * r).sum()
 
     with pytest.raises(CaptureError, match=r"received an array of shape \(3,\)"):
-        tg.compile(step)(np.ones(3, np.float32))
+        strict_compile(step)(np.ones(3, np.float32))
 
 
 def test_step_inputs_that_require_grad_are_refused():
     with pytest.raises(CaptureError, match="requires grad"):
-        tg.compile(lambda x: x * 2.0)(Tensor(np.ones(2, np.float32), requires_grad=True))
+        strict_compile(lambda x: x * 2.0)(Tensor(np.ones(2, np.float32), requires_grad=True))
 
 
 def test_errors_inside_the_step_restore_everything():
@@ -359,7 +360,7 @@ def test_errors_inside_the_step_restore_everything():
         raise KeyError("boom")
 
     with pytest.raises(KeyError):
-        tg.compile(step)(np.ones(2, np.float32))
+        strict_compile(step)(np.ones(2, np.float32))
     assert_restored()
 
 
@@ -381,15 +382,15 @@ def test_other_threads_are_not_checked_during_a_capture():
         release.wait(10)
         return as_tensor(x) * 2.0
 
-    tg.compile(step)(np.ones(2, np.float32))
+    strict_compile(step)(np.ones(2, np.float32))
     th.join()
     assert seen == [6.0]
     assert_restored()
 
 
 def test_nested_compiled_step_runs_inside_the_outer_recording():
-    inner = tg.compile(lambda x: as_tensor(x) * 2.0)
-    outer = tg.compile(lambda x: inner(x) + 1.0)
+    inner = strict_compile(lambda x: as_tensor(x) * 2.0)
+    outer = strict_compile(lambda x: inner(x) + 1.0)
     x = np.ones(2, np.float32)
     for _ in range(4):
         assert same(outer(x), np.full(2, 3.0, np.float32))
@@ -401,7 +402,7 @@ def test_compile_as_a_method_decorator():
         def __init__(self, scale):
             self.w = Tensor(np.full(3, scale, np.float32), requires_grad=True)
 
-        @tg.compile
+        @strict_compile
         def step(self, x):
             self.w.grad = None
             loss = (as_tensor(x) * self.w).sum()
@@ -422,7 +423,7 @@ def test_reading_an_input_tensor_in_user_code_is_refused():
         return x * float(scale)
 
     with pytest.raises(CaptureError, match=r"\.data of a tensor of shape \(3,\)"):
-        tg.compile(step)(Tensor(np.ones(3, np.float32)))
+        strict_compile(step)(Tensor(np.ones(3, np.float32)))
 
 
 def test_a_parameter_rebound_to_another_shape_records_again():
@@ -434,7 +435,7 @@ def test_a_parameter_rebound_to_another_shape_records_again():
         loss.backward()
         return loss
 
-    c = tg.compile(step)
+    c = strict_compile(step)
     for _ in range(3):
         c(np.ones(3, np.float32))
     w.data = np.full((2, 3), 2.0, np.float32)  # outside the step: allowed; the recording no longer fits
@@ -443,7 +444,7 @@ def test_a_parameter_rebound_to_another_shape_records_again():
 
 
 def test_recordings_kept_are_bounded():
-    step = tg.compile(lambda x, k: as_tensor(x) * k)
+    step = strict_compile(lambda x, k: as_tensor(x) * k)
     step.max_programs = 3
     x = np.ones(2, np.float32)
     for k in range(10):  # a new Python value every time: each records (twice) and would be kept
@@ -473,7 +474,7 @@ def test_scheduler_lr_is_honoured_with_the_library_optimizers(make_opt):
         return step, ps, sched
 
     (eager, pe, se), (step, pc, sc) = make(), make()
-    step = tg.compile(step)
+    step = strict_compile(step)
     for x, y in batches(10):
         assert same(eager(x, y), step(x, y))
         se.step()
@@ -489,7 +490,7 @@ def test_threads_sharing_one_compiled_step_get_eager_results():
     def step(x):
         return (as_tensor(x) @ w).tanh().sum(0)
 
-    c = tg.compile(step)
+    c = strict_compile(step)
     xs = [np.random.default_rng(i).random((8, 4), dtype=np.float32) for i in range(8)]
     expect = [step(x).data.copy() for x in xs]
     results = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import strict_compile
 
 import tinygrad_mnist as tg
 from tinygrad_mnist import engine
@@ -48,7 +49,7 @@ def same(a, b) -> bool:
 def test_compiled_training_equals_eager(name, batch, steps):
     step_e, pe, _, sched_e = make_run(name)
     step_c, pc, _, sched_c = make_run(name)
-    compiled = tg.compile(step_c)
+    compiled = strict_compile(step_c)
     rng_e, rng_c = np.random.default_rng(1), np.random.default_rng(1)  # dropout draws, one generator per run
     data = np.random.default_rng(2)
     for i in range(steps):

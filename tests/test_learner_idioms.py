@@ -193,10 +193,11 @@ LAYERS = {
         mha = seeded(nn.MultiheadAttention(4, 2, batch_first=True))
         x = torch.tensor(X).reshape(2, 3, 4).requires_grad_()
         pad = torch.tensor([[False, False, True], [False, False, False]])
-        causal = torch.triu(torch.ones(3, 3), diagonal=1).bool()
+        causal = torch.triu(torch.ones(3, 3, dtype=torch.bool), diagonal=1)  # the tutorials' causal mask
         out, w = mha(x, x, x, key_padding_mask=pad, attn_mask=causal)
         out.sum().backward()
-        result = out, w, x.grad, mha.in_proj_weight.grad, mha.out_proj.bias.grad, list(mha.state_dict())
+        result = (out, w, x.grad, mha.in_proj_weight.grad, mha.out_proj.bias.grad, list(mha.state_dict()), causal,
+                  torch.tril(torch.ones(2, 2, dtype=torch.bool)))
     """,
     "sdpa": """
         q = torch.tensor(X).reshape(1, 2, 3, 4).requires_grad_()

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import strict_compile
 
 from tinygrad_mnist import engine, nn, optim
 from tinygrad_mnist.engine import Tensor, no_grad
@@ -421,7 +422,7 @@ def test_compiled_steps_equal_eager_steps_bit_for_bit(name, zero):
     runs = []
     for compiled in (False, True):
         params, opt, sched, step = _training(name, zero)
-        fn = tm.compile(step) if compiled else step
+        fn = strict_compile(step) if compiled else step
         losses = []
         for x, y in _batches():
             losses.append(fn(tm.from_numpy(x), y).data.copy())
@@ -452,7 +453,7 @@ def _batchnorm_run(compiled, momentum=0.1, steps=8):
         opt.step()
         return loss
 
-    fn = tm.compile(step) if compiled else step
+    fn = strict_compile(step) if compiled else step
     for x, y in _batches(steps):
         fn(tm.from_numpy(x), y)
     return {k: v.data.copy() for k, v in model.state_dict().items()}
@@ -496,7 +497,7 @@ def test_inplace_writes_inside_a_graph_compile_and_replay_exactly():
             opt.step()
             return loss
 
-        fn = tm.compile(step) if compiled else step
+        fn = strict_compile(step) if compiled else step
         rng = np.random.default_rng(0)
         losses = [fn(tm.from_numpy(rng.random((4, 3), dtype=np.float32))).data.copy() for _ in range(6)]
         return losses, w.data.copy(), fn

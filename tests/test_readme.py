@@ -47,3 +47,11 @@ def test_snippet_runs(name, line, code, tmp_path, monkeypatch):
             pytest.importorskip(module.strip())
     monkeypatch.chdir(tmp_path)  # files the snippet writes land here
     exec(compile(code, f"{name}:{line}", "exec"), {"__name__": "__readme__"})
+
+
+def test_needs_mark_skips_only_where_a_module_is_missing(tmp_path, monkeypatch):
+    with pytest.raises(pytest.skip.Exception, match="no_such_module_here"):
+        test_snippet_runs("x.md", 1, "# needs: numpy, no_such_module_here\nraise RuntimeError('ran')\n", tmp_path,
+                          monkeypatch)
+    with pytest.raises(RuntimeError, match="ran"):  # everything it needs is there: the block runs
+        test_snippet_runs("x.md", 1, "# needs: numpy\nraise RuntimeError('ran')\n", tmp_path, monkeypatch)

@@ -41,12 +41,14 @@ from __future__ import annotations
 
 import functools
 import threading
+import warnings
 
 import numpy as np
 
 from .. import engine
 from ..engine import Tensor
-from .check import _assumptions, _first_difference, _snapshot, _verify
+from .check import _first_difference, _snapshot, _verify, same_start
+from .guards import _Guard, holds
 from .program import _hashable, _Program
 from .record import CaptureError, _active, _add_input, _get_ident, _install, _Miss, _Recorder, _Stale, _uninstall
 
@@ -83,32 +85,40 @@ class Compiled:
     """A step function that records itself on its first two calls and replays from then on.
 
     Counters: `calls`, `eager_calls` (calls that ran the Python function, recording or not),
-    `replays`, `recordings` (completed recordings). `enabled = False` runs every call eagerly.
+    `replays`, `recordings` (completed recordings), `rerecords` (recordings started because Python
+    state a recording read had changed). `enabled = False` runs every call eagerly; `refused` says
+    why a step that fell back runs eagerly (None while it may replay).
     """
 
     max_programs = 16  # recordings kept (and first recordings waiting for their second): oldest dropped
+    max_rerecords = 8  # Python state that keeps changing: record this often, then run eagerly (or raise)
 
-    def __init__(self, fn, enabled: bool = True):
+    def __init__(self, fn, enabled: bool = True, fallback: bool = True):
         if not callable(fn):
             raise TypeError(f"compile: expected a function, got {type(fn).__name__}")
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.enabled = enabled
-        self._programs: dict[tuple, _Program] = {}
+        self.fallback = fallback  # a refused recording: run eagerly with one warning (False: raise CaptureError)
+        self.refused: str | None = None
+        self._programs: dict[tuple, list[_Program]] = {}  # key -> recordings, each with its own guard values
         self._last: _Program | None = None  # tried first: the usual case is the same signature as last time
         self._lock = threading.Lock()
-        self._first: dict[tuple, tuple] = {}  # key -> (first recording, the objects its key names by id)
-        self.calls = self.eager_calls = self.replays = self.recordings = 0
+        # key -> [(first recording, the objects its key names by id)]: one per starting state (train or eval...)
+        self._first: dict[tuple, list] = {}
+        self.calls = self.eager_calls = self.replays = self.recordings = self.rerecords = 0
 
     def __get__(self, obj, cls=None):
         """@compile on a method: the instance is the first argument (keyed by identity, like any object)."""
         return self if obj is None else functools.partial(self, obj)
 
     def reset(self) -> None:
-        """Forget every recording (after replacing parameter or optimizer-state tensors, not just their values)."""
+        """Forget every recording, and a refusal: the next calls record afresh."""
         self._programs.clear()
         self._first.clear()
         self._last = None
+        self.refused = None
+        self.rerecords = 0
 
     @property
     def source(self) -> str | None:
@@ -116,18 +126,25 @@ class Compiled:
         return None if self._last is None else self._last.source
 
     @property
+    def guards(self) -> list[str] | None:
+        """What the recording used last depends on from Python, checked before each replay (a change
+        records again): module flags and attributes, globals, closure variables, requires_grad, ..."""
+        return None if self._last is None else [r.describe() for r in self._last.reads]
+
+    @property
     def programs(self) -> int:
-        """How many input signatures have a replayable recording."""
-        return len(self._programs)
+        """How many replayable recordings there are (one per input signature and guarded Python state)."""
+        return sum(len(v) for v in self._programs.values())
 
     def __repr__(self) -> str:
         return (f"<compiled {getattr(self.fn, '__name__', 'step')}: {self.replays} replays, "
-                f"{self.eager_calls} eager calls, {len(self._programs)} recordings>")
+                f"{self.eager_calls} eager calls, {self.programs} recordings>")
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
-        if not self.enabled or (engine._tracer is not None and _active.get(_get_ident()) is not None):
-            self.eager_calls += 1  # off, or inside another capture (which records what this runs)
+        if not self.enabled or self.refused is not None or (
+                engine._tracer is not None and _active.get(_get_ident()) is not None):
+            self.eager_calls += 1  # off, given up, or inside another capture (which records what this runs)
             return self.fn(*args, **kwargs)
         with self._lock:  # replay runs forwards on shared op objects (they keep arrays on self): one call at a time
             return self._call(args, kwargs)
@@ -139,51 +156,100 @@ class Compiled:
                 out = prog.run(args, kwargs)
                 self.replays += 1
                 return out
-            except _Miss:
+            except (_Miss, _Guard):
                 pass
             except _Stale:
                 self._drop(prog)
         key = _signature(args, kwargs)
-        prog = self._programs.get(key)
-        if prog is not None:
+        changed = None  # a recording of this signature whose Python state no longer holds
+        for prog in list(self._programs.get(key, ())):
             try:
                 out = prog.run(args, kwargs)
                 self.replays += 1
                 self._last = prog
                 return out
+            except _Guard:
+                changed = prog
+            except _Miss:
+                pass
             except _Stale:
                 self._drop(prog)
-        return self._record(key, args, kwargs)
+        return self._record(key, args, kwargs, changed)
 
     def _drop(self, prog: _Program) -> None:
-        self._programs = {k: p for k, p in self._programs.items() if p is not prog}
+        self._programs = {k: kept for k, ps in self._programs.items() if (kept := [p for p in ps if p is not prog])}
         if self._last is prog:
             self._last = None
 
-    def _record(self, key, args, kwargs):
+    def _give_up(self, reason: str) -> None:
+        """Run eagerly from now on, with one warning (fallback), or raise (strict)."""
+        if not self.fallback:
+            raise CaptureError(reason)
+        self.refused = reason
+        self._programs.clear()
+        self._first.clear()
+        self._last = None
+        warnings.warn(f"{reason}\n(compile: {getattr(self.fn, '__name__', 'step')} now runs eagerly; fix the step "
+                      f"as said and call .reset() to record it again, or compile(fn, fallback=False) to get this "
+                      f"as a CaptureError)", RuntimeWarning, stacklevel=5)  # (the caller of the step)
+
+    def _record(self, key, args, kwargs, changed=None):
+        if changed is not None or key in self._first:
+            if self.rerecords >= self.max_rerecords:
+                reads = changed.reads if changed is not None else self._first[key][0][0].watch.reads
+                what = holds(reads)
+                self._give_up(
+                    f"compile: {getattr(self.fn, '__name__', 'step')} was recorded {self.rerecords} more times "
+                    f"because Python state it reads keeps changing"
+                    + (f" ({what.describe()} no more)" if what is not None else "")
+                    + ". Pass a value that changes as a step argument, or keep it where an op reads it when it "
+                      "runs (an optimizer's param group)")
+                self.eager_calls += 1
+                return self.fn(*args, **kwargs)
+            self.rerecords += changed is not None
         self.eager_calls += 1
-        first = self._first.get(key)
-        before = None if first is None else _snapshot(first[0], args, kwargs)
-        rec = _Recorder(getattr(self.fn, "__name__", "step"))
+        firsts = self._first.get(key, [])
+        befores = [_snapshot(f[0], args, kwargs) for f in firsts]
+        rec = _Recorder(getattr(self.fn, "__name__", "step"), strict=not self.fallback)
+        rec.watch.grad_mode = engine.is_grad_enabled()
+        rec.watch.closure(self.fn)
         _install(rec)
         try:
-            for pos, v in enumerate(args):
-                _add_input(rec, v, pos)
-            for name, v in kwargs.items():
-                _add_input(rec, v, name)
+            try:
+                for pos, v in enumerate(args):
+                    _add_input(rec, v, pos)
+                for name, v in kwargs.items():
+                    _add_input(rec, v, name)
+            except CaptureError as e:
+                rec.refuse(str(e))
             result = self.fn(*args, **kwargs)
-            rec.finish(result)
         finally:
-            _uninstall()
-        if first is None:
-            self._first[key] = (rec, [v for v in (*args, *kwargs.values()) if not _hashable(v)])
+            _uninstall(rec)
+        try:
+            if rec.refused is not None:
+                raise CaptureError(rec.refused)
+            rec.finish(result)
+            return self._keep(rec, key, firsts, befores, args, kwargs, result)
+        except CaptureError as e:
+            self._give_up(str(e))  # (strict: raises it)
+            return result
+
+    def _keep(self, rec, key, firsts, befores, args, kwargs, result):
+        """Pair this recording with a first one that started from the same state, or keep it as a first one."""
+        match = next((k for k, f in enumerate(firsts) if same_start(f[0], rec)), None)
+        if match is None:
+            # the first recording of this state (a .grad there or not, other Python values): the next call
+            # that starts like this one is compared with it
+            if firsts:
+                self.rerecords += 1
+            firsts.insert(0, (rec, [v for v in (*args, *kwargs.values()) if not _hashable(v)]))
+            del firsts[4:]
+            self._first[key] = firsts
             _trim(self._first, self.max_programs)
             return result
-        if _assumptions(first[0]) != _assumptions(rec):
-            # the calls started from different states (a .grad there or not): compare the next call with this one
-            self._first[key] = (rec, first[1])
-            return result
-        del self._first[key]
+        first, before = firsts.pop(match), befores[match]
+        if not firsts:
+            del self._first[key]
         why = _first_difference(first[0], rec)
         if why is not None:
             raise CaptureError(
@@ -195,7 +261,9 @@ class Compiled:
         prog.keepalive = first[1]  # objects the key names by id
         prog.rec_ops = rec.ops
         prog.rec = rec.keep = rec.slot_of = rec.created = rec.origin = rec.first_data = None  # the arrays of call 2
-        self._programs[key] = self._last = prog
+        self._programs.setdefault(key, []).insert(0, prog)
+        del self._programs[key][self.max_programs:]
+        self._last = prog
         _trim(self._programs, self.max_programs)
         self.recordings += 1
         return result
@@ -208,11 +276,13 @@ def _trim(d: dict, n: int) -> None:
         del d[next(iter(d))]
 
 
-def compile(fn=None, *, enabled: bool = True):  # noqa: A001  (torch.compile's name)
+def compile(fn=None, *, enabled: bool = True, fallback: bool = True):  # noqa: A001  (torch.compile's name)
     """Record a training step on its first two calls and replay it from then on (see the module docstring).
 
     `step = compile(train_step)` or `@compile`; `compile(train_step, enabled=False)` never records.
+    A step that can't be replayed runs eagerly with one warning saying why; `fallback=False` raises a
+    CaptureError instead.
     """
     if fn is None:
-        return lambda f: Compiled(f, enabled)
-    return Compiled(fn, enabled)
+        return lambda f: Compiled(f, enabled, fallback)
+    return Compiled(fn, enabled, fallback)

@@ -111,9 +111,15 @@ def _same_outputs(a, b) -> bool:
 
 
 def _assumptions(rec: _Recorder) -> tuple:
-    """What a recording assumed about the start of a call: which parameters had no .grad, whose .grad it read."""
+    """What a recording assumed about the start of a call: which parameters had no .grad, whose .grad it read
+    (the Python state it read is compared by `same_start`)."""
     return (tuple(id(p) for p in rec.need_no_grad),
             tuple(id(s.owner) for s in rec.slots if s.kind == LIVE and s.owner is not None))
+
+
+def same_start(r1: _Recorder, r2: _Recorder) -> bool:
+    """Did two recordings start from the same state: .grads there or not, the same Python values?"""
+    return _assumptions(r1) == _assumptions(r2) and r1.watch.same_as(r2.watch)
 
 
 def _arrays_of_sources(rec: _Recorder, args, kwargs) -> list:

@@ -17,6 +17,7 @@ import textwrap
 import numpy as np
 
 from ..engine import Tensor
+from .guards import _Guard, guard_source
 from .record import CONST, INPUT, LIVE, OP, _get_data, _Miss, _Op, _plain, _Recorder, _Stale
 
 _FORMS: dict = {}  # forward function -> (parameter names, defaults, returned expression) or None
@@ -204,6 +205,12 @@ class _Program:
         # run: reads the sources itself, writes .data/.grad back
         arg_names = {}  # argument position or keyword -> the variable holding its array after the guards
         head = ["def run(args, kwargs):", *_guards(call_args, call_kwargs, g, arg_names)]
+        self.reads = rec.watch.reads
+        if self.reads:  # the Python state the recording read (guards.py); before anything is read or written
+            g["_Guard"] = _Guard
+            head += ["    try:", f"        _ok = {guard_source(self.reads, g)}",
+                     "    except Exception:", "        _ok = False  # (an item gone: a KeyError, an IndexError)",
+                     "    if not _ok: raise _Guard"]
         for j, p in enumerate(rec.need_no_grad):
             g[f"q{j}"] = p
             head.append(f"    if q{j}._grad is not None: raise _Stale")
@@ -219,8 +226,17 @@ class _Program:
                 head.append(f"    v{s.index} = t{s.index}.data")
         live = [s for s in sources if s.kind == LIVE]
         if live:  # a tensor from before the step re-bound to another shape (load_state_dict of another model)
-            g["_live_shapes"] = tuple(s.shape for s in live)
-            head.append(f"    if ({', '.join(f'v{s.index}.shape' for s in live)},) != _live_shapes: raise _Stale")
+            g["_live_shapes"] = tuple(x for s in live for x in (s.shape, s.dtype))  # (a cast: Module.to(float64))
+            head.append(f"    if ({', '.join(f'v{s.index}.shape, v{s.index}.dtype' for s in live)},) "
+                        f"!= _live_shapes: raise _Stale")
+        for j, ((m, name), value) in enumerate(rec.watch.module_writes.items()):
+            g[f"_mo{j}"], g[f"_mv{j}"] = m, value  # model.train() inside the step: set again, first
+            head.append(f"    setattr(_mo{j}, {name!r}, _mv{j})")
+        if rec.cleared_first:  # an op that raises (a bad label) leaves the .grads as eager's zero_grad() did
+            for j, p in enumerate(rec.cleared_first):
+                g[f"_cf{j}"] = p
+            lines = ["    try:", *("    " + line for line in lines), "    except BaseException:",
+                     *(f"        _cf{j}._grad = None" for j in range(len(rec.cleared_first))), "        raise"]
         tail = []
         for j, (t, s) in enumerate(rec.data_writes):
             g[f"d{j}"] = t

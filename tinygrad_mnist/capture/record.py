@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import engine
 from ..engine import Tensor
+from . import guards
 
 
 class CaptureError(RuntimeError):
@@ -56,7 +57,10 @@ class _Dispatch:
     def op(self, ctx, inputs, params, out):
         rec = _active.get(_get_ident())
         if rec is not None:
-            rec.op(ctx, inputs, params, out)
+            try:
+                rec.op(ctx, inputs, params, out)
+            except CaptureError as e:
+                rec.refuse(str(e))
 
     def leaf(self, t):
         rec = _active.get(_get_ident())
@@ -70,7 +74,7 @@ def _data_get(t):
     if rec is not None:
         if t in rec.created:
             if not _library_caller():
-                raise CaptureError(
+                rec.refuse(
                     f"compile: .data of a tensor of shape {arr.shape} that the compiled step computes (or takes as "
                     f"input) was read by user code; replay would never run that code again. Use tensor ops (under "
                     f"no_grad() for updates, e.g. `p -= lr * p.grad`), or return the tensor from the step and read "
@@ -89,11 +93,11 @@ def _data_set(t, arr):
             rec.created.add(t)
         else:
             if not _library_caller():
-                raise CaptureError(
+                rec.refuse(
                     f"compile: user code assigned .data of a tensor of shape {old.shape} inside the compiled step; "
                     f"replay would not do it again. Write with tensor ops instead (under no_grad(): "
                     f"`p -= lr * p.grad`, `p.copy_(v)`)")
-            if t not in rec.created:
+            elif t not in rec.created:
                 rec.rebound(t, old)
     _set_data(t, arr)
 
@@ -105,6 +109,8 @@ def _grad_set(t, value):
     rec = _active.get(_get_ident())
     if rec is not None and value is None and t not in rec.grad_at_sight:
         rec.grad_cleared.add(t)  # the step clears it before using t: no assumption about .grad at the start
+        if not rec.ops:
+            rec.cleared_first.append(t)  # (zero_grad() before any op: a replay that raises clears it too)
     _GRAD.fset(t, value)
 
 
@@ -116,7 +122,7 @@ def _escape(name: str, call: str):
     def guarded(self, *args, **kwargs):
         rec = _active.get(_get_ident())
         if rec is not None and self in rec.created:
-            raise CaptureError(
+            rec.refuse(
                 f"compile: {call} of a tensor of the compiled step (shape {self.shape}, computed or an input): "
                 f"its value "
                 f"would be read once, while recording, and never on replay. Return the tensor from the step "
@@ -134,6 +140,7 @@ _GUARDS = [_escape(*a) for a in (
 
 
 def _install(rec: _Recorder) -> None:
+    ident = _get_ident()
     with _install_lock:
         if not _active:  # the first capture in the process right now: swap in the checks
             Tensor.data = property(_data_get, _data_set)
@@ -141,18 +148,33 @@ def _install(rec: _Recorder) -> None:
             for name, _, guarded in _GUARDS:
                 setattr(Tensor, name, guarded)
             engine._tracer = _Dispatch()
-        _active[_get_ident()] = rec
+        _active[ident] = rec
+        guards.install(rec.watch, ident)
+    rec.tracer, rec.previous_trace = guards.trace_calls(rec.watch)
+    sys.settrace(rec.tracer)
 
 
-def _uninstall() -> None:
+def _uninstall(rec: _Recorder) -> None:
+    sys.settrace(rec.previous_trace)
+    ident = _get_ident()
     with _install_lock:
-        _active.pop(_get_ident(), None)
+        _active.pop(ident, None)
+        guards.uninstall(ident)
         if not _active:  # eager code runs at full speed again
             engine._tracer = None
             for name, original, _ in _GUARDS:
                 setattr(Tensor, name, original)
             Tensor.data = _DATA
             Tensor.grad = _GRAD
+
+
+def _detach(rec: _Recorder) -> None:
+    """Stop reporting to rec in this thread (it gave up); the hooks go when its call ends (_uninstall)."""
+    ident = _get_ident()
+    with _install_lock:
+        if _active.get(ident) is rec:
+            del _active[ident]
+        guards.uninstall(ident)
 
 
 # ---------------------------------------------------------------------------
@@ -184,8 +206,11 @@ class _Op:
 class _Recorder:
     """Watches one eager call: every op with the slots of its input and output arrays."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, strict: bool = True):
         self.name = name
+        self.strict = strict  # False: a refusal gives the recording up and lets the call go on eagerly
+        self.refused: str | None = None  # why it was given up
+        self.watch = guards.Watch(self.refuse)
         self.slots: list[_Slot] = []
         self.slot_of: dict[int, int] = {}  # id(array) -> its newest slot
         self.keep: list = []  # every array seen: ids stay unique while we key by them
@@ -197,8 +222,18 @@ class _Recorder:
         self.params: list[Tensor] = []  # pre-existing leaves that require grad, in first-seen order
         self.grad_at_sight: dict = {}  # parameter -> its ._grad when first seen
         self.grad_cleared: set = set()  # parameters whose .grad the step set to None before first seeing them
+        self.cleared_first: list = []  # those of them cleared before the first op
         self.outputs = None  # the returned structure, with slot numbers for tensors
         self.rng_mark = _rng_mark()
+        self.rng_at_start = engine._rng
+
+    def refuse(self, message: str) -> None:
+        """This step can't be replayed: raise (strict), or stop recording and let the eager call finish."""
+        if self.strict:
+            raise CaptureError(message)
+        if self.refused is None:
+            self.refused = message
+            _detach(self)
 
     # -- slots ------------------------------------------------------------------
     def _slot(self, kind, arr, **kw) -> int:
@@ -267,6 +302,11 @@ class _Recorder:
 
     # -- the tracer's callbacks -----------------------------------------------------
     def op(self, ctx, inputs, params, out) -> None:
+        if _data_dependent_shape(ctx, inputs, params):
+            raise CaptureError(
+                f"compile: {type(ctx).__name__} gives a result whose shape depends on the values (a boolean mask "
+                f"index x[mask], nonzero()); replay needs the same shapes every call. Use masks of fixed shape "
+                f"(`(x * mask).sum()`, where()) or run the step eagerly")
         ins = []
         for k, t in enumerate(inputs):
             self._see_param(t)
@@ -319,6 +359,14 @@ class _Recorder:
         # a parameter with no .grad when first seen: replay assumes none at the start of a call, unless the
         # step itself cleared it before using the parameter
         self.need_no_grad = [p for p in self.params if self.grad_at_sight[p] is None and p not in self.grad_cleared]
+        if engine._rng is not self.rng_at_start:
+            raise CaptureError("compile: the step reseeds the library's generator (manual_seed inside the step); "
+                               "replay would not, so later random numbers would differ. Seed outside the step")
+        self.watch.read_by_ops(self.ops)
+        why = self.watch.changed_by_step()
+        if why is not None:
+            raise CaptureError(why)
+        self.watch.tensors(self.slots, LIVE)
 
     def _output(self, v):
         if isinstance(v, Tensor):
@@ -336,6 +384,16 @@ class _Recorder:
         if isinstance(v, np.ndarray):
             raise CaptureError("compile: the step returns an ndarray; return Tensors (replay hands back copies)")
         return ("value", v)
+
+
+def _data_dependent_shape(ctx, inputs, params) -> bool:
+    """Indexing with a boolean mask, or nonzero(): how many elements come out depends on the data."""
+    name = type(ctx).__name__
+    if name == "GetItem":
+        return any(_get_data(t).dtype == np.bool_ for t in inputs[1:]) or any(
+            isinstance(i, np.ndarray) and i.dtype == np.bool_
+            for i in (params.get("index") if isinstance(params.get("index"), tuple) else (params.get("index"),)))
+    return name == "Detached" and getattr(params.get("fn"), "__name__", "") == "_nonzero"
 
 
 def _rng_mark():

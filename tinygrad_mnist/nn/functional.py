@@ -84,6 +84,20 @@ def check_class_indices(labels, n_classes: int, name: str, ignore_index=None, wh
     return y
 
 
+def _checked_labels(y: np.ndarray, n_classes: int, name: str, ignore_index=None) -> np.ndarray:
+    """check_class_indices as a recorded op (ops.Detached): a compiled step's replay checks its labels too,
+    with eager's error."""
+    return check_class_indices(y, n_classes, name, ignore_index).view()
+
+
+def _label_check(labels, n_classes: int, name: str, ignore_index=None) -> Tensor:
+    """Labels checked now (the error names the op alone) and again by a recorded op, for a compiled step's
+    replay: there the op raises the very error eager raised here."""
+    check_class_indices(labels, n_classes, name, ignore_index)
+    labels = labels.detach() if isinstance(labels, Tensor) else Tensor._const(np.asarray(labels))
+    return _ops.Detached.apply(labels, fn=_checked_labels, n_classes=n_classes, name=name, ignore_index=ignore_index)
+
+
 def _target_like(input: Tensor, target, name: str, same_shape: bool = False) -> Tensor:
     """A float target in input's dtype; a Tensor target stays in the graph (its gradient is defined too)."""
     if not isinstance(target, Tensor):  # wrapped, not copied (compile knows a step input); a cast is an op
@@ -435,7 +449,7 @@ def nll_loss(input: Tensor, target, weight=None, size_average=None, ignore_index
         raise ValueError(f"nll_loss: expected target of shape {input.shape[:1] + input.shape[2:]} for input "
                          f"{input.shape}, got {labels.shape}")
     c = rows.shape[1]
-    check_class_indices(y, c, "nll_loss", ignore_index)
+    y = _label_check(y, c, "nll_loss", ignore_index)
     keep = y != ignore_index
     y_safe = Tensor.where(keep, y, 0)
     w = _weights(weight, c, rows.dtype, "nll_loss")

@@ -10,6 +10,14 @@ from .common import _dim_alias, _one_dim, _promote
 from .composite import composite
 
 
+def _check_labels(y: np.ndarray, c: int) -> np.ndarray:
+    """Class indices in [0, c), else cross_entropy's IndexError naming the first bad one."""
+    if len(y) and (y.min() < 0 or y.max() >= c):
+        bad = y[(y < 0) | (y >= c)][0]
+        raise IndexError(f"cross_entropy: label {bad} is out of range for {c} classes")
+    return y.view()
+
+
 class NNFunctions:
     """Tensor's softmax, log_softmax, cross_entropy, unfold2d, conv2d, pools and dropout.
 
@@ -38,10 +46,10 @@ class NNFunctions:
             if y.shape != (n,):
                 raise ValueError(f"cross_entropy: labels must have shape ({n},) for logits {self.shape}, "
                                  f"got {y.shape}")
-            if n and (y.min() < 0 or y.max() >= c):
-                bad = y[(y < 0) | (y >= c)][0]
-                raise IndexError(f"cross_entropy: label {bad} is out of range for {c} classes")
+            _check_labels(y, c)
             target = labels.detach() if isinstance(labels, Tensor) else Tensor._const(y)  # CrossEntropy reads indices
+            # the check again as a recorded op: a compiled step's replay raises eager's error for a bad label
+            target = ops.Detached.apply(target, fn=_check_labels, c=c)
         elif y.dtype.kind == "f":
             if y.shape != self.shape:
                 raise ValueError(f"cross_entropy: target probabilities must have the logits' shape "

@@ -207,12 +207,12 @@ class Shape:
     def tril(self, diagonal: int = 0):
         """The lower triangle of the last two dims (the rest zero); the gradient is masked the same way."""
         mask = ops.Detached.apply(fn=np.tri, args=self.shape[-2:], k=diagonal, dtype=bool_)
-        return Tensor.where(mask, self, 0)
+        return Tensor.where(mask, self, _zero_of(self))
 
     @composite("triu")
     def triu(self, diagonal: int = 0):
         mask = ~ops.Detached.apply(fn=np.tri, args=self.shape[-2:], k=diagonal - 1, dtype=bool_)
-        return Tensor.where(mask, self, 0)
+        return Tensor.where(mask, self, _zero_of(self))
 
     @composite("sort")
     def sort(self, dim: int = -1, descending: bool = False, stable: bool = False):
@@ -432,3 +432,9 @@ def _check_index_range(idx: np.ndarray, n: int, op: str) -> None:
     if idx.size and (idx.min() < 0 or idx.max() >= n):
         bad = idx[(idx < 0) | (idx >= n)].ravel()[0]
         raise IndexError(f"{op}: index {bad} is out of range for a dim of size {n}")
+
+
+def _zero_of(t):
+    """The zero tril/triu fill in: False for a bool tensor, which then stays bool (the causal-mask line
+    `torch.triu(torch.ones(L, L, dtype=torch.bool), diagonal=1)`), 0 otherwise."""
+    return False if t.dtype == bool_ else 0

@@ -36,7 +36,7 @@ def assert_module_matches(module, torch_module, *inputs, rtol: float | None = No
     ours_state = module.state_dict()
     theirs_state = torch_module.state_dict()
     _check_same_keys_and_shapes(module, torch_module, ours_state, theirs_state)
-    params = [(name, p) for name, p in module.named_parameters()]
+    params = list(module.named_parameters())
     torch_params = dict(torch_module.named_parameters())
     not_params = [name for name, _ in params if name not in torch_params]
     if not_params:
