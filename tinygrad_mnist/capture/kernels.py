@@ -179,12 +179,13 @@ def fresh_expression(expr: ast.expr, g: dict) -> bool:
 
 def _resolve(node, g: dict):
     try:
-        return eval(builtins_compile(ast.Expression(node)), dict(g))  # a name or attribute, bound when inlined
+        return eval(_compile_expr(ast.Expression(node)), dict(g))  # a name or attribute, bound when inlined
     except Exception:  # noqa: BLE001  (not something we can name: not reused)
         return None
 
 
-def builtins_compile(tree):
+def _compile_expr(tree):
+    """An expression node as code to eval (the inlined names are globals of the replay)."""
     return compile(ast.fix_missing_locations(tree), "<replay expression>", "eval")
 
 
@@ -214,7 +215,7 @@ def expression_into(expr: ast.expr, donor: str, out: str, g: dict, shapes: dict,
     dummies = {n: np.zeros(s, d) for n, (s, d) in shapes.items()}
     with np.errstate(all="ignore"):
         for node in spine:
-            v = eval(builtins_compile(ast.Expression(node)), dict(g), dummies)
+            v = eval(_compile_expr(ast.Expression(node)), dict(g), dummies)
             if not isinstance(v, np.ndarray) or (v.shape, v.dtype) != want:
                 return None
     lines = []
