@@ -18,7 +18,7 @@ import numpy as np
 
 from ..engine import Tensor
 from .guards import _Guard, guard_source
-from .kernels import Buffers, expression_into, fresh_expression, fresh_kernel, kernel_lines
+from .kernels import Buffers, Scalars, expression_into, fresh_expression, fresh_kernel, kernel_lines
 from .record import CONST, INPUT, LIVE, OP, _get_data, _Miss, _Op, _plain, _Recorder, _Stale
 
 _FORMS: dict = {}  # forward function -> (parameter names, defaults, returned expression) or None
@@ -180,12 +180,28 @@ class _Program:
         buffers = Buffers(rec, kind, last_use, keep)
         buffers.note_shapes(rec.slots)
         self.reused = 0  # results written into a dead input's memory
+        scalars = Scalars(rec, kind, g)
         for k, op in enumerate(rec.ops):
             if kind[op.out] == CONST:
                 self.folded += 1
                 continue
             out, slot = f"v{op.out}", rec.slots[op.out]
             ins = [f"v{i}" for i in op.ins]
+            if scalars.fits(op):  # one-element floats: NumPy scalars, whose arithmetic skips the ufunc machinery
+                args = list(ins)
+                for j, (name, value) in enumerate(op.params.items()):
+                    g[f"c{k}_{j}"] = value
+                    args.append(f"{name}=c{k}_{j}")
+                expr = _inlined(op, k, args, g)
+                written = None if expr is None else scalars.line(op, expr)
+                if written is not None:
+                    lines += [f"    {line}" for line in written]
+                    dead = sorted({i for i in op.ins if last_use[i] == k and i not in keep and kind[i] == OP
+                                   and i not in scalars.only})
+                    if dead:
+                        lines.append(f"    del {', '.join(f'v{i}' for i in dead)}")
+                    continue
+            lines += [f"    {line}" for line in scalars.arrays_for(op.ins)]
             # a dead input this step allocated, of the result's shape and dtype: the result may go in its memory
             donor = buffers.donor(k, op, slot) if rec.arrays[op.out].flags.c_contiguous else None
             written = None if slot.shape == () else kernel_lines(
@@ -219,6 +235,8 @@ class _Program:
             dead = sorted({i for i in op.ins if last_use[i] == k and i not in keep and kind[i] == OP})
             if dead:  # drop intermediates as soon as the last op read them (big activations in a CNN)
                 lines.append(f"    del {', '.join(f'v{i}' for i in dead)}")
+        lines += [f"    {line}" for line in scalars.arrays_for(sorted(keep))]  # results, .grad, .data: arrays
+        self.scalar_ops = scalars.count
         result = self._expr(rec.outputs, g)
         data_w = [f"v{s}" for _, s in rec.data_writes]
         grad_w = ["None" if s is None else f"v{s}" for _, s in rec.grad_writes]
