@@ -14,11 +14,12 @@
 from __future__ import annotations
 
 import ast
+import copy
 
 import numpy as np
 
 from ..engine import Function
-from ..ops.elementwise import Sigmoid
+from ..ops.elementwise import PowConst, Sigmoid
 from ..ops.fused import CrossEntropyGrad, Linear
 from ..ops.matmul import Matmul
 from ..ops.reduce import Sum
@@ -148,9 +149,16 @@ def kernel_lines(op, k: int, ins: list, out: str, slots, g: dict, donor: str | N
             g[f"c{k}_shape"] = tuple(p["shape"])
             line += f".reshape(c{k}_shape)"
         return [line]
-    if cls.forward is Sum.forward and set(p) == {"axis", "keepdim"} and slots[op.out].shape != ():
+    zero_d = slots[op.out].shape == ()  # NumPy hands back a scalar there: wrapped as Function.apply does
+    if cls.forward is Sum.forward and set(p) == {"axis", "keepdim"}:
         g["_add_reduce"], g[f"c{k}_axis"], g[f"c{k}_keep"] = np.add.reduce, p["axis"], p["keepdim"]
-        return [f"{out} = _add_reduce({ins[0]}, axis=c{k}_axis, keepdims=c{k}_keep)"]
+        call = f"_add_reduce({ins[0]}, axis=c{k}_axis, keepdims=c{k}_keep)"
+        return [f"{out} = _asarray({call})" if zero_d else f"{out} = {call}"]
+    if cls.forward is PowConst.forward and set(p) == {"c"} and p["c"] == 2:
+        g["_square"] = np.square
+        return [f"{out} = _asarray(_square({ins[0]}))" if zero_d else f"{out} = _square({ins[0]})"]
+    if zero_d:
+        return None
     if cls.forward is _BinaryInPlace.forward and cls.ufunc is not None and not p and len(ins) == 2:
         g[f"c{k}_ufunc"] = cls.ufunc
         casting = "same_kind" if slots[op.ins[0]].dtype.kind in "fc" else "unsafe"
@@ -317,3 +325,29 @@ class Scalars:
                 lines.append(f"v{i} = _asarray(s{i}).reshape(c_shape{i})")
                 self.only.discard(i)
         return lines
+
+
+def broadcast_constants_as_scalars(expr: ast.expr, consts: dict, g: dict, shapes: dict, want) -> ast.expr:
+    """expr with each baked constant that is one value broadcast (an expanded seed gradient, strides all 0)
+    read as that value, 0-d: the same products element by element, without a strided loop over the copies.
+    Only in + - * / expressions, and only where the result keeps its shape and dtype."""
+    if not all(isinstance(n, (ast.BinOp, ast.Name, ast.Constant, ast.Load, ast.operator)) and
+               (not isinstance(n, ast.BinOp) or type(n.op) in _EXACT) for n in ast.walk(expr)):
+        return expr
+    swap = {}
+    for name, arr in consts.items():
+        if arr.ndim and arr.size > 1 and not any(arr.strides):
+            g[f"{name}_0d"] = np.asarray(arr.reshape(-1)[0])  # (a 0-d array keeps the dtype rules of an array)
+            swap[name] = f"{name}_0d"
+    if not swap:
+        return expr
+
+    class Rename(ast.NodeTransformer):
+        def visit_Name(self, n):  # noqa: N802  (ast's visitor naming)
+            return ast.copy_location(ast.Name(swap[n.id], ast.Load()), n) if n.id in swap else n
+
+    new = Rename().visit(copy.deepcopy(expr))
+    dummies = {n: np.zeros(s, d) for n, (s, d) in shapes.items()}
+    with np.errstate(all="ignore"):
+        v = eval(_compile_expr(ast.Expression(new)), dict(g), dummies)
+    return new if isinstance(v, np.ndarray) and (v.shape, v.dtype) == want else expr
