@@ -260,6 +260,10 @@ class Scalars:
         for r in roots:
             sharing[r] = sharing.get(r, 0) + 1
         self.alone = [sharing[r] == 1 for r in roots]  # no other slot (a view, an in-place result) in its memory
+        self.readers: dict[int, list] = {}  # slot -> the ops that read it
+        for op in rec.ops:
+            for i in op.ins:
+                self.readers.setdefault(i, []).append(op)
         self.held: set[int] = set()  # slots with a scalar `sN` in the replay
         self.only: set[int] = set()  # ... and no array `vN` (yet)
         self.count = 0
@@ -268,9 +272,15 @@ class Scalars:
         s = self.rec.slots[i]
         return s.dtype.kind == "f" and int(np.prod(s.shape)) == 1
 
-    def fits(self, op) -> bool:
+    def _fits(self, op) -> bool:
         return (not op.random and self.alone[op.out] and self._tiny(op.out) and bool(op.ins)
                 and all(self._tiny(i) for i in op.ins))
+
+    def fits(self, op) -> bool:
+        """Worth a scalar line: a one-element op in a chain (an input already a scalar, or its result read by
+        another such op); a lone one would only add the reads and the array made again."""
+        return self._fits(op) and (any(i in self.held for i in op.ins) or any(
+            self._fits(c) for c in self.readers.get(op.out, ())))
 
     def line(self, op, expr: ast.expr) -> list[str] | None:
         """`sN = <expr on scalars>` (and the scalars of its inputs read first), or None if expr won't do."""

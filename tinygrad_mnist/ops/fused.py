@@ -130,10 +130,11 @@ class CrossEntropy(Function):
 
     def forward(self, x, target, reduction):
         self.reduction = reduction
-        shifted = x - np.max(x, axis=1, keepdims=True)
-        logp = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+        # np.maximum.reduce / np.add.reduce: np.max / np.sum without their Python layer (every training step)
+        shifted = x - np.maximum.reduce(x, axis=1, keepdims=True)
+        logp = shifted - np.log(np.add.reduce(np.exp(shifted), axis=1, keepdims=True))
         if target.ndim == 1:  # class indices, checked by the caller (a replay's are not: negatives must not wrap)
-            if len(target) and target.min() < 0:
+            if len(target) and np.minimum.reduce(target) < 0:
                 raise IndexError(f"cross_entropy: label {target.min()} is out of range for {x.shape[1]} classes")
             rows = np.arange(len(x))
             losses = -logp[rows, target]  # = -sum(logp * one_hot) exactly: the other terms are zeros
@@ -144,7 +145,7 @@ class CrossEntropy(Function):
             self.dlogits = np.exp(logp) - target
         self.scale = 1.0 / max(len(x), 1) if reduction == "mean" else 1.0
         if reduction != "none":
-            losses = np.sum(losses) * x.dtype.type(self.scale)
+            losses = np.add.reduce(losses, axis=None) * x.dtype.type(self.scale)
         return losses
 
     def backward(self, g):
