@@ -51,9 +51,12 @@ RECIPES = {
     "nielsen": Recipe("nielsen", epochs=30, batch_size=10, lr=3.0, optimizer="sgd", loss="mse"),
     "mlp": Recipe("mlp", epochs=10, batch_size=128, lr=1e-3, optimizer="adam", schedule="cosine"),
     "cnn": Recipe("cnn", epochs=6, batch_size=64, lr=1e-3, optimizer="adam", schedule="cosine"),
-    # 99.2% test accuracy in 2 epochs (docs/cli.md has the measured runs): a small conv net with batch
-    # norm, Adam (beta2 0.99) under a one-cycle schedule (lr up to `lr` and back down, beta1 0.95 -> 0.85 -> 0.95)
-    "fast": Recipe("fast", epochs=2, batch_size=128, lr=1e-2, optimizer="adam", schedule="onecycle",
+    # 99.2% test accuracy in 2 epochs (docs/cli.md has the measured runs: 99.31 / 99.33 / 99.31% for seeds
+    # 0-2): a small conv net with batch norm (models.FastCNN), Adam (beta2 0.99) under a one-cycle schedule
+    # (lr up to `lr` and back down, beta1 0.95 -> 0.85 -> 0.95), batch 256, cross-entropy with label
+    # smoothing 0.1.  Smoothing took the worst of three seeds from 99.16% to 99.29% at batch 128 and lr 0.01;
+    # batch 256 (lr doubled) keeps that margin with 235 steps an epoch instead of 469 (~7% less time).
+    "fast": Recipe("fast", epochs=2, batch_size=256, lr=2e-2, optimizer="adam", schedule="onecycle",
                    adam_beta2=0.99, label_smoothing=0.1),
 }
 
