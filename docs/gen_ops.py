@@ -91,9 +91,21 @@ def paragraphs(doc: str | None) -> list[str]:
     return [" ".join(line.strip() for line in p.splitlines()) for p in re.split(r"\n\s*\n", text) if p.strip()]
 
 
+def gradient_rule(cls: type) -> str | None:
+    """The `Gradient:` paragraph of the op's docstring, or of the nearest base class that states one
+    (the in-place writes share theirs)."""
+    for c in cls.__mro__:
+        if c is Function:
+            return None
+        rule = next((p for p in paragraphs(c.__dict__.get("__doc__")) if p.startswith("Gradient:")), None)
+        if rule:
+            return rule[len("Gradient:"):].strip()
+    return None
+
+
 def describe(cls: type) -> dict:
     paras = paragraphs(cls.__doc__)
-    gradient = next((p[len("Gradient:"):].strip() for p in paras if p.startswith("Gradient:")), None)
+    gradient = gradient_rule(cls)
     equals = next((p for p in paras if re.match(r"Equals\b", p)), None)
     si = cls.saves_inputs
     saves = []

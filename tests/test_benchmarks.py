@@ -3,6 +3,8 @@ the references' weights and agrees with hand-written NumPy (or PyTorch, for W7) 
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 
 from benchmarks import run
@@ -67,3 +69,20 @@ def test_fast_recipes_torch_mirror_is_the_same_network():
         tsched.step()
     for p, tp in zip([*ours.parameters(), *ours.buffers()], [*theirs.parameters(), *theirs.buffers()]):
         np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("key", ["W1", "W2", "W3", "W4"])
+def test_kernel_breakdown_times_every_replayed_line_and_reference_statement(key):
+    """benchmarks.kernels on one-step blocks: every line of the generated replay and every statement of the
+    NumPy step gets a time and the replayed lines their op (no timing is asserted)."""
+    from benchmarks import kernels
+
+    r = kernels.breakdown(key, repeats=1, blocks=1)
+    body = ast.parse(r["source"]).body[0].body  # the generated replay's statements, one timed row each
+    assert [line for _, line, _ in r["compiled"]] == [ast.unparse(st).splitlines()[0] for st in body]
+    assert all(t >= 0 for *_, t in r["compiled"]) and all(t >= 0 for _, t in r["numpy"])
+    ops = {label for label, _, _ in r["compiled"]}
+    assert ops & {"Linear", "Tanh"} and "" not in ops
+    assert any("step" in line or "=" in line for line, _ in r["numpy"])
+    text = kernels.report(r)
+    assert "ratio run/numpy" in text and key in text

@@ -260,7 +260,8 @@ class Compiled:
         _verify(prog, rec, before, result)
         prog.keepalive = first[1]  # objects the key names by id
         prog.rec_ops = rec.ops
-        prog.rec = rec.keep = rec.slot_of = rec.created = rec.origin = rec.first_data = None  # the arrays of call 2
+        # the arrays of call 2
+        prog.rec = rec.keep = rec.arrays = rec.slot_of = rec.created = rec.origin = rec.first_data = None
         self._programs.setdefault(key, []).insert(0, prog)
         del self._programs[key][self.max_programs:]
         self._last = prog

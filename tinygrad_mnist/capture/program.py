@@ -18,6 +18,7 @@ import numpy as np
 
 from ..engine import Tensor
 from .guards import _Guard, guard_source
+from .kernels import Buffers, expression_into, fresh_expression, fresh_kernel, kernel_lines
 from .record import CONST, INPUT, LIVE, OP, _get_data, _Miss, _Op, _plain, _Recorder, _Stale
 
 _FORMS: dict = {}  # forward function -> (parameter names, defaults, returned expression) or None
@@ -61,7 +62,7 @@ def _same_code(d: ast.FunctionDef, fn) -> bool:
         getattr(made, a) == getattr(fn.__code__, a) for a in ("co_names", "co_varnames", "co_argcount"))
 
 
-def _inlined(op: _Op, k: int, args: list, g: dict) -> str | None:
+def _inlined(op: _Op, k: int, args: list, g: dict) -> ast.expr | None:
     """The op's forward written out in place (`v7 = v2 + v5` for Add): a Python call less per op.
 
     Only for a forward that is a single `return <expression>` of its arguments (Add, Mul, Tanh, ...):
@@ -99,8 +100,8 @@ def _inlined(op: _Op, k: int, args: list, g: dict) -> str | None:
             return ast.copy_location(ast.Name(alias, ast.Load()), n)
 
     try:
-        return "(" + ast.unparse(Rename().visit(copy.deepcopy(expr))) + ")"
-    except AttributeError:  # a name that is neither an argument nor a global: leave the call as it is
+        return Rename().visit(copy.deepcopy(expr))
+    except (AttributeError, KeyError):  # a name that is neither an argument nor a global: leave the call as it is
         return None
 
 
@@ -176,21 +177,45 @@ class _Program:
         keep = set(writes)  # slots needed after the ops: results, re-bound .data/.grad
         self._collect_outputs(rec.outputs, keep)
         self.folded = 0
+        buffers = Buffers(rec, kind, last_use, keep)
+        buffers.note_shapes(rec.slots)
+        self.reused = 0  # results written into a dead input's memory
         for k, op in enumerate(rec.ops):
             if kind[op.out] == CONST:
                 self.folded += 1
                 continue
-            args = [f"v{i}" for i in op.ins]
-            for j, (name, value) in enumerate(op.params.items()):
-                g[f"c{k}_{j}"] = value
-                args.append(f"{name}=c{k}_{j}")
-            call = _inlined(op, k, args, g)
-            if call is None:
-                g[f"f{k}"] = op.ctx.forward
-                call = f"f{k}({', '.join(args)})"
-            if rec.slots[op.out].shape == ():  # NumPy hands back scalars for 0-d results; apply wraps them
-                call = f"_asarray({call})"
-            lines.append(f"    v{op.out} = {call}")
+            out, slot = f"v{op.out}", rec.slots[op.out]
+            ins = [f"v{i}" for i in op.ins]
+            # a dead input this step allocated, of the result's shape and dtype: the result may go in its memory
+            donor = buffers.donor(k, op, slot) if rec.arrays[op.out].flags.c_contiguous else None
+            written = None if slot.shape == () else kernel_lines(
+                op, k, ins, out, rec.slots, g, None if donor is None else f"v{donor}")
+            fresh = written is not None and fresh_kernel(op)
+            if written is None:
+                args = list(ins)
+                for j, (name, value) in enumerate(op.params.items()):
+                    g[f"c{k}_{j}"] = value
+                    args.append(f"{name}=c{k}_{j}")
+                expr = _inlined(op, k, args, g)
+                if expr is not None:
+                    fresh = fresh_expression(expr, g)
+                    if donor is not None and slot.shape != ():
+                        shapes = {f"v{i}": (rec.slots[i].shape, rec.slots[i].dtype) for i in op.ins}
+                        written = expression_into(expr, f"v{donor}", out, g, shapes, (slot.shape, slot.dtype))
+                    call = f"({ast.unparse(expr)})"
+                else:
+                    g[f"f{k}"] = op.ctx.forward
+                    call = f"f{k}({', '.join(args)})"
+                    fresh = fresh_kernel(op)
+                if written is None:
+                    if slot.shape == ():  # NumPy hands back scalars for 0-d results; apply wraps them
+                        call = f"_asarray({call})"
+                    written = [f"{out} = {call}"]
+            lines += [f"    {line}" for line in written]
+            reused = donor is not None and any(f"out=v{donor}" in line for line in written)
+            self.reused += reused
+            if reused or (fresh and all(rec.arrays[op.out] is not rec.arrays[i] for i in op.ins)):
+                buffers.fresh.add(op.out)  # new memory every call (or the donor's, itself new): reusable once dead
             dead = sorted({i for i in op.ins if last_use[i] == k and i not in keep and kind[i] == OP})
             if dead:  # drop intermediates as soon as the last op read them (big activations in a CNN)
                 lines.append(f"    del {', '.join(f'v{i}' for i in dead)}")

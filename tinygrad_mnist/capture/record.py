@@ -214,6 +214,7 @@ class _Recorder:
         self.slots: list[_Slot] = []
         self.slot_of: dict[int, int] = {}  # id(array) -> its newest slot
         self.keep: list = []  # every array seen: ids stay unique while we key by them
+        self.arrays: list = []  # slot index -> its array as recorded (which buffers a replay may reuse)
         self.ops: list[_Op] = []
         self.created: set = set()  # tensors made during the capture (op results and new leaves)
         self.first_data: dict = {}  # pre-existing tensor -> its array when the step started (if re-bound)
@@ -241,6 +242,7 @@ class _Recorder:
         self.slots.append(_Slot(kind, i, arr, **kw))
         self.slot_of[id(arr)] = i
         self.keep.append(arr)
+        self.arrays.append(arr)
         return i
 
     def add_input(self, arr: np.ndarray, where) -> None:

@@ -193,7 +193,6 @@ class Exp(Function):
 
     saves_inputs = False
     saves_output = True
-    saves_inputs = False
 
     def forward(self, x):
         return np.exp(x)
@@ -252,7 +251,6 @@ class Sqrt(Function):
 
     saves_inputs = False
     saves_output = True
-    saves_inputs = False
 
     def forward(self, x):
         return np.sqrt(x)
@@ -330,7 +328,6 @@ class Sigmoid(Function):
 
     saves_inputs = False
     saves_output = True
-    saves_inputs = False
 
     def forward(self, x):
         # the tanh form never overflows, unlike 1 / (1 + exp(-x))
@@ -352,7 +349,6 @@ class Tanh(Function):
 
     saves_inputs = False
     saves_output = True
-    saves_inputs = False
 
     def forward(self, x):
         return np.tanh(x)

@@ -152,7 +152,6 @@ class LogSoftmax(Function):
 
     saves_inputs = False
     saves_output = True
-    saves_inputs = False
 
     def forward(self, x, axis):
         self.axis = axis

@@ -17,6 +17,12 @@ from .shape import _fill
 
 
 class _WriteInPlace(Function):
+    """Base of the writes below.
+
+    Gradient: none: a write into memory outside the graph (what it means for autograd is inplace.py's rules: a new
+    node, version checks).
+    """
+
     def backward(self, grad):
         raise RuntimeError(f"{self.name} writes memory in place outside the graph; it has no gradient")
 
@@ -32,52 +38,32 @@ class _BinaryInPlace(_WriteInPlace):
 
 
 class AddInPlace(_BinaryInPlace):
-    """a += o in a's own memory (o broadcast to a's shape, a's dtype kept).
-
-    Gradient: none: a write into memory outside the graph (what it means for autograd is inplace.py's rules: a new
-    node, version checks).
-    """
+    """a += o in a's own memory (o broadcast to a's shape, a's dtype kept)."""
 
     ufunc = np.add
 
 
 class SubInPlace(_BinaryInPlace):
-    """a -= o in a's own memory (o broadcast to a's shape, a's dtype kept).
-
-    Gradient: none: a write into memory outside the graph (what it means for autograd is inplace.py's rules: a new
-    node, version checks).
-    """
+    """a -= o in a's own memory (o broadcast to a's shape, a's dtype kept)."""
 
     ufunc = np.subtract
 
 
 class MulInPlace(_BinaryInPlace):
-    """a *= o in a's own memory (o broadcast to a's shape, a's dtype kept).
-
-    Gradient: none: a write into memory outside the graph (what it means for autograd is inplace.py's rules: a new
-    node, version checks).
-    """
+    """a *= o in a's own memory (o broadcast to a's shape, a's dtype kept)."""
 
     ufunc = np.multiply
 
 
 class DivInPlace(_BinaryInPlace):
-    """a /= o in a's own memory (o broadcast to a's shape, a's dtype kept).
-
-    Gradient: none: a write into memory outside the graph (what it means for autograd is inplace.py's rules: a new
-    node, version checks).
-    """
+    """a /= o in a's own memory (o broadcast to a's shape, a's dtype kept)."""
 
     ufunc = np.true_divide
 
 
 class SetItemInPlace(_WriteInPlace):
     """a[index] = v; the index arrays (masks, integer indices) come as inputs after v, and `index` is
-    the template ops.split_index makes of the index (arrays are never baked into a recording).
-
-    Gradient: none: a write into memory outside the graph (what it means for autograd is inplace.py's rules: a new
-    node, version checks).
-    """
+    the template ops.split_index makes of the index (arrays are never baked into a recording)."""
 
     def forward(self, a, v, *arrays, index):
         a[_fill(index, arrays)] = v
@@ -85,11 +71,7 @@ class SetItemInPlace(_WriteInPlace):
 
 
 class ClampInPlace(_WriteInPlace):
-    """np.clip(a, lo, hi, out=a); lo/hi say which bounds are given (as inputs, in that order).
-
-    Gradient: none: a write into memory outside the graph (what it means for autograd is inplace.py's rules: a new
-    node, version checks).
-    """
+    """np.clip(a, lo, hi, out=a); lo/hi say which bounds are given (as inputs, in that order)."""
 
     def forward(self, a, *bounds, lo, hi):
         bounds = list(bounds)
