@@ -102,13 +102,15 @@ def _labels(prog, timed: list[str]) -> list[str]:
     by_index = {k: type(op.ctx).__name__ for k, op in enumerate(prog.rec_ops)}
     labels, last = [], ""
     for line in timed:
-        m = re.match(r"(v\d+) = ", line)
+        m = re.match(r"[vs](\d+) = ", line)  # (sN: a one-element value held as a NumPy scalar)
         c = re.match(r"c(\d+)_", line)
         if line.startswith("del "):
             labels.append("(del)")
             continue
-        if m and int(m.group(1)[1:]) in by_slot:
-            last = by_slot[int(m.group(1)[1:])]
+        if m and int(m.group(1)) in by_slot:
+            last = by_slot[int(m.group(1))]
+        elif m:
+            last = "(read)"  # a parameter's or constant's value read as a scalar
         elif c:
             last = by_index.get(int(c.group(1)), last)
         elif line.startswith("return"):

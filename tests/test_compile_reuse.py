@@ -237,3 +237,113 @@ def test_op_table_with_every_buffer_reusable(request, reuse_every_size, shapes, 
 @pytest.mark.parametrize("name", list(adversarial.CASES))
 def test_adversarial_cases_with_every_buffer_reusable(reuse_every_size, name):
     adversarial.test_eager_and_compiled_agree(name)
+
+
+# ---------------------------------------------------------------------------
+# one-element chains on NumPy scalars
+# ---------------------------------------------------------------------------
+
+
+def special_values(dtype):
+    rng = np.random.default_rng(7)
+    info = np.finfo(dtype)
+    v = np.concatenate([rng.standard_normal(20000) * 4, rng.standard_normal(5000) * 1e3,
+                        np.array([0.0, -0.0, np.inf, -np.inf, np.nan, info.tiny, -info.tiny, info.tiny / 8,
+                                  info.max, -info.max, info.eps, 9.0, -9.0, 20.0])])
+    return v.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scalar_arithmetic_and_tanh_give_the_one_element_arrays_bits(dtype):
+    """What the scalar replay relies on: NumPy scalars compute what one-element arrays do, bit for bit."""
+    v = special_values(dtype)
+    w = np.roll(v, 1)
+    with np.errstate(all="ignore"):
+        for f in (np.add, np.subtract, np.multiply, np.true_divide, np.maximum, np.minimum):
+            for a, b in zip(v[:3000], w[:3000]):
+                assert f(a, b).tobytes() == f(np.array([a]), np.array([b])).tobytes(), (f, a, b)
+        for a in v:
+            assert np.tanh(a).tobytes() == np.tanh(np.array([a])).tobytes(), a
+            assert (1 - a * a).tobytes() == (1 - np.array([a]) * np.array([a])).tobytes(), a
+
+
+def test_a_chain_of_one_element_ops_replays_on_scalars():
+    def fn(x, c):
+        h = x
+        for _ in range(6):
+            h = (h + c).tanh() * c - 0.5 * h
+        return h, h * 2.0
+
+    step = compare(twice(fn), floats((1,), (1,)))
+    assert step._last.scalar_ops >= 20
+    assert "s" in step.source and "np.tanh(s" in step.source
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scalar_chain_with_gradients_shapes_and_a_broadcast(dtype):
+    runs = []
+    for _ in range(2):
+        x = Tensor(np.array([[0.3]], dtype), requires_grad=True)
+        c = Tensor(np.array(1.7, dtype))
+
+        def step(v, x=x, c=c):
+            h = x
+            for _ in range(5):
+                h = (h * c + v).tanh()
+            h = h + v.reshape(1, 1) * 0.5  # shapes (1, 1) and (1,): still one element
+            loss = (h * h).sum()
+            loss.backward()
+            g = x.grad
+            x.grad = None
+            return loss, g
+
+        runs.append(step)
+
+    def make(k):
+        return (tg.from_numpy(np.random.default_rng(k).standard_normal(1).astype(dtype)),)
+
+    step = compare(tuple(runs), make)
+    assert step._last.scalar_ops > 0
+
+
+def test_one_element_values_written_in_place_or_viewed_stay_arrays():
+    def fn(a, b):
+        h = a * b
+        with no_grad():
+            h += 1.0  # an in-place write: h's memory is shared by two slots, so it stays an array
+        v = h.reshape(1, 1)
+        y = (h * 3.0).tanh() + v.reshape(1)
+        return y, h
+
+    step = compare(twice(fn), floats((1,), (1,)))
+    assert step._last.scalar_ops >= 1  # (h * 3.0).tanh() on scalars; h itself read as an array each time
+
+
+def test_one_element_parameter_updated_in_place_reads_its_new_value():
+    runs = []
+    for _ in range(2):
+        w = Tensor(np.array([0.5], np.float32), requires_grad=True)
+
+        def step(x, w=w):
+            loss = ((x * w).tanh() * 2.0 - x).sum()
+            loss.backward()
+            with no_grad():
+                w -= 0.1 * w.grad
+                w.grad = None
+            return loss, w * 1.0  # reads w after its in-place update
+
+        runs.append((step, w))
+    step = compare((runs[0][0], runs[1][0]), floats((1,)), state=lambda run: [runs[run][1].data])
+    assert step._last.scalar_ops > 0
+
+
+def test_a_one_element_value_written_through_a_view_is_read_again_from_memory():
+    def fn(a, b):
+        h = a * b
+        first = (h * 2.0).tanh()  # read before the write
+        u = h.reshape(1, 1)
+        with no_grad():
+            u += 1.0  # changes h through its view: h's later reads must see it
+        return first, (h * 3.0).tanh()
+
+    compare(twice(fn), floats((1,), (1,)))

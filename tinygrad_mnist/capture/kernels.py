@@ -14,17 +14,18 @@
 from __future__ import annotations
 
 import ast
+import copy
 
 import numpy as np
 
 from ..engine import Function
-from ..ops.elementwise import Sigmoid
+from ..ops.elementwise import PowConst, Sigmoid
 from ..ops.fused import CrossEntropyGrad, Linear
 from ..ops.matmul import Matmul
 from ..ops.reduce import Sum
 from ..ops.shape import SumTo
 from ..ops.writes import _BinaryInPlace
-from .record import OP
+from .record import CONST, OP
 
 # smaller arrays come from NumPy's own cache of small blocks: out= saves nothing there (and costs a keyword)
 MIN_REUSE_BYTES = 4096
@@ -148,9 +149,16 @@ def kernel_lines(op, k: int, ins: list, out: str, slots, g: dict, donor: str | N
             g[f"c{k}_shape"] = tuple(p["shape"])
             line += f".reshape(c{k}_shape)"
         return [line]
-    if cls.forward is Sum.forward and set(p) == {"axis", "keepdim"} and slots[op.out].shape != ():
+    zero_d = slots[op.out].shape == ()  # NumPy hands back a scalar there: wrapped as Function.apply does
+    if cls.forward is Sum.forward and set(p) == {"axis", "keepdim"}:
         g["_add_reduce"], g[f"c{k}_axis"], g[f"c{k}_keep"] = np.add.reduce, p["axis"], p["keepdim"]
-        return [f"{out} = _add_reduce({ins[0]}, axis=c{k}_axis, keepdims=c{k}_keep)"]
+        call = f"_add_reduce({ins[0]}, axis=c{k}_axis, keepdims=c{k}_keep)"
+        return [f"{out} = _asarray({call})" if zero_d else f"{out} = {call}"]
+    if cls.forward is PowConst.forward and set(p) == {"c"} and p["c"] == 2:
+        g["_square"] = np.square
+        return [f"{out} = _asarray(_square({ins[0]}))" if zero_d else f"{out} = _square({ins[0]})"]
+    if zero_d:
+        return None
     if cls.forward is _BinaryInPlace.forward and cls.ufunc is not None and not p and len(ins) == 2:
         g[f"c{k}_ufunc"] = cls.ufunc
         casting = "same_kind" if slots[op.ins[0]].dtype.kind in "fc" else "unsafe"
@@ -225,3 +233,121 @@ def expression_into(expr: ast.expr, donor: str, out: str, g: dict, shapes: dict,
         left = ast.unparse(node.left) if j == 0 else out
         lines.append(f"{out} = {fn}({left}, {ast.unparse(node.right)}, out={donor if j == 0 else out})")
     return lines
+
+
+# one-element arrays as NumPy scalars
+# ---------------------------------------------------------------------------
+
+# ufuncs a scalar form may call: exactly rounded ones, and tanh, whose one-element loop NumPy runs the same
+# way for a scalar and for an array (tests/test_compile_reuse.py compares them over many values)
+_SCALAR_CALLS = (*_EXACT_CALLS, np.negative, np.absolute, np.tanh)
+
+
+class Scalars:
+    """A chain of elementwise ops on one-element float arrays (W4's), replayed on NumPy scalars.
+
+    NumPy's scalar arithmetic gives the bits its ufuncs give (+ - * / are exactly rounded; the same dtype
+    rules: a float32 scalar stays float32 with Python numbers), at a fraction of a ufunc call's cost.
+    A slot held as a scalar `sN` is an op result whose memory nothing else shares (no view, no in-place
+    write); it becomes an array again (`vN`) where an op that is not written this way reads it, and
+    at the end for what the step hands back.
+    """
+
+    def __init__(self, rec, kind: list, g: dict):
+        self.rec, self.kind, self.g = rec, kind, g
+        roots = [id(_root(a)) for a in rec.arrays]
+        sharing: dict[int, int] = {}
+        for r in roots:
+            sharing[r] = sharing.get(r, 0) + 1
+        self.alone = [sharing[r] == 1 for r in roots]  # no other slot (a view, an in-place result) in its memory
+        self.held: set[int] = set()  # slots with a scalar `sN` in the replay
+        self.only: set[int] = set()  # ... and no array `vN` (yet)
+        self.count = 0
+
+    def _tiny(self, i: int) -> bool:
+        s = self.rec.slots[i]
+        return s.dtype.kind == "f" and int(np.prod(s.shape)) == 1
+
+    def fits(self, op) -> bool:
+        return (not op.random and self.alone[op.out] and self._tiny(op.out) and bool(op.ins)
+                and all(self._tiny(i) for i in op.ins))
+
+    def line(self, op, expr: ast.expr) -> list[str] | None:
+        """`sN = <expr on scalars>` (and the scalars of its inputs read first), or None if expr won't do."""
+        g = self.g
+        for node in ast.walk(expr):
+            if isinstance(node, ast.Call):
+                fn = _resolve(node.func, g)
+                if node.keywords or not any(fn is u for u in _SCALAR_CALLS):
+                    return None
+            elif isinstance(node, ast.BinOp) and type(node.op) not in _EXACT:
+                return None
+            elif isinstance(node, (ast.Subscript, ast.Lambda, ast.IfExp, ast.BoolOp, ast.Starred, ast.Slice)):
+                return None
+            elif isinstance(node, ast.Attribute) and not any(node is c.func for c in ast.walk(expr)
+                                                             if isinstance(c, ast.Call)):
+                return None  # an attribute read (x.T, x.shape): only functions like np.tanh are looked up
+            elif isinstance(node, ast.Name) and not node.id.startswith("v") and not isinstance(
+                    g.get(node.id), (int, float, np.generic, np.ufunc, type(np))):
+                return None
+        pre, names = [], {}
+        for i in op.ins:
+            v, idx = f"v{i}", ", ".join(["0"] * len(self.rec.slots[i].shape)) or "()"
+            if i not in self.held:
+                if self.kind[i] == CONST:  # baked: its scalar is a constant too
+                    g[f"s{i}"] = self.rec.slots[i].value[(0,) * len(self.rec.slots[i].shape)]
+                    self.held.add(i)
+                elif self.alone[i]:  # read once: nothing writes it during the step
+                    pre.append(f"s{i} = {v}[{idx}]")
+                    self.held.add(i)
+                else:
+                    names[v] = f"{v}[{idx}]"
+                    continue
+            names[v] = f"s{i}"
+
+        class Rename(ast.NodeTransformer):
+            def visit_Name(self, n):  # noqa: N802  (ast's visitor naming)
+                return ast.copy_location(ast.parse(names[n.id], mode="eval").body, n) if n.id in names else n
+
+        self.held.add(op.out)
+        self.only.add(op.out)
+        self.count += 1
+        return [*pre, f"s{op.out} = {ast.unparse(Rename().visit(expr))}"]
+
+    def arrays_for(self, slots) -> list[str]:
+        """Lines making `vN` of those slots that are held only as scalars so far."""
+        lines = []
+        for i in slots:
+            if i in self.only:
+                self.g["_asarray"] = np.asarray
+                shape = self.rec.slots[i].shape
+                self.g[f"c_shape{i}"] = shape
+                lines.append(f"v{i} = _asarray(s{i}).reshape(c_shape{i})")
+                self.only.discard(i)
+        return lines
+
+
+def broadcast_constants_as_scalars(expr: ast.expr, consts: dict, g: dict, shapes: dict, want) -> ast.expr:
+    """expr with each baked constant that is one value broadcast (an expanded seed gradient, strides all 0)
+    read as that value, 0-d: the same products element by element, without a strided loop over the copies.
+    Only in + - * / expressions, and only where the result keeps its shape and dtype."""
+    if not all(isinstance(n, (ast.BinOp, ast.Name, ast.Constant, ast.Load, ast.operator)) and
+               (not isinstance(n, ast.BinOp) or type(n.op) in _EXACT) for n in ast.walk(expr)):
+        return expr
+    swap = {}
+    for name, arr in consts.items():
+        if arr.ndim and arr.size > 1 and not any(arr.strides):
+            g[f"{name}_0d"] = np.asarray(arr.reshape(-1)[0])  # (a 0-d array keeps the dtype rules of an array)
+            swap[name] = f"{name}_0d"
+    if not swap:
+        return expr
+
+    class Rename(ast.NodeTransformer):
+        def visit_Name(self, n):  # noqa: N802  (ast's visitor naming)
+            return ast.copy_location(ast.Name(swap[n.id], ast.Load()), n) if n.id in swap else n
+
+    new = Rename().visit(copy.deepcopy(expr))
+    dummies = {n: np.zeros(s, d) for n, (s, d) in shapes.items()}
+    with np.errstate(all="ignore"):
+        v = eval(_compile_expr(ast.Expression(new)), dict(g), dummies)
+    return new if isinstance(v, np.ndarray) and (v.shape, v.dtype) == want else expr

@@ -18,7 +18,15 @@ import numpy as np
 
 from ..engine import Tensor
 from .guards import _Guard, guard_source
-from .kernels import Buffers, expression_into, fresh_expression, fresh_kernel, kernel_lines
+from .kernels import (
+    Buffers,
+    Scalars,
+    broadcast_constants_as_scalars,
+    expression_into,
+    fresh_expression,
+    fresh_kernel,
+    kernel_lines,
+)
 from .record import CONST, INPUT, LIVE, OP, _get_data, _Miss, _Op, _plain, _Recorder, _Stale
 
 _FORMS: dict = {}  # forward function -> (parameter names, defaults, returned expression) or None
@@ -180,16 +188,33 @@ class _Program:
         buffers = Buffers(rec, kind, last_use, keep)
         buffers.note_shapes(rec.slots)
         self.reused = 0  # results written into a dead input's memory
+        scalars = Scalars(rec, kind, g)
         for k, op in enumerate(rec.ops):
             if kind[op.out] == CONST:
                 self.folded += 1
                 continue
             out, slot = f"v{op.out}", rec.slots[op.out]
             ins = [f"v{i}" for i in op.ins]
+            if scalars.fits(op):  # one-element floats: NumPy scalars, whose arithmetic skips the ufunc machinery
+                args = list(ins)
+                for j, (name, value) in enumerate(op.params.items()):
+                    g[f"c{k}_{j}"] = value
+                    args.append(f"{name}=c{k}_{j}")
+                expr = _inlined(op, k, args, g)
+                written = None if expr is None else scalars.line(op, expr)
+                if written is not None:
+                    lines += [f"    {line}" for line in written]
+                    dead = sorted({i for i in op.ins if last_use[i] == k and i not in keep and kind[i] == OP
+                                   and i not in scalars.only})
+                    if dead:
+                        lines.append(f"    del {', '.join(f'v{i}' for i in dead)}")
+                    continue
+            lines += [f"    {line}" for line in scalars.arrays_for(op.ins)]
             # a dead input this step allocated, of the result's shape and dtype: the result may go in its memory
             donor = buffers.donor(k, op, slot) if rec.arrays[op.out].flags.c_contiguous else None
-            written = None if slot.shape == () else kernel_lines(
-                op, k, ins, out, rec.slots, g, None if donor is None else f"v{donor}")
+            written = kernel_lines(op, k, ins, out, rec.slots, g, None if donor is None else f"v{donor}")
+            if written and written[-1] == f"{out} = {ins[0]}" and op.out not in last_use and op.out not in keep:
+                written.pop()  # an in-place write whose result slot nothing reads: the alias is not needed
             fresh = written is not None and fresh_kernel(op)
             if written is None:
                 args = list(ins)
@@ -198,9 +223,12 @@ class _Program:
                     args.append(f"{name}=c{k}_{j}")
                 expr = _inlined(op, k, args, g)
                 if expr is not None:
+                    consts = {f"v{i}": rec.slots[i].value for i in op.ins if kind[i] == CONST}
+                    shapes = {f"v{i}": (rec.slots[i].shape, rec.slots[i].dtype) for i in op.ins}
+                    if consts and slot.shape != ():
+                        expr = broadcast_constants_as_scalars(expr, consts, g, shapes, (slot.shape, slot.dtype))
                     fresh = fresh_expression(expr, g)
                     if donor is not None and slot.shape != ():
-                        shapes = {f"v{i}": (rec.slots[i].shape, rec.slots[i].dtype) for i in op.ins}
                         written = expression_into(expr, f"v{donor}", out, g, shapes, (slot.shape, slot.dtype))
                     call = f"({ast.unparse(expr)})"
                 else:
@@ -219,6 +247,8 @@ class _Program:
             dead = sorted({i for i in op.ins if last_use[i] == k and i not in keep and kind[i] == OP})
             if dead:  # drop intermediates as soon as the last op read them (big activations in a CNN)
                 lines.append(f"    del {', '.join(f'v{i}' for i in dead)}")
+        lines += [f"    {line}" for line in scalars.arrays_for(sorted(keep))]  # results, .grad, .data: arrays
+        self.scalar_ops = scalars.count
         result = self._expr(rec.outputs, g)
         data_w = [f"v{s}" for _, s in rec.data_writes]
         grad_w = ["None" if s is None else f"v{s}" for _, s in rec.grad_writes]
