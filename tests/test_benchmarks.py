@@ -30,7 +30,8 @@ def test_engine_agrees_with_the_reference_in_every_spelling(key):
 @pytest.mark.skipif(not HAVE_TORCH, reason="the mirror is a PyTorch model")
 def test_fast_recipes_torch_mirror_is_the_same_network():
     """benchmarks/fast.py's PyTorch FastCNN, given the engine model's weights, computes the same logits and,
-    after three one-cycle Adam steps on the same batches, holds the same weights (float32 tolerance)."""
+    after three one-cycle Adam steps on the same batches with the recipe's loss (label smoothing included),
+    holds the same weights (float32 tolerance)."""
     import numpy as np
     import torch
 
@@ -38,7 +39,10 @@ def test_fast_recipes_torch_mirror_is_the_same_network():
     from benchmarks.fast import torch_fast
     from tinygrad_mnist import optim
     from tinygrad_mnist.models import MODELS
+    from tinygrad_mnist.train import RECIPES, compute_loss
 
+    recipe = RECIPES["fast"]
+    assert recipe.label_smoothing > 0  # the loss below is the smoothed one
     tm.manual_seed(3)
     ours, theirs = MODELS["fast"](), torch_fast()
     with torch.no_grad():
@@ -46,19 +50,21 @@ def test_fast_recipes_torch_mirror_is_the_same_network():
             tp.copy_(torch.from_numpy(np.array(p.data)))
     x = np.random.default_rng(0).random((6, 16, 784), dtype=np.float32)
     y = np.random.default_rng(1).integers(0, 10, (6, 16))
-    opt = optim.Adam(ours.parameters(), lr=0.01, betas=(0.9, 0.99))
-    sched = optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=6)
-    topt = torch.optim.Adam(theirs.parameters(), lr=0.01, betas=(0.9, 0.99))
-    tsched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.01, total_steps=6)
+    betas = (0.9, recipe.adam_beta2)
+    opt = optim.Adam(ours.parameters(), lr=recipe.lr, betas=betas)
+    sched = optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=6)
+    topt = torch.optim.Adam(theirs.parameters(), lr=recipe.lr, betas=betas)
+    tsched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=recipe.lr, total_steps=6)
     for i in range(3):
         out, tout = ours(tm.from_numpy(x[i])), theirs(torch.from_numpy(x[i]))
         np.testing.assert_allclose(out.data, tout.detach().numpy(), rtol=1e-4, atol=1e-4)
         opt.zero_grad()
-        out.cross_entropy(tm.from_numpy(y[i])).backward()
+        compute_loss(recipe, out, y[i]).backward()
         opt.step()
         sched.step()
         topt.zero_grad()
-        torch.nn.functional.cross_entropy(tout, torch.from_numpy(y[i])).backward()
+        torch.nn.functional.cross_entropy(tout, torch.from_numpy(y[i]),
+                                          label_smoothing=recipe.label_smoothing).backward()
         topt.step()
         tsched.step()
     for p, tp in zip([*ours.parameters(), *ours.buffers()], [*theirs.parameters(), *theirs.buffers()]):

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tinygrad_mnist import cli, data, serialization
+from tinygrad_mnist import cli, data, serialization, train
 from tinygrad_mnist.train import load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -556,6 +556,23 @@ def test_a_finished_run_goes_on_for_more_epochs_from_its_model_file(tiny_dir, un
     assert_same_run(ref, save, metrics)
     p = run_module("evaluate", "--load", save, "--data", tiny_dir)
     assert p.returncode == 0 and "nielsen: test accuracy" in p.stdout, p.stderr
+
+
+def test_a_checkpoint_from_before_a_recipe_field_resumes_with_that_fields_old_default(tiny_dir, tmp_path):
+    """A checkpoint written before Recipe had label_smoothing was a run without it: resuming must not pick up
+    the fast recipe's smoothing of today (a field missing from the checkpoint takes Recipe's default)."""
+    ckpt, metrics = tmp_path / "m.ckpt.npz", tmp_path / "m.json"
+    p = run_driver("sigint-after-step", 3, *RESUME_RUN, "--model", "fast", "--data", tiny_dir,
+                   "--save", tmp_path / "m.npz")
+    assert p.returncode == 130, p.stderr
+    assert "with label smoothing 0.1" in p.stdout  # today's fast recipe smooths
+    arrays, meta = load_checkpoint(ckpt)
+    del meta["recipe"]["label_smoothing"]  # as the older code wrote it
+    train._write_npz(ckpt, arrays, meta)
+    p = run_module("train", "--resume", ckpt, "--no-progress", "--metrics-json", metrics)
+    assert p.returncode == 0, p.stderr
+    assert "label smoothing" not in p.stdout
+    assert strict_json(metrics)["recipe"]["label_smoothing"] == 0.0
 
 
 def test_more_epochs_are_refused_where_the_schedule_depends_on_the_total(tiny_model, tmp_path):
