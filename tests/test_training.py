@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist import Tensor, data, manual_seed, nn, optim
-from tinygrad_mnist.train import RECIPES, Recipe, build_model, evaluate, fit
+from tinygrad_mnist.train import EVAL_BATCH, RECIPES, Recipe, build_model, evaluate, fit, predict_logits
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -119,3 +119,25 @@ def test_nielsen_recipe_is_reproducible(sample):
     c = run(1)
     assert [e.train_loss for e in c.epochs] != [e.train_loss for e in a.epochs]  # the seed matters
     assert np.isfinite([e.train_loss for e in c.epochs]).all()
+
+
+def test_evaluation_does_not_depend_on_its_batch_size(sample):
+    """The fast recipe's batch norm evaluates with its running statistics, so the logits of an image are the
+    same in any evaluation batch, down to one image (the CLI's evaluation batches are EVAL_BATCH images,
+    training's 256; float32 tolerance: OpenBLAS's small-matrix paths may round the last bits differently),
+    and evaluating leaves the model in training mode with its running statistics untouched."""
+    manual_seed(0)
+    model = build_model("fast")
+    small = replace(sample, x_train=sample.x_train[:512], y_train=sample.y_train[:512])
+    fit(model, small, replace(RECIPES["fast"], epochs=1), x_eval=sample.x_test[:10], y_eval=sample.y_test[:10],
+        progress=False, log=quiet)
+    stats = [b.data.copy() for b in model.buffers()]
+    x = sample.x_test[:300]
+    whole = predict_logits(model, x, batch_size=300)
+    for size in (EVAL_BATCH, 7, 1):
+        np.testing.assert_allclose(predict_logits(model, x, batch_size=size), whole, rtol=1e-5, atol=1e-5)
+    assert model.training
+    for before, b in zip(stats, model.buffers()):
+        np.testing.assert_array_equal(b.data, before)
+    default = predict_logits(model, x)  # EVAL_BATCH at a time
+    assert evaluate(model, x, sample.y_test[:300]) == float((default.argmax(1) == sample.y_test[:300]).mean())

@@ -154,7 +154,13 @@ def make_train_step(model: nn.Module, opt: optim.Optimizer, recipe: Recipe, comp
     return compile(train_step, enabled=compiled)
 
 
-def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+# Evaluation batches: small enough that a batch's activations stay in cache.  One core, 10,000 test
+# images: fast 0.54 s at 250 against 0.73 s at 1000, cnn 2.0 s against 2.7 s (mlp the same either way);
+# the logits were the same bit for bit at both sizes (batches under ~100 can differ in the last bits).
+EVAL_BATCH = 250
+
+
+def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Model outputs for every row of x, in eval mode and without recording a graph."""
     was_training = model.training
     model.eval()
@@ -164,7 +170,7 @@ def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> n
     return np.concatenate(outs) if outs else np.zeros((0, 10), np.float32)
 
 
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = EVAL_BATCH) -> float:
     """Accuracy in [0, 1]."""
     return float((predict_logits(model, x, batch_size).argmax(axis=1) == y).mean())
 
