@@ -10,6 +10,7 @@ evaluations are not counted), with the accuracy at the end of the run.
 
     python -m benchmarks.fast                  # seed 0, both systems
     python -m benchmarks.fast --seeds 0,1,2    # three runs of each
+    python -m benchmarks.fast --threads 1      # both systems on one thread: per core
 
 Needs the full MNIST in $TINYGRAD_MNIST_DATA or ../shared/data/mnist.  The engine side replays its
 compiled step (what `train` does); --eager runs it eagerly too.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -112,7 +114,8 @@ def run_one(system: str, seed: int, eager: bool) -> dict:
     else:
         import torch
 
-        torch.set_num_threads(2)
+        if os.environ.get("OMP_NUM_THREADS"):  # --threads (torch's default is one thread per core)
+            torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
         tmodel = torch_fast()
         with torch.no_grad():
             for tp, p in zip(list(tmodel.parameters()) + list(tmodel.buffers()),
@@ -158,6 +161,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     ap.add_argument("--systems", default="engine,torch", help="engine and/or torch (default both)")
     ap.add_argument("--eager", action="store_true", help="also run the engine without compile")
+    ap.add_argument("--threads", type=int, help="BLAS/OpenMP threads of both systems (default: as the machine is "
+                    "set); 1 compares them per core")
     ap.add_argument("--one", nargs=3, metavar=("SYSTEM", "SEED", "EAGER"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -166,11 +171,17 @@ def main(argv=None) -> int:
         return 0
     runs = [(s, seed, e) for seed in map(int, args.seeds.split(",")) for s in args.systems.split(",")
             for e in ((False, True) if s == "engine" and args.eager else (False,))]
-    print(f"fast recipe, time to {TARGET:.1%} test accuracy (training seconds; evaluations not counted)")
+    env = dict(os.environ)
+    if args.threads is not None:
+        if args.threads < 1:
+            ap.error(f"--threads: need at least 1, got {args.threads}")
+        env.update(OPENBLAS_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+    threads = "as the machine is set" if args.threads is None else f"{args.threads} thread(s) each"
+    print(f"fast recipe, time to {TARGET:.1%} test accuracy (training seconds; evaluations not counted; {threads})")
     print(f"{'system':<10} {'seed':>4} {'to 99.2%':>9} {'train s':>8} {'final acc':>9}  accuracy every 1/4 epoch")
     for system, seed, eager in runs:
         p = subprocess.run([sys.executable, "-m", "benchmarks.fast", "--one", system, str(seed), str(int(eager))],
-                           capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+                           capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, env=env)
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith(RESULT_TAG)]
         if p.returncode or not lines:
             print(f"{system:<10} {seed:>4}  failed: {p.stderr.strip().splitlines()[-1:]}")

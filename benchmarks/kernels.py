@@ -1,6 +1,7 @@
 """Per-kernel breakdown: the compiled step's replayed lines beside the hand-written NumPy step's statements.
 
     python -m benchmarks.kernels W1          # W1..W4 (--repeats N, --blocks B)
+    python -m benchmarks.kernels fast        # one replayed step of `train --model fast`, by op (--batch)
 
 Both sides are timed statement by statement in sequence, as they run in a real step: an instrumented
 copy of each function reads a clock after every statement (the generated replay `body` of
@@ -10,6 +11,11 @@ the lowest mean over `--blocks` blocks of `--repeats` steps.  The totals underne
 instrumented sums with the plain functions: the compiled step also runs its prologue (argument and
 Python-state guards, reading the parameters) and epilogue (.grad, the returned copy), which the
 `run` line shows.  Labels name the op each replayed line belongs to.
+
+`fast` times the compiled step `train --model fast` replays (its recipe's model, optimizer and loss, a
+batch of random images) the same way, by op; it has no NumPy reference (`python -m benchmarks.fast`
+compares the whole run with PyTorch).  Run it under OPENBLAS_NUM_THREADS=1 and as the machine is set
+to see which ops gain from BLAS threads.
 """
 
 from __future__ import annotations
@@ -158,6 +164,72 @@ def breakdown(key: str, repeats: int = 200, blocks: int = 7) -> dict:
     }
 
 
+def fast_breakdown(batch: int = 256, repeats: int = 10, blocks: int = 3) -> dict:
+    """Time each replayed line of the `fast` recipe's compiled training step on one batch of `batch` images."""
+    import numpy as np
+
+    import tinygrad_mnist as tg
+    from tinygrad_mnist import train
+
+    recipe = train.RECIPES["fast"]
+    tg.manual_seed(0)
+    model = train.build_model("fast")
+    step = train.make_train_step(model, train.make_optimizer(recipe, model.parameters()), recipe)
+    rng = np.random.default_rng(0)
+    x, y = tg.from_numpy(rng.random((batch, 784), dtype=np.float32)), rng.integers(0, 10, batch)
+    for _ in range(4):  # two recordings, then replays
+        step(x, y)
+    prog = step._last
+    sources = [(x.data, y)[s.value] if s.kind == "input" else
+               (s.tensor if s.owner is None else s.owner._grad).data for s in prog.sources]
+    body_src = prog.source.split("\n\n")[0]
+    body, lines, acc = _compile_timed(body_src, prog.body.__globals__)
+    clock = _clock_cost(blocks, repeats)
+    times = [max(t - clock, 0.0) for t in _per_call(body, sources, acc, repeats, blocks)]
+    return {"batch": batch, "compiled": list(zip(_labels(prog, lines), lines, times)),
+            "body": _plain(prog.body, [sources], repeats, blocks), "run": _plain(step, [(x, y)], repeats, blocks),
+            "torch": _torch_fast_step(model, recipe, x.data, y, repeats, blocks)}
+
+
+def _torch_fast_step(model, recipe, x, y, repeats: int, blocks: int) -> float | None:
+    """PyTorch eager's time for the same step (benchmarks/fast.py's mirror, the model's weights), or None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    import numpy as np
+
+    from benchmarks.fast import torch_fast
+
+    net = torch_fast()
+    with torch.no_grad():
+        for tp, p in zip([*net.parameters(), *net.buffers()], [*model.parameters(), *model.buffers()]):
+            tp.copy_(torch.from_numpy(np.array(p.data)))
+    opt = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=(0.9, recipe.adam_beta2))
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(net(xt), yt, label_smoothing=recipe.label_smoothing)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    return _plain(step, [()], repeats, blocks)
+
+
+def fast_report(r: dict) -> str:
+    total = sum(t for *_, t in r["compiled"])
+    torch = "not installed" if r["torch"] is None else f"{r['torch'] * 1e3:.2f} ms"
+    lines = [f"fast: one training step of `train --model fast` on {r['batch']} images: compiled step "
+             f"{r['run'] * 1e3:.2f} ms (replayed body {r['body'] * 1e3:.2f} ms, {total * 1e3:.2f} ms summed over "
+             f"lines); PyTorch eager, the same step: {torch}", "compiled time by op (lines):"]
+    for name, (t, n) in sorted(by_op(r["compiled"]).items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"  {name:<18}{t * 1e3:8.3f} ms  {t / total:6.1%}  ({n})")
+    return "\n".join(lines)
+
+
 def by_op(rows) -> dict:
     """Compiled time and line count per op class."""
     out: dict[str, list] = {}
@@ -191,14 +263,18 @@ def report(r: dict, width: int = 58) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.kernels", description=__doc__.splitlines()[0])
-    ap.add_argument("workloads", nargs="*", default=["W1"], help="W1..W4 (default W1)")
+    ap.add_argument("workloads", nargs="*", default=["W1"], help="W1..W4 or fast (default W1)")
+    ap.add_argument("--batch", type=int, default=256, help="fast: images per step (default 256, the recipe's)")
     ap.add_argument("--repeats", type=int, default=200, help="steps per timed block (default 200)")
     ap.add_argument("--blocks", type=int, default=7, help="timed blocks; each line keeps its best (default 7)")
     a = ap.parse_args(argv)
     for key in a.workloads:
-        if key not in ("W1", "W2", "W3", "W4"):
-            ap.error(f"workload {key!r}: the breakdown covers W1, W2, W3, W4")
-        print(report(breakdown(key, a.repeats, a.blocks)))
+        if key not in ("W1", "W2", "W3", "W4", "fast"):
+            ap.error(f"workload {key!r}: the breakdown covers W1, W2, W3, W4 and fast")
+        if key == "fast":
+            print(fast_report(fast_breakdown(a.batch, min(a.repeats, 20), min(a.blocks, 3))))
+        else:
+            print(report(breakdown(key, a.repeats, a.blocks)))
         print()
     return 0
 

@@ -86,3 +86,14 @@ def test_kernel_breakdown_times_every_replayed_line_and_reference_statement(key)
     assert any("step" in line or "=" in line for line, _ in r["numpy"])
     text = kernels.report(r)
     assert "ratio run/numpy" in text and key in text
+
+
+def test_kernel_breakdown_of_the_fast_recipe_step():
+    """benchmarks.kernels fast: every line of the fast recipe's replayed step gets a time and its op."""
+    from benchmarks import kernels
+
+    r = kernels.fast_breakdown(batch=4, repeats=1, blocks=1)
+    ops = {label for label, _, _ in r["compiled"]}
+    assert {"Conv2d", "ConvTranspose2d", "Conv2dWeightGrad", "MaxPool2d", "AdamStep"} <= ops
+    assert all(t >= 0 for *_, t in r["compiled"]) and "" not in ops
+    assert "Conv2d" in kernels.fast_report(r)
