@@ -113,6 +113,15 @@ def _inlined(op: _Op, k: int, args: list, g: dict) -> ast.expr | None:
         return None
 
 
+def _call_args(op: _Op, k: int, ins: list, g: dict) -> list:
+    """The op's call arguments: its input variables, then each parameter as a keyword bound to a global `c{k}_{j}`."""
+    args = list(ins)
+    for j, (name, value) in enumerate(op.params.items()):
+        g[f"c{k}_{j}"] = value
+        args.append(f"{name}=c{k}_{j}")
+    return args
+
+
 def _hashable(v) -> bool:
     try:
         hash(v)
@@ -196,10 +205,7 @@ class _Program:
             out, slot = f"v{op.out}", rec.slots[op.out]
             ins = [f"v{i}" for i in op.ins]
             if scalars.fits(op):  # one-element floats: NumPy scalars, whose arithmetic skips the ufunc machinery
-                args = list(ins)
-                for j, (name, value) in enumerate(op.params.items()):
-                    g[f"c{k}_{j}"] = value
-                    args.append(f"{name}=c{k}_{j}")
+                args = _call_args(op, k, ins, g)
                 expr = _inlined(op, k, args, g)
                 written = None if expr is None else scalars.line(op, expr)
                 if written is not None:
@@ -217,10 +223,7 @@ class _Program:
                 written.pop()  # an in-place write whose result slot nothing reads: the alias is not needed
             fresh = written is not None and fresh_kernel(op)
             if written is None:
-                args = list(ins)
-                for j, (name, value) in enumerate(op.params.items()):
-                    g[f"c{k}_{j}"] = value
-                    args.append(f"{name}=c{k}_{j}")
+                args = _call_args(op, k, ins, g)
                 expr = _inlined(op, k, args, g)
                 if expr is not None:
                     consts = {f"v{i}": rec.slots[i].value for i in op.ins if kind[i] == CONST}
