@@ -63,18 +63,17 @@ class Buffers:
                 continue
             self.free_after[i] = max(last_use.get(j, -1) for j in group)
         self.group = {i: set(members[id(arrays[i])]) for i in self.free_after}
+        self.slots = rec.slots
 
     def donor(self, k: int, op, out_slot) -> int | None:
         """An input of op k whose memory is free after op k and can hold its result, or None."""
         for i in op.ins:
-            if (i in self.fresh and self.free_after.get(i) == k and out_slot.shape == self.shape[i]
-                    and out_slot.dtype == self.dtype[i] and not any(j in self.group[i] for j in op.ins if j != i)):
+            slot = self.slots[i]
+            if (i in self.fresh and self.free_after.get(i) == k
+                    and (out_slot.shape, out_slot.dtype) == (slot.shape, slot.dtype)
+                    and not any(j in self.group[i] for j in op.ins if j != i)):
                 return i
         return None
-
-    def note_shapes(self, slots) -> None:
-        self.shape = {i: slots[i].shape for i in self.free_after}
-        self.dtype = {i: slots[i].dtype for i in self.free_after}
 
 
 def _held_by_ops(rec) -> set:

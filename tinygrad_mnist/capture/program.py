@@ -195,7 +195,6 @@ class _Program:
         self._collect_outputs(rec.outputs, keep)
         self.folded = 0
         buffers = Buffers(rec, kind, last_use, keep)
-        buffers.note_shapes(rec.slots)
         self.reused = 0  # results written into a dead input's memory
         scalars = Scalars(rec, kind, g)
         for k, op in enumerate(rec.ops):
